@@ -1,0 +1,152 @@
+"""Backbones: the paper's compact CNN and any timm CNN through ``forward_features``.
+
+Each builder returns a :class:`Backbone`: the module producing the map at the
+insertion point, its channel count, and the pre-logits step of its own head where
+it has one (ConvNeXt's norm), applied to the pooled vector.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ersm_core.errors import CheckpointError, ConfigError
+
+__all__ = ["Backbone", "CompactCNN", "PooledPreLogits", "build_backbone", "load_backbone_weights"]
+
+
+@dataclass
+class Backbone:
+    """A feature extractor and what the model needs to know about it."""
+
+    features: nn.Module  # x [B, 3, S, S] -> map [B, C, H, W] via .forward_features
+    channels: int  # C
+    pre_logits: nn.Module  # pooled [B, C] -> [B, C'] before the new Linear
+    head_dim: int  # C'
+    mean: tuple[float, float, float]  # input normalization of the backbone
+    std: tuple[float, float, float]
+    crop_pct: float  # resize to size / crop_pct, then centre-crop
+
+
+class CompactCNN(nn.Module):
+    """The paper's pilot backbone: four conv 3×3 + ReLU + 2×2 max-pool blocks, 256 channels last.
+
+    A 128×128 input gives an 8×8 map.
+    """
+
+    def __init__(self, in_chans: int = 3, widths: tuple[int, ...] = (32, 64, 128, 256)) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        prev = in_chans
+        for width in widths:
+            layers += [nn.Conv2d(prev, width, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+            prev = width
+        self.body = nn.Sequential(*layers)
+        self.num_features = prev
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_features(x)
+
+
+class PooledPreLogits(nn.Module):
+    """Applies a timm head's norm (written for [B, C, 1, 1] or [B, C]) and pre-logits to a pooled vector."""
+
+    def __init__(self, norm: nn.Module, pre_logits: nn.Module) -> None:
+        super().__init__()
+        self.norm = norm
+        self.pre_logits = pre_logits
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        x = self.norm(pooled[:, :, None, None]).flatten(1)
+        return self.pre_logits(x)
+
+
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _timm_backbone(name: str, pretrained: bool) -> Backbone:
+    import timm
+
+    if not timm.is_model(name):
+        raise ConfigError(f"unknown backbone {name!r}: use 'compact_cnn' or a timm model name such as resnet50, convnext_tiny, efficientnetv2_s")
+    try:
+        model = timm.create_model(name, pretrained=pretrained)
+    except RuntimeError as err:  # timm raises RuntimeError for unknown names and failed downloads
+        raise ConfigError(f"could not create timm backbone {name!r}: {err}") from None
+    head = getattr(model, "head", None)
+    if head is not None and hasattr(head, "norm") and hasattr(head, "fc"):
+        # NormMlpClassifierHead (ConvNeXt and kin): pool -> norm -> flatten -> pre_logits -> fc
+        pre_logits: nn.Module = PooledPreLogits(head.norm, getattr(head, "pre_logits", nn.Identity()))
+        model.head = nn.Identity()
+    else:
+        pre_logits = nn.Identity()
+        model.reset_classifier(0)
+    cfg = getattr(model, "pretrained_cfg", {}) or {}
+    head_dim = model.num_features
+    if isinstance(pre_logits, PooledPreLogits) and hasattr(pre_logits.pre_logits, "fc"):
+        head_dim = pre_logits.pre_logits.fc.out_features
+    return Backbone(
+        features=model,
+        channels=model.num_features,
+        pre_logits=pre_logits,
+        head_dim=head_dim,
+        mean=tuple(cfg.get("mean", _IMAGENET_MEAN)),
+        std=tuple(cfg.get("std", _IMAGENET_STD)),
+        crop_pct=float(cfg.get("crop_pct", 0.875) or 0.875),
+    )
+
+
+def build_backbone(name: str, pretrained: bool = False) -> Backbone:
+    """Build ``compact_cnn`` or a timm CNN by name."""
+    if name == "compact_cnn":
+        if pretrained:
+            raise ConfigError("compact_cnn has no pretrained weights; drop --pretrained or pick a timm backbone")
+        net = CompactCNN()
+        return Backbone(net, net.num_features, nn.Identity(), net.num_features, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), 1.0)
+    return _timm_backbone(name, pretrained)
+
+
+def load_backbone_weights(module: nn.Module, path: str | Path) -> list[str]:
+    """Load a local state dict (``.pt``/``.pth`` or ``.safetensors``) into a backbone.
+
+    Classifier keys the backbone no longer has are ignored; missing backbone keys
+    raise. Never unpickles code. Returns the ignored keys.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"weights file not found: {path}")
+    if path.suffix == ".safetensors":
+        try:
+            from safetensors.torch import load_file
+        except ImportError:
+            raise CheckpointError("reading .safetensors needs the 'safetensors' package: pip install safetensors") from None
+        state = load_file(str(path))
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 - any failure here is a bad file
+            raise CheckpointError(f"could not read weights from {path} as a plain state dict (code is never unpickled): {err}") from None
+        for key in ("state_dict", "model", "state_dict_ema"):
+            if isinstance(state, dict) and isinstance(state.get(key), dict):
+                state = state[key]
+                break
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} does not hold a state dict")
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    own = module.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    missing = [k for k in own if k not in usable]
+    if missing:
+        raise CheckpointError(
+            f"{path} does not fit this backbone: {len(missing)} weights missing or of another shape "
+            f"(first: {missing[:3]}); is it for the same architecture?"
+        )
+    module.load_state_dict(usable)
+    return sorted(set(state) - set(usable))

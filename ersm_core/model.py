@@ -1,0 +1,263 @@
+"""Model skeleton shared by every variant: backbone → spatial module → GAP → head.
+
+Variants (SPEC §1): ``baseline`` (identity), ``dropblock`` (Ghiasi et al., 2018),
+``spatial_dropout`` (Tompson et al., 2015), ``l0`` (Louizos et al., 2018),
+``ersm_unary`` and ``ersm_full`` (the Energy-Mask Layer). Everything after the
+insertion point is pool → head, which is what lets the deletion evaluator get
+a whole curve from one backbone pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from ersm_core.backbones import build_backbone, load_backbone_weights
+from ersm_core.energy import EnergyMask, check_patch_size, normalize_tokens, tokenize
+from ersm_core.errors import ConfigError
+from ersm_core.l0 import L0Gate
+from ersm_core.registry import Registry
+
+__all__ = ["ModelConfig", "ERSMModel", "build_model", "VARIANTS", "ENERGY_VARIANTS"]
+
+ENERGY_VARIANTS = ("ersm_unary", "ersm_full")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a model; ``asdict`` goes into checkpoints and reports."""
+
+    num_classes: int  # classes of the new Linear head
+    backbone: str = "compact_cnn"  # 'compact_cnn' or a timm CNN name
+    variant: str = "ersm_full"  # baseline, dropblock, spatial_dropout, l0, ersm_unary, ersm_full
+    image_size: int = 128  # square input side after the transform
+    patch_size: int = 1  # P: tokens are P×P patches of the insertion-point map
+    alpha: float = 1e-3  # weight of the unary energy
+    beta: float = 1e-3  # weight of the pairwise energy (forced to 0 for ersm_unary)
+    tau: float = 1.0  # gate temperature
+    init_keep: float = 0.9  # initial keep probability of the gate
+    pairwise_reduce: str = "sum"  # 'sum' (authors' code) or 'mean' over Moore neighbours
+    bias: str = "scalar"  # 'scalar' b, or 'per_token' as the authors' code has
+    drop_prob: float = 0.1  # DropBlock / spatial-dropout rate
+    block_size: int = 3  # DropBlock block size on the map
+    l0_lambda: float = 1e-2  # weight of the expected-L0 penalty
+    pretrained: bool = False  # timm pretrained weights at construction (training only)
+    freeze_backbone: bool = False  # backbone in eval mode with no gradients
+    mean: tuple[float, ...] = ()  # input normalization; empty = the backbone's own
+    std: tuple[float, ...] = ()
+    crop_pct: float = 0.0  # eval resize = image_size / crop_pct; 0 = the backbone's own
+
+    def __post_init__(self) -> None:
+        if self.num_classes < 2:
+            raise ConfigError(f"num_classes must be at least 2, got {self.num_classes}")
+        if self.variant not in VARIANTS:
+            raise ConfigError(f"unknown variant {self.variant!r}; valid names: {', '.join(VARIANTS.names())}")
+        if self.image_size < 8:
+            raise ConfigError(f"image_size must be at least 8, got {self.image_size}")
+        if self.variant == "ersm_unary" and self.beta != 0.0:
+            object.__setattr__(self, "beta", 0.0)
+        if self.variant == "ersm_full" and self.beta <= 0.0:
+            raise ConfigError("ersm_full needs beta > 0; use --variant ersm_unary for beta = 0")
+        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
+        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-type dict (lists for tuples), safe for JSON and ``weights_only`` checkpoints."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        """Rebuild from :meth:`to_dict`; unknown keys raise ConfigError."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"model config has unknown keys {unknown}; was it written by a newer ersm-eval?")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+SpatialBuilder = Callable[[int, ModelConfig, int], nn.Module]
+VARIANTS: Registry[SpatialBuilder] = Registry("variant")
+
+
+class Identity2d(nn.Module):
+    """The baseline's spatial module: no change, no loss."""
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return x, {}
+
+
+class RegularizerOnly(nn.Module):
+    """Wraps a map → map regularizer (DropBlock, Dropout2d) into the spatial-module interface."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return self.module(x), {}
+
+
+@VARIANTS.register("baseline")
+def _baseline(channels: int, cfg: ModelConfig, n_tokens: int) -> nn.Module:
+    return Identity2d()
+
+
+@VARIANTS.register("dropblock")
+def _dropblock(channels: int, cfg: ModelConfig, n_tokens: int) -> nn.Module:
+    from timm.layers import DropBlock2d
+
+    return RegularizerOnly(DropBlock2d(drop_prob=cfg.drop_prob, block_size=cfg.block_size))
+
+
+@VARIANTS.register("spatial_dropout")
+def _spatial_dropout(channels: int, cfg: ModelConfig, n_tokens: int) -> nn.Module:
+    return RegularizerOnly(nn.Dropout2d(p=cfg.drop_prob))
+
+
+@VARIANTS.register("l0")
+def _l0(channels: int, cfg: ModelConfig, n_tokens: int) -> nn.Module:
+    return L0Gate(channels, cfg.patch_size, l0_lambda=cfg.l0_lambda, init_keep=cfg.init_keep)
+
+
+def _ersm(channels: int, cfg: ModelConfig, n_tokens: int) -> nn.Module:
+    return EnergyMask(
+        channels,
+        patch_size=cfg.patch_size,
+        alpha=cfg.alpha,
+        beta=cfg.beta,
+        tau=cfg.tau,
+        init_keep=cfg.init_keep,
+        pairwise_reduce=cfg.pairwise_reduce,
+        bias=cfg.bias,
+        n_tokens=n_tokens,
+    )
+
+
+VARIANTS.register("ersm_unary")(_ersm)
+VARIANTS.register("ersm_full")(_ersm)
+
+
+class ERSMModel(nn.Module):
+    """backbone → spatial module → GAP → (pre-logits) → Linear.
+
+    Build it with :func:`build_model`. Public pieces the evaluators share:
+    :meth:`forward_features`, :meth:`token_scores`, :meth:`gate`, :meth:`pool`,
+    :meth:`forward_head` and :meth:`forward`.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        backbone = build_backbone(config.backbone, pretrained=config.pretrained)
+        self.backbone = backbone.features
+        self.pre_logits = backbone.pre_logits
+        self.channels = backbone.channels
+        self.mean = config.mean or backbone.mean
+        self.std = config.std or backbone.std
+        self.crop_pct = config.crop_pct or backbone.crop_pct
+        with torch.no_grad():
+            was_training = self.backbone.training
+            self.backbone.eval()
+            probe = self.backbone.forward_features(torch.zeros(1, 3, config.image_size, config.image_size))
+            self.backbone.train(was_training)
+        self.feature_hw: tuple[int, int] = (int(probe.shape[2]), int(probe.shape[3]))
+        self.grid = check_patch_size(*self.feature_hw, config.patch_size)
+        self.n_tokens = self.grid[0] * self.grid[1]
+        self.spatial = VARIANTS.get(config.variant)(self.channels, config, self.n_tokens)
+        self.head = nn.Linear(backbone.head_dim, config.num_classes)
+        if config.freeze_backbone:
+            for p in self.backbone.parameters():
+                p.requires_grad_(False)
+
+    # -- structure --------------------------------------------------------------------
+    @property
+    def has_energy(self) -> bool:
+        """True for the ERSM variants (energy, unary and pairwise scores exist)."""
+        return isinstance(self.spatial, EnergyMask)
+
+    @property
+    def has_gate(self) -> bool:
+        """True when the spatial module produces a keep map (ERSM, L0)."""
+        return isinstance(self.spatial, (EnergyMask, L0Gate))
+
+    @property
+    def head_is_linear(self) -> bool:
+        """True when logits are an affine function of the pooled vector (CAM is exact)."""
+        return isinstance(self.pre_logits, nn.Identity)
+
+    def train(self, mode: bool = True) -> "ERSMModel":
+        super().train(mode)
+        if self.config.freeze_backbone:
+            self.backbone.eval()
+        return self
+
+    # -- pieces -----------------------------------------------------------------------
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Map at the insertion point, [B, C, H, W]."""
+        if self.config.freeze_backbone:
+            with torch.no_grad():
+                return self.backbone.forward_features(x)
+        return self.backbone.forward_features(x)
+
+    def token_scores(self, features: torch.Tensor) -> dict[str, Any]:
+        """Per-token scores [B, N] of a feature map (deterministic, eval-mode gate).
+
+        Keys: ``unary``, ``keep``, ``energy_unary``, ``energy_pairwise``, ``energy``,
+        ``magnitude`` for ERSM; ``keep`` and ``magnitude`` for L0; ``magnitude`` for
+        the rest; plus ``grid`` = (h, w).
+        """
+        if isinstance(self.spatial, EnergyMask):
+            s = self.spatial.scores(features)
+            return {
+                "unary": s.unary,
+                "keep": s.keep,
+                "energy_unary": s.energy_unary,
+                "energy_pairwise": s.energy_pairwise,
+                "energy": s.energy,
+                "magnitude": s.magnitude,
+                "grid": s.grid,
+            }
+        if isinstance(self.spatial, L0Gate):
+            s = self.spatial.scores(features)
+            return {"keep": s["keep"], "magnitude": s["magnitude"], "grid": self.grid}
+        _, magnitude = normalize_tokens(tokenize(features, self.config.patch_size))
+        return {"magnitude": magnitude, "grid": self.grid}
+
+    def gate(self, features: torch.Tensor) -> torch.Tensor:
+        """The spatial module's deterministic output (the soft-gated map Y in eval)."""
+        was_training = self.spatial.training
+        self.spatial.eval()
+        try:
+            return self.spatial(features)[0]
+        finally:
+            self.spatial.train(was_training)
+
+    @staticmethod
+    def pool(x: torch.Tensor) -> torch.Tensor:
+        """Global average pooling, [B, C, H, W] → [B, C]."""
+        return x.mean(dim=(2, 3))
+
+    def forward_head(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Pooled [B, C] → logits [B, K]."""
+        return self.head(self.pre_logits(pooled))
+
+    def forward(self, x: torch.Tensor, return_aux: bool = False):
+        """Logits; with ``return_aux`` also ``{"reg_loss", "keep"?}`` from the same pass."""
+        gated, aux = self.spatial(self.forward_features(x))
+        logits = self.forward_head(self.pool(gated))
+        if return_aux:
+            aux = dict(aux)
+            aux.setdefault("reg_loss", logits.new_zeros(()))
+            return logits, aux
+        return logits
+
+
+def build_model(config: ModelConfig, weights: str | None = None) -> ERSMModel:
+    """Build a model from its config; ``weights`` loads a local backbone state dict."""
+    model = ERSMModel(config)
+    if weights:
+        load_backbone_weights(model.backbone, weights)
+    return model
