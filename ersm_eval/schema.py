@@ -1,0 +1,60 @@
+"""The output tables: file names and columns shared by the evaluators and the reports.
+
+Every CSV is in long (tidy) form. Evaluators return DataFrames with exactly these
+columns (in this order, extra columns only where noted); the ``reports`` package
+reads them back and checks them with :func:`check_columns`.
+"""
+
+from __future__ import annotations
+
+__all__ = ["TABLES", "SUMMARY_JSON", "MAPS_NPZ", "REPORT_HTML", "check_columns"]
+
+SUMMARY_JSON = "summary.json"  # options, checkpoint sha256 + config, dataset, versions, command line, run time
+MAPS_NPZ = "maps.npz"  # keep/energy/cam maps of the images chosen for galleries (see ersm_eval.sparsity)
+REPORT_HTML = "report.html"
+
+TABLES: dict[str, list[str]] = {
+    # deletion (ersm_eval.deletion); seed is -1 for deterministic rankings
+    "deletion_curves.csv": [
+        "checkpoint", "ranking", "seed", "k", "fraction_removed", "n_images",
+        "accuracy", "ci_low", "ci_high", "mean_true_prob",
+    ],
+    # one row per ranking; random's row is its mean over seeds
+    "deletion_summary.csv": [
+        "checkpoint", "ranking", "n_seeds", "auc", "acc_k0", "peak_accuracy", "peak_k",
+        "max_gap_to_random", "max_gap_k", "max_gap_ci_low", "max_gap_ci_high", "half_accuracy_k",
+    ],
+    # each ranking against random (seed-pooled) at each k, paired over images
+    "deletion_tests.csv": [
+        "checkpoint", "ranking", "k", "test", "accuracy", "random_accuracy", "difference",
+        "ci_low", "ci_high", "statistic", "p_value",
+    ],
+    # ranking pairs compared per image
+    "ranking_agreement.csv": [
+        "checkpoint", "ranking_a", "ranking_b", "n_images", "spearman_mean", "spearman_sd",
+        "kendall_mean", "kendall_sd", "overlap25_mean", "overlap50_mean",
+    ],
+    # occlusion (ersm_eval.occlusion)
+    "occlusion.csv": [
+        "checkpoint", "fill", "pattern", "severity", "n", "accuracy", "ci_low", "ci_high",
+        "mean_true_prob", "relative_robustness",
+    ],
+    "occlusion_summary.csv": [
+        "checkpoint", "fill", "pattern", "auc", "acc0", "mean_relative_robustness",
+        "min_relative_robustness", "diff_auc_to_first", "diff_ci_low", "diff_ci_high",
+    ],
+    # sparsity (ersm_eval.sparsity): scalar statistics in long form
+    # map is keep, energy or cam (or '' for statistics of no map); threshold is NaN where unused
+    "sparsity_summary.csv": ["checkpoint", "map", "metric", "threshold", "value", "ci_low", "ci_high"],
+    "keep_histogram.csv": ["checkpoint", "bin_low", "bin_high", "count"],
+    "per_class_keep.csv": ["checkpoint", "class_index", "class_name", "n", "mean_keep", "accuracy"],
+    "per_image.csv": [
+        "checkpoint", "index", "label", "prediction", "correct", "confidence", "mean_keep",
+        "object_keep_mass", "iou", "failure",
+    ],
+}
+
+
+def check_columns(name: str, columns: list[str]) -> list[str]:
+    """Return the required columns of table ``name`` missing from ``columns``."""
+    return [c for c in TABLES[name] if c not in columns]
