@@ -1,0 +1,1 @@
+"""The ``ersm-eval`` command-line interface (typer)."""

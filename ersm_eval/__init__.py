@@ -1,0 +1,1 @@
+"""Evaluators: deletion curves, occlusion, sparsity and mask statistics, as pandas tables."""

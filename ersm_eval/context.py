@@ -1,0 +1,131 @@
+"""Shared set-up of an evaluation: checkpoint, dataset with the model's transform, image
+selection, device, and the batch loop (sharded across processes under torchrun).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from ersm_core.checkpoint import LoadedCheckpoint, load_checkpoint
+from ersm_core.data import ERSMDataset, build_dataset, model_transform
+from ersm_core.device import select_device
+from ersm_core.errors import DatasetError
+
+__all__ = ["EvalSetup", "load_eval_dataset", "prepare", "iterate_batches", "Progress"]
+
+Progress = Callable[[int], None]  # called with the number of images just processed
+
+
+@dataclass
+class EvalSetup:
+    """Everything an evaluator needs besides its own settings."""
+
+    checkpoint: LoadedCheckpoint
+    dataset: ERSMDataset
+    indices: list[int]  # dataset indices evaluated (after --limit), ascending
+    device: torch.device
+    dataset_name: str = ""
+    options: dict[str, Any] = field(default_factory=dict)  # dataset options, for provenance
+
+    @property
+    def model(self):
+        return self.checkpoint.model
+
+    def describe(self) -> dict[str, Any]:
+        """Plain description for summary.json."""
+        return {
+            "checkpoint": str(self.checkpoint.path),
+            "checkpoint_sha256": self.checkpoint.sha256,
+            "config": self.checkpoint.config.to_dict(),
+            "class_names": list(self.checkpoint.class_names),
+            "provenance": self.checkpoint.provenance,
+            "dataset": {**self.dataset.describe(), "dataset": self.dataset_name, "options": self.options},
+            "n_images": len(self.indices),
+            "device": str(self.device),
+        }
+
+
+def load_eval_dataset(
+    checkpoint: LoadedCheckpoint,
+    dataset: str,
+    split: str = "test",
+    data_root: str | Path | None = None,
+    limit: int | None = None,
+    dataset_options: dict[str, Any] | None = None,
+) -> tuple[ERSMDataset, list[int]]:
+    """The dataset as the checkpoint's model sees it, and the indices to evaluate.
+
+    Raises DatasetError if the class count differs from the checkpoint's or the
+    selection is empty.
+    """
+    options = dict(dataset_options or {})
+    if dataset == "synthetic":
+        options.setdefault("num_classes", checkpoint.config.num_classes)
+    data = build_dataset(dataset, split, model_transform(checkpoint.model), root=data_root, **options)
+    if len(data.classes) != checkpoint.config.num_classes:
+        raise DatasetError(
+            f"dataset {dataset!r} has {len(data.classes)} classes but the checkpoint {checkpoint.path} "
+            f"was trained for {checkpoint.config.num_classes}; evaluate it on the dataset it was trained on"
+        )
+    if limit is not None and limit < 1:
+        raise DatasetError(f"--limit must be at least 1 (got {limit}): there would be no images to evaluate")
+    n = len(data) if limit is None else min(limit, len(data))
+    return data, list(range(n))
+
+
+def prepare(
+    checkpoint_path: str | Path,
+    dataset: str,
+    split: str = "test",
+    data_root: str | Path | None = None,
+    limit: int | None = None,
+    device: str | None = None,
+    dataset_options: dict[str, Any] | None = None,
+) -> EvalSetup:
+    """Load the checkpoint (untrusted: weights only), the dataset and pick the device."""
+    dev = select_device(device)
+    ckpt = load_checkpoint(checkpoint_path)
+    ckpt.model.to(dev).eval()
+    data, indices = load_eval_dataset(ckpt, dataset, split, data_root, limit, dataset_options)
+    return EvalSetup(ckpt, data, indices, dev, dataset, dict(dataset_options or {}))
+
+
+def shard(indices: list[int]) -> list[int]:
+    """This process's share of the indices under torch.distributed (every image exactly once)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        return indices[rank::world]
+    return indices
+
+
+def iterate_batches(
+    dataset: ERSMDataset,
+    indices: list[int],
+    batch_size: int = 32,
+    workers: int = 0,
+    device: torch.device | str = "cpu",
+    progress: Progress | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Yield collated batches of the given indices (this process's shard), moved to ``device``.
+
+    Batch composition never changes results: every evaluator is per image.
+    """
+    if batch_size < 1:
+        raise DatasetError(f"--batch-size must be at least 1, got {batch_size}")
+    if workers < 0:
+        raise DatasetError(f"--workers must be 0 or more, got {workers}")
+    mine = shard(indices)
+    loader = DataLoader(
+        Subset(dataset, mine), batch_size=batch_size, shuffle=False, num_workers=workers,
+        pin_memory=torch.device(device).type == "cuda",
+    )
+    for batch in loader:
+        out = {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+        yield out
+        if progress is not None:
+            progress(len(batch["index"]))

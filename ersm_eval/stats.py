@@ -1,0 +1,98 @@
+"""Statistics used by every evaluator: intervals over images and paired tests.
+
+Pure numpy/scipy functions. Intervals are 95% by default. Bootstrap resampling
+draws multinomial image weights, so many curves (one column per k) share one
+set of resamples and memory stays at [n_boot, n_images].
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import stats as _st
+
+__all__ = [
+    "wilson_interval",
+    "bootstrap_weights",
+    "bootstrap_mean_ci",
+    "paired_bootstrap_diff",
+    "mcnemar_exact",
+    "normalized_auc",
+]
+
+_Z95 = 1.959963984540054
+
+
+def wilson_interval(successes, n, z: float = _Z95) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval for a binomial proportion; vectorized; n = 0 gives (nan, nan)."""
+    successes = np.asarray(successes, dtype=float)
+    n = np.asarray(n, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = successes / n
+        denom = 1.0 + z * z / n
+        centre = (p + z * z / (2 * n)) / denom
+        half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return centre - half, centre + half
+
+
+def bootstrap_weights(n: int, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
+    """[n_boot, n] multinomial resampling counts (each row sums to n)."""
+    rng = np.random.default_rng(seed)
+    return rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)
+
+
+def bootstrap_mean_ci(
+    values: np.ndarray, n_boot: int = 1000, seed: int = 0, level: float = 0.95, weights: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile bootstrap interval of the mean over axis 0 of values [n, ...]."""
+    values = np.asarray(values, dtype=np.float64)
+    n = values.shape[0]
+    if n == 0:
+        nan = np.full(values.shape[1:], np.nan)
+        return nan, nan.copy()
+    w = bootstrap_weights(n, n_boot, seed) if weights is None else weights
+    flat = values.reshape(n, -1)
+    means = (w @ flat) / n  # [n_boot, K]
+    alpha = (1.0 - level) / 2.0
+    low, high = np.quantile(means, [alpha, 1.0 - alpha], axis=0)
+    return low.reshape(values.shape[1:]), high.reshape(values.shape[1:])
+
+
+def paired_bootstrap_diff(a: np.ndarray, b: np.ndarray, n_boot: int = 1000, seed: int = 0, level: float = 0.95):
+    """Mean of a − b over images (axis 0) with a percentile interval and a two-sided bootstrap p-value."""
+    diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    n = diff.shape[0]
+    flat = diff.reshape(n, -1)
+    w = bootstrap_weights(n, n_boot, seed)
+    means = (w @ flat) / n
+    alpha = (1.0 - level) / 2.0
+    low, high = np.quantile(means, [alpha, 1.0 - alpha], axis=0)
+    # two-sided p: how often the resampled mean lands on the other side of zero
+    p = 2.0 * np.minimum((means <= 0).mean(0), (means >= 0).mean(0))
+    p = np.clip(np.where(np.all(flat == 0, axis=0), 1.0, p), 0.0, 1.0)
+    shape = diff.shape[1:]
+    return flat.mean(0).reshape(shape), low.reshape(shape), high.reshape(shape), p.reshape(shape)
+
+
+def mcnemar_exact(a_correct: np.ndarray, b_correct: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exact (binomial) McNemar test over images (axis 0), per column.
+
+    Returns (statistic = discordant pairs where a is right and b wrong minus the reverse,
+    two-sided p-value). No discordant pairs gives p = 1.
+    """
+    a = np.asarray(a_correct, dtype=bool)
+    b = np.asarray(b_correct, dtype=bool)
+    only_a = (a & ~b).sum(0)
+    only_b = (~a & b).sum(0)
+    total = only_a + only_b
+    p = np.minimum(1.0, 2.0 * _st.binom.cdf(np.minimum(only_a, only_b), total, 0.5))
+    p = np.where(total == 0, 1.0, p)
+    return (only_a - only_b).astype(float), p
+
+
+def normalized_auc(x: np.ndarray, y: np.ndarray) -> float:
+    """Trapezoidal area under y(x) divided by the x range (so a constant curve c gives c)."""
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    if len(x) < 2 or x[-1] == x[0]:
+        return float(y.mean()) if len(y) else float("nan")
+    return float(np.trapezoid(y, x) / (x[-1] - x[0]))
