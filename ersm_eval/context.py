@@ -110,16 +110,19 @@ def iterate_batches(
     workers: int = 0,
     device: torch.device | str = "cpu",
     progress: Progress | None = None,
+    sharded: bool = True,
 ) -> Iterator[dict[str, Any]]:
-    """Yield collated batches of the given indices (this process's shard), moved to ``device``.
+    """Yield collated batches of the given indices, moved to ``device``.
 
-    Batch composition never changes results: every evaluator is per image.
+    With ``sharded`` (the default) only this process's share under torch.distributed;
+    pass False for indices that are already a shard. Batch composition never
+    changes results: every evaluator is per image.
     """
     if batch_size < 1:
         raise DatasetError(f"--batch-size must be at least 1, got {batch_size}")
     if workers < 0:
         raise DatasetError(f"--workers must be 0 or more, got {workers}")
-    mine = shard(indices)
+    mine = shard(indices) if sharded else list(indices)
     loader = DataLoader(
         Subset(dataset, mine), batch_size=batch_size, shuffle=False, num_workers=workers,
         pin_memory=torch.device(device).type == "cuda",

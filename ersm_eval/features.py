@@ -1,0 +1,65 @@
+"""Backbone features for feature-level evaluations, through the optional cache.
+
+``feature_batches`` yields ``{"features", "label", "index"}`` batches for this
+process's share of the images. With a :class:`~ersm_eval.cache.FeatureCache`,
+images are grouped by cache chunk: a cached chunk skips image loading and the
+backbone entirely; a missing or corrupt one is computed and stored.
+"""
+
+from __future__ import annotations
+
+from itertools import groupby
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from ersm_core.data import ERSMDataset
+from ersm_eval.cache import FeatureCache
+from ersm_eval.context import Progress, iterate_batches, shard
+
+__all__ = ["feature_batches"]
+
+
+@torch.no_grad()
+def _compute(model, dataset, indices, batch_size, workers, device, progress, sharded=True) -> Iterator[dict[str, Any]]:
+    for batch in iterate_batches(dataset, indices, batch_size, workers, device, progress, sharded=sharded):
+        yield {"features": model.forward_features(batch["image"]), "label": batch["label"], "index": batch["index"]}
+
+
+def feature_batches(
+    model,
+    dataset: ERSMDataset,
+    indices: list[int],
+    batch_size: int = 32,
+    workers: int = 0,
+    device: torch.device | str = "cpu",
+    cache: FeatureCache | None = None,
+    progress: Progress | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Yield feature batches (model in eval mode) for this process's shard of ``indices``."""
+    model.eval()
+    if cache is None:
+        yield from _compute(model, dataset, indices, batch_size, workers, device, progress)
+        return
+    device = torch.device(device)
+    mine = shard(indices)
+    for chunk, group in groupby(mine, key=FeatureCache.chunk_of):
+        needed = list(group)
+        hit = cache.load_chunk(chunk, needed)
+        if hit is None:
+            parts = list(_compute(model, dataset, needed, batch_size, workers, device, None, sharded=False))
+            feats = torch.cat([p["features"] for p in parts]).float().cpu().numpy()
+            labels = torch.cat([p["label"] for p in parts]).cpu().numpy()
+            cache.store_chunk(chunk, np.asarray(needed), feats, labels)
+            hit = (np.asarray(needed), feats, labels)
+        idx, feats, labels = hit
+        for start in range(0, len(idx), batch_size):
+            sl = slice(start, start + batch_size)
+            yield {
+                "features": torch.from_numpy(np.ascontiguousarray(feats[sl])).to(device),
+                "label": torch.from_numpy(labels[sl]).to(device),
+                "index": torch.from_numpy(idx[sl]).to(device),
+            }
+            if progress is not None:
+                progress(len(idx[sl]))
