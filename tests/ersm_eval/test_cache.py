@@ -51,7 +51,7 @@ def test_corruption_is_detected_and_dropped(tmp_path, damage):
     elif damage == "delete":
         feat_file.unlink()
     else:
-        next(cache.dir.glob("*.json")).write_text("{not json")
+        next(cache.dir.glob("c*.json")).write_text("{not json")
     fresh = FeatureCache(tmp_path, _key())
     assert fresh.load_chunk(0, [0]) is None
     assert fresh.rebuilt, "the damaged chunk must be reported as rebuilt"
