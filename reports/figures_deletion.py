@@ -1,0 +1,170 @@
+"""Deletion figures: accuracy against patches removed, and the per-ranking summary bars.
+
+The curves are the paper's Fig. 3/4 (ERSM, "robustness curve"): top-1 accuracy as
+the highest-ranked tokens are deleted, one line per ranking with its 95% band,
+random drawn as the mean over seeds with the min–max spread across seeds.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import PercentFormatter
+
+from reports.figures_style import new_figure, ranking_order, ranking_style, series_colours, series_of, styled
+
+__all__ = ["n_tokens", "plot_deletion_curves", "plot_deletion_summary", "random_band"]
+
+_HATCHES = ["", "//", "..", "xx", "\\\\", "oo", "++", "--"]
+
+
+def n_tokens(curve: pd.DataFrame) -> int | None:
+    """Number of tokens N implied by ``k / fraction_removed`` (None when it cannot be told)."""
+    rows = curve[(curve["k"] > 0) & (curve["fraction_removed"] > 0)]
+    if rows.empty:
+        return None
+    ratios = (rows["k"] / rows["fraction_removed"]).to_numpy()
+    n = float(np.median(ratios))
+    if not math.isfinite(n) or n <= 0 or not np.allclose(ratios, n, rtol=1e-3):
+        return None
+    return int(round(n))
+
+
+def random_band(rows: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series, int]:
+    """Mean, low and high of the random ranking's accuracy per k, and the number of seeds.
+
+    With several seeds the band is their min–max spread; with one seed (or only a
+    seed-pooled row, seed −1) it is that curve's own 95% interval.
+    """
+    seeded = rows[rows["seed"] >= 0]
+    if seeded["seed"].nunique() > 1:
+        per_seed = seeded.pivot_table(index="k", columns="seed", values="accuracy", aggfunc="mean")
+        return per_seed.mean(axis=1), per_seed.min(axis=1), per_seed.max(axis=1), per_seed.shape[1]
+    one = (seeded if not seeded.empty else rows).groupby("k")[["accuracy", "ci_low", "ci_high"]].mean()
+    return one["accuracy"], one["ci_low"], one["ci_high"], max(1, seeded["seed"].nunique())
+
+
+def _k0_accuracy(rows: pd.DataFrame) -> float | None:
+    at0 = rows.loc[rows["k"] == 0, "accuracy"]
+    return float(at0.median()) if len(at0) else None
+
+
+@styled
+def plot_deletion_curves(curves: pd.DataFrame) -> Figure:
+    """Accuracy (%) against patches removed: one panel per series, one line per ranking.
+
+    Args:
+        curves: deletion_curves.csv rows, optionally stacked over runs with a ``series`` column.
+
+    Returns:
+        The figure (legend below the panels, so it never covers a curve).
+    """
+    curves = series_of(curves)
+    series = list(pd.unique(curves["series"]))
+    ncols = 1 if len(series) == 1 else 2
+    nrows = math.ceil(len(series) / ncols)
+    fig = new_figure(6.6 if ncols == 1 else 10.5, 3.6 * nrows + 0.9)
+    axes = fig.subplots(nrows, ncols, sharey=True, squeeze=False).ravel()
+    handles: dict[str, object] = {}
+    for ax, name in zip(axes, series):
+        panel = curves[curves["series"] == name]
+        for ranking in ranking_order(panel["ranking"]):
+            rows = panel[panel["ranking"] == ranking]
+            style = ranking_style(ranking)
+            if ranking == "random":
+                mean, low, high, seeds = random_band(rows)
+                label = f"Random (mean of {seeds} seeds)" if seeds > 1 else "Random"
+                x = mean.index.to_numpy()
+                y, lo, hi = mean.to_numpy(), low.to_numpy(), high.to_numpy()
+                ax.fill_between(x, lo * 100, hi * 100, color="#888888", alpha=0.3, linewidth=0)
+            else:
+                rows = rows.groupby("k")[["accuracy", "ci_low", "ci_high"]].mean()
+                x = rows.index.to_numpy()
+                y, lo, hi = rows["accuracy"].to_numpy(), rows["ci_low"].to_numpy(), rows["ci_high"].to_numpy()
+                label = style.label
+                ax.fill_between(x, lo * 100, hi * 100, color=style.colour, alpha=0.14, linewidth=0)
+            (line,) = ax.plot(
+                x, y * 100, color=style.colour, linestyle=style.linestyle, marker=style.marker or None,
+                markevery=max(1, len(x) // 8), markersize=4, label=label, zorder=3,
+            )
+            handles.setdefault(label, line)
+        acc0 = _k0_accuracy(panel)
+        title = name
+        if acc0 is not None:
+            level = ax.axhline(acc0 * 100, color="#555555", linewidth=0.9, linestyle=(0, (1, 2)), zorder=2)
+            handles.setdefault("Accuracy with no deletion (k = 0)", level)
+            title = f"{name}: {acc0 * 100:.1f}% at k = 0"
+        ax.set_title(title, loc="left")
+        ax.set_xlabel("Patches removed (k)")
+        ax.set_xlim(panel["k"].min(), panel["k"].max())
+        n = n_tokens(panel)
+        if n:
+            top = ax.secondary_xaxis("top", functions=(lambda k, n=n: k / n, lambda f, n=n: f * n))
+            top.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+            top.set_xlabel(f"Share of the {n} patches removed", fontsize=8)
+    for ax in axes[:: ncols]:
+        ax.set_ylabel("Top-1 accuracy (%)")
+    for ax in axes[len(series):]:
+        ax.set_visible(False)
+    seeded = curves.loc[curves["ranking"] == "random", "seed"].nunique() > 1
+    fig.legend(
+        list(handles.values()), list(handles), loc="outside lower center", ncols=min(2 if ncols == 1 else 3, len(handles)),
+        title="Bands: 95% CI" + ("; random: min–max over seeds" if seeded else ""), title_fontsize=8,
+    )
+    return fig
+
+
+@styled
+def plot_deletion_summary(summary: pd.DataFrame) -> Figure:
+    """Bars of the deletion AUC per ranking and the largest gap to random with its 95% CI.
+
+    Args:
+        summary: deletion_summary.csv rows, optionally stacked with a ``series`` column.
+    """
+    summary = series_of(summary)
+    series = list(pd.unique(summary["series"]))
+    rankings = ranking_order(summary["ranking"])
+    gap_rankings = [r for r in rankings if r != "random" and summary.loc[summary["ranking"] == r, "max_gap_to_random"].notna().any()]
+    colours = series_colours(series)
+    width = 0.8 / len(series)
+    fig = new_figure(min(11.0, max(6.6, 0.8 * len(rankings) * max(1, len(series) / 1.5) + 0.7 * len(gap_rankings) + 1.5)), 3.6)
+    ax_auc, ax_gap = fig.subplots(1, 2, width_ratios=[max(1, len(rankings)), max(1, len(gap_rankings))])
+    for i, name in enumerate(series):
+        rows = summary[summary["series"] == name].set_index("ranking")
+        offset = (i - (len(series) - 1) / 2) * width
+        x = np.arange(len(rankings)) + offset
+        auc = np.array([rows["auc"].get(r, np.nan) for r in rankings], dtype=float)
+        bar_colours = [ranking_style(r).colour for r in rankings] if len(series) == 1 else colours[name]
+        bars = ax_auc.bar(x, auc, width * 0.92, color=bar_colours, hatch=_HATCHES[i % len(_HATCHES)],
+                          edgecolor="white" if len(series) == 1 else "#333333", linewidth=0.4, label=name)
+        if len(series) * len(rankings) <= 16:
+            ax_auc.bar_label(bars, fmt="%.2f", fontsize=7, padding=1)
+        xg = np.arange(len(gap_rankings)) + offset
+        gap = np.array([rows["max_gap_to_random"].get(r, np.nan) for r in gap_rankings], dtype=float) * 100
+        low = np.array([rows["max_gap_ci_low"].get(r, np.nan) for r in gap_rankings], dtype=float) * 100
+        high = np.array([rows["max_gap_ci_high"].get(r, np.nan) for r in gap_rankings], dtype=float) * 100
+        err = np.vstack([np.clip(gap - low, 0, None), np.clip(high - gap, 0, None)])
+        err = np.where(np.isfinite(err), err, 0)
+        point_colours = [ranking_style(r).colour for r in gap_rankings] if len(series) == 1 else [colours[name]] * len(gap_rankings)
+        for xx, yy, e0, e1, c in zip(xg, gap, err[0], err[1], point_colours):
+            ax_gap.errorbar(xx, yy, yerr=[[e0], [e1]], fmt="o", color=c, ecolor=c, capsize=3, markersize=5)
+        for xx, yy, r in zip(xg, gap, gap_rankings):
+            k = rows["max_gap_k"].get(r, np.nan)
+            if np.isfinite(yy) and np.isfinite(k):
+                ax_gap.annotate(f"k={int(k)}", (xx, yy), xytext=(5, 0), textcoords="offset points", fontsize=7, va="center")
+    ax_auc.set_xticks(np.arange(len(rankings)), [r.replace("_", "\n") for r in rankings])
+    ax_auc.set_ylabel("Deletion AUC (normalized)")
+    ax_auc.set_title("Area under the deletion curve", loc="left")
+    ax_auc.set_ylim(0, max(1.0, float(np.nanmax(summary["auc"])) * 1.1) if summary["auc"].notna().any() else 1.0)
+    ax_gap.axhline(0, color="#555555", linewidth=0.8)
+    ax_gap.set_xticks(np.arange(len(gap_rankings)), [r.replace("_", "\n") for r in gap_rankings])
+    ax_gap.set_xlim(-0.6, max(0.6, len(gap_rankings) - 0.4))
+    ax_gap.set_ylabel("Accuracy points above random")
+    ax_gap.set_title("Largest gap to random (95% CI)", loc="left")
+    if len(series) > 1:
+        handles = [ax_auc.containers[i] for i in range(len(series))]
+        fig.legend(handles, series, loc="outside lower center", ncols=min(4, len(series)))
+    return fig

@@ -1,0 +1,208 @@
+"""The per-model results table: accuracy, mean keep, deletion AUC per ranking, occlusion robustness.
+
+:func:`summary_table` gathers every headline number of each (run, checkpoint);
+:func:`paper_table` keeps the columns a paper's results table shows, and
+:func:`write_paper_table` writes it as Markdown and LaTeX.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from reports.figures_style import ranking_order
+from reports.tables import LOCALIZATION_METRICS, MAP_NAMES, Run, is_localization_metric, series_labels
+
+__all__ = ["GAP_RANKINGS", "paper_table", "summary_table", "write_paper_table"]
+
+# the ranking whose gap to random is the headline number: the first one present
+GAP_RANKINGS = ("energy", "unary", "cam", "magnitude")
+
+
+def _rows_for(run: Run, name: str, checkpoint: str) -> pd.DataFrame | None:
+    table = run.table(name)
+    if table is None:
+        return None
+    rows = table[table["checkpoint"] == checkpoint]
+    return rows if not rows.empty else None
+
+
+def _accuracy(run: Run, ckpt: str) -> tuple[float, str]:
+    stats = _rows_for(run, "sparsity_summary.csv", ckpt)
+    if stats is not None:
+        hit = stats.loc[stats["metric"] == "accuracy", "value"].dropna()
+        if len(hit):
+            return float(hit.iloc[0]), "sparsity"
+    images = _rows_for(run, "per_image.csv", ckpt)
+    if images is not None:
+        return float(images["correct"].mean()), "sparsity (per image)"
+    deletion = _rows_for(run, "deletion_summary.csv", ckpt)
+    if deletion is not None and deletion["acc_k0"].notna().any():
+        return float(deletion["acc_k0"].median()), "deletion k=0"
+    occlusion = _rows_for(run, "occlusion_summary.csv", ckpt)
+    if occlusion is not None and occlusion["acc0"].notna().any():
+        return float(occlusion["acc0"].median()), "occlusion severity 0"
+    return math.nan, ""
+
+
+def _mean_keep(run: Run, ckpt: str) -> float:
+    stats = _rows_for(run, "sparsity_summary.csv", ckpt)
+    if stats is not None:
+        hit = stats[stats["metric"] == "mean_keep"].sort_values("map", key=lambda m: m != "keep")["value"].dropna()
+        if len(hit):
+            return float(hit.iloc[0])
+    images = _rows_for(run, "per_image.csv", ckpt)
+    if images is not None and images["mean_keep"].notna().any():
+        return float(images["mean_keep"].mean())
+    classes = _rows_for(run, "per_class_keep.csv", ckpt)
+    if classes is not None and classes["mean_keep"].notna().any():
+        rows = classes.dropna(subset=["mean_keep"])
+        return float(np.average(rows["mean_keep"], weights=rows["n"].clip(lower=0) + 1e-12))
+    return math.nan
+
+
+def _localization_key(column: str) -> tuple[int, int, str]:
+    """Known localization metrics first (in LOCALIZATION_METRICS order), then maps keep/energy/cam."""
+    for i, metric in enumerate(LOCALIZATION_METRICS):
+        for j, map_name in enumerate(MAP_NAMES):
+            if column == f"{metric}_{map_name}":
+                return i, j, column
+    return len(LOCALIZATION_METRICS), 0, column
+
+
+def summary_table(runs: list[Run], labels: dict[tuple[str, str], str] | None = None) -> pd.DataFrame:
+    """Every headline number, one row per (run, checkpoint).
+
+    Columns: ``run``, ``model`` (display label), ``checkpoint``, ``accuracy`` (fraction) and
+    ``accuracy_source``, ``mean_keep``, ``auc_<ranking>`` per ranking, the largest gap to
+    random of the first of :data:`GAP_RANKINGS` present (``gap_ranking``, ``max_gap_to_random``,
+    ``max_gap_k``, ``max_gap_ci_low``, ``max_gap_ci_high``), ``occlusion_robustness`` (mean
+    relative robustness over fills and patterns) and ``<metric>_<map>`` for localization.
+    Missing numbers are NaN.
+    """
+    labels = labels if labels is not None else series_labels(runs)
+    all_rankings = ranking_order(
+        r for run in runs if run.table("deletion_summary.csv") is not None for r in run.table("deletion_summary.csv")["ranking"]
+    )
+    loc_columns: list[str] = []
+    records = []
+    for (run_label, ckpt), model in labels.items():
+        run = next(r for r in runs if r.label == run_label)
+        accuracy, source = _accuracy(run, ckpt)
+        record: dict[str, object] = {
+            "run": run_label, "model": model, "checkpoint": ckpt,
+            "accuracy": accuracy, "accuracy_source": source, "mean_keep": _mean_keep(run, ckpt),
+        }
+        deletion = _rows_for(run, "deletion_summary.csv", ckpt)
+        for ranking in all_rankings:
+            hit = deletion.loc[deletion["ranking"] == ranking, "auc"] if deletion is not None else pd.Series(dtype=float)
+            record[f"auc_{ranking}"] = float(hit.iloc[0]) if len(hit) else math.nan
+        record.update(gap_ranking="", max_gap_to_random=math.nan, max_gap_k=math.nan, max_gap_ci_low=math.nan, max_gap_ci_high=math.nan)
+        if deletion is not None:
+            for ranking in GAP_RANKINGS:
+                hit = deletion[(deletion["ranking"] == ranking) & deletion["max_gap_to_random"].notna()]
+                if len(hit):
+                    row = hit.iloc[0]
+                    record.update(gap_ranking=ranking, **{c: float(row[c]) for c in ("max_gap_to_random", "max_gap_k", "max_gap_ci_low", "max_gap_ci_high")})
+                    break
+        occlusion = _rows_for(run, "occlusion_summary.csv", ckpt)
+        record["occlusion_robustness"] = float(occlusion["mean_relative_robustness"].mean()) if occlusion is not None else math.nan
+        stats = _rows_for(run, "sparsity_summary.csv", ckpt)
+        if stats is not None:
+            found = stats[stats["map"].isin(MAP_NAMES) & stats["metric"].map(is_localization_metric)]
+            for metric, map_name, value in zip(found["metric"], found["map"], found["value"]):
+                column = f"{metric}_{map_name}"
+                record.setdefault(column, float(value))
+                if column not in loc_columns:
+                    loc_columns.append(column)
+        records.append(record)
+    loc_columns.sort(key=_localization_key)
+    table = pd.DataFrame.from_records(records)
+    for column in loc_columns:
+        if column not in table:
+            table[column] = math.nan
+    base = [c for c in table.columns if c not in loc_columns]
+    return table[base + loc_columns].reset_index(drop=True)
+
+
+def paper_table(runs: list[Run]) -> pd.DataFrame:
+    """One row per run/checkpoint: accuracy, mean keep, deletion AUC per ranking, occlusion robustness.
+
+    ``accuracy`` is a fraction; ``accuracy_source`` says which evaluation it comes from
+    (the sparsity run's model accuracy when present, else the deletion protocol's k = 0).
+    """
+    table = summary_table(runs)
+    keep = ["model", "checkpoint", "accuracy", "accuracy_source", "mean_keep"]
+    keep += [c for c in table.columns if c.startswith("auc_")] + ["occlusion_robustness"]
+    return table[keep]
+
+
+_HEADERS = {"model": "Model", "accuracy": "Accuracy (%)", "mean_keep": "Mean keep", "occlusion_robustness": "Occlusion robustness"}
+
+
+def _formatted(df: pd.DataFrame, missing: str) -> pd.DataFrame:
+    """Display strings: accuracy in %, one decimal; other numbers three decimals."""
+    out = pd.DataFrame(index=df.index)
+    for column in df.columns:
+        if column in ("checkpoint", "accuracy_source", "run"):
+            continue
+        values = df[column]
+        if column == "accuracy":
+            out[_HEADERS[column]] = [missing if pd.isna(v) else f"{v * 100:.1f}" for v in values]
+        elif pd.api.types.is_numeric_dtype(values):
+            header = _HEADERS.get(column, f"AUC {column[4:].replace('_', ' ')}" if column.startswith("auc_") else column)
+            out[header] = [missing if pd.isna(v) else f"{v:.3f}" for v in values]
+        else:
+            out[_HEADERS.get(column, column)] = values.astype(str)
+    return out
+
+
+def _note(df: pd.DataFrame) -> str:
+    if "accuracy_source" not in df:
+        return ""
+    sources = sorted({s for s in df["accuracy_source"] if s})
+    if sources == ["sparsity"] or not sources:
+        return "Accuracy: top-1 on the evaluated split (sparsity run). AUC: normalized area under the deletion curve."
+    parts = [f"{m}: {s}" for m, s in zip(df["model"], df["accuracy_source"]) if s]
+    return "Accuracy from " + "; ".join(parts) + ". AUC: normalized area under the deletion curve."
+
+
+def _latex_escape(text: str) -> str:
+    table = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+             "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+    return "".join(table.get(ch, ch) for ch in text)
+
+
+def write_paper_table(df: pd.DataFrame, out_dir: str | Path) -> tuple[Path, Path]:
+    """Write ``paper_table.md`` and ``paper_table.tex`` (booktabs) into ``out_dir``.
+
+    Args:
+        df: the frame from :func:`paper_table`.
+        out_dir: folder, created if needed.
+
+    Returns:
+        The Markdown and LaTeX paths.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    note = _note(df)
+    shown = _formatted(df, "–")
+    numeric = [c != "Model" for c in shown.columns]
+    cell = lambda v: str(v).replace("|", "\\|")  # noqa: E731
+    lines = ["| " + " | ".join(cell(c) for c in shown.columns) + " |",
+             "|" + "|".join("---:" if n else ":---" for n in numeric) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in shown.itertuples(index=False)]
+    markdown = "\n".join(lines) + "\n" + (f"\n{note}\n" if note else "")
+    md_path = out_dir / "paper_table.md"
+    md_path.write_text(markdown, encoding="utf-8")
+    latex_frame = _formatted(df, "--")
+    latex = latex_frame.to_latex(
+        index=False, escape=True, column_format="".join("r" if n else "l" for n in numeric),
+        caption=_latex_escape(note) or None, label="tab:ersm-results",
+    )
+    tex_path = out_dir / "paper_table.tex"
+    tex_path.write_text(latex, encoding="utf-8")
+    return md_path, tex_path

@@ -1,0 +1,196 @@
+"""Fake run folders for the report tests, written from code (no binary fixtures).
+
+``write_run`` writes what ``ersm-eval deletion``, ``occlusion`` and ``sparsity`` would:
+every schema CSV with all its columns, a summary.json and a maps.npz of random images.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ersm_eval.schema import MAPS_NPZ, SUMMARY_JSON, TABLES
+
+CLASSES = ["albatross", "bunting", "cardinal", "dipper", "egret"]
+GRID = 4  # token grid side: N = 16 tokens
+SIZE = 32  # image side in the gallery
+
+
+def _frame(name: str, rows: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=TABLES[name])
+
+
+def _deletion(rng: np.random.Generator, ckpt: str, gated: bool) -> dict[str, pd.DataFrame]:
+    n = GRID * GRID
+    ks = np.arange(n)
+    base = 0.80
+    rankings = ["energy", "unary", "magnitude", "magnitude_desc", "cam", "energy_reversed"] if gated else ["magnitude", "cam"]
+    shapes = {
+        "energy": base + 0.04 * np.sin(np.pi * ks / n) - 0.6 * (ks / n) ** 6,
+        "unary": base + 0.03 * np.sin(np.pi * ks / n) - 0.6 * (ks / n) ** 5,
+        "magnitude": base - 0.5 * (ks / n) ** 3,
+        "magnitude_desc": base - 0.7 * (ks / n) ** 0.8,
+        "cam": base - 0.4 * (ks / n) ** 4,
+        "energy_reversed": base - 0.75 * (ks / n) ** 0.5,
+    }
+    curves, summary, tests = [], [], []
+    random_curves = []
+    for seed in (0, 1, 2):
+        acc = base - 0.65 * (ks / n) ** 1.3 + rng.normal(0, 0.01, n)
+        acc[0] = base
+        random_curves.append(acc)
+        for k, a in zip(ks, acc):
+            curves.append(dict(checkpoint=ckpt, ranking="random", seed=seed, k=k, fraction_removed=k / n, n_images=200,
+                               accuracy=a, ci_low=a - 0.05, ci_high=a + 0.05, mean_true_prob=a * 0.9))
+    random_mean = np.mean(random_curves, axis=0)
+    for ranking in rankings:
+        acc = np.clip(shapes[ranking], 0, 1)
+        for k, a in zip(ks, acc):
+            curves.append(dict(checkpoint=ckpt, ranking=ranking, seed=-1, k=k, fraction_removed=k / n, n_images=200,
+                               accuracy=a, ci_low=a - 0.05, ci_high=a + 0.05, mean_true_prob=a * 0.9))
+            tests.append(dict(checkpoint=ckpt, ranking=ranking, k=k, test="bootstrap", accuracy=a,
+                              random_accuracy=random_mean[k], difference=a - random_mean[k],
+                              ci_low=a - random_mean[k] - 0.04, ci_high=a - random_mean[k] + 0.04,
+                              statistic=np.nan, p_value=0.01 if a - random_mean[k] > 0.04 else 0.4))
+        gap = acc - random_mean
+        j = int(np.argmax(gap))
+        summary.append(dict(checkpoint=ckpt, ranking=ranking, n_seeds=1, auc=float(acc.mean()), acc_k0=acc[0],
+                            peak_accuracy=acc.max(), peak_k=int(acc.argmax()), max_gap_to_random=gap[j], max_gap_k=j,
+                            max_gap_ci_low=gap[j] - 0.04, max_gap_ci_high=gap[j] + 0.04,
+                            half_accuracy_k=int(np.argmax(acc < acc[0] / 2)) if (acc < acc[0] / 2).any() else np.nan))
+    summary.append(dict(checkpoint=ckpt, ranking="random", n_seeds=3, auc=float(random_mean.mean()), acc_k0=base,
+                        peak_accuracy=base, peak_k=0, max_gap_to_random=np.nan, max_gap_k=np.nan,
+                        max_gap_ci_low=np.nan, max_gap_ci_high=np.nan, half_accuracy_k=12))
+    all_rankings = rankings + ["random"]
+    agreement = []
+    for i, a in enumerate(all_rankings):
+        for b in all_rankings[i + 1:]:
+            rho = -0.05 if "random" in (a, b) else float(rng.uniform(-0.8, 0.9))
+            agreement.append(dict(checkpoint=ckpt, ranking_a=a, ranking_b=b, n_images=200, spearman_mean=rho,
+                                  spearman_sd=0.1, kendall_mean=rho * 0.7, kendall_sd=0.08,
+                                  overlap25_mean=0.3, overlap50_mean=0.55))
+    return {
+        "deletion_curves.csv": _frame("deletion_curves.csv", curves),
+        "deletion_summary.csv": _frame("deletion_summary.csv", summary),
+        "deletion_tests.csv": _frame("deletion_tests.csv", tests),
+        "ranking_agreement.csv": _frame("ranking_agreement.csv", agreement),
+    }
+
+
+def _occlusion(ckpts: list[str]) -> dict[str, pd.DataFrame]:
+    rows, summary = [], []
+    severities = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5]
+    for c, ckpt in enumerate(ckpts):
+        for fill in ("gray", "noise"):
+            for p, pattern in enumerate(("random_squares", "center", "object")):
+                accs = [0.8 - (0.4 + 0.15 * c + 0.1 * p) * s ** (1 + 0.2 * (fill == "noise")) for s in severities]
+                for s, a in zip(severities, accs):
+                    rows.append(dict(checkpoint=ckpt, fill=fill, pattern=pattern, severity=s, n=200, accuracy=a,
+                                     ci_low=a - 0.05, ci_high=a + 0.05, mean_true_prob=a * 0.9,
+                                     relative_robustness=a / accs[0]))
+                rel = np.array(accs) / accs[0]
+                summary.append(dict(checkpoint=ckpt, fill=fill, pattern=pattern, auc=float(np.mean(accs)), acc0=accs[0],
+                                    mean_relative_robustness=float(rel.mean()), min_relative_robustness=float(rel.min()),
+                                    diff_auc_to_first=np.nan if c == 0 else -0.02 * c,
+                                    diff_ci_low=np.nan if c == 0 else -0.03 * c, diff_ci_high=np.nan if c == 0 else -0.01 * c))
+    return {"occlusion.csv": _frame("occlusion.csv", rows), "occlusion_summary.csv": _frame("occlusion_summary.csv", summary)}
+
+
+def _sparsity(rng: np.random.Generator, ckpt: str, gated: bool, n_images: int = 60) -> tuple[dict[str, pd.DataFrame], dict]:
+    labels = np.random.default_rng(1234).integers(0, len(CLASSES), n_images)  # same dataset in every run
+    correct = rng.random(n_images) < 0.75
+    predictions = np.where(correct, labels, (labels + 1) % len(CLASSES))
+    mean_keep = np.clip(rng.normal(0.45, 0.1, n_images) + 0.05 * correct, 0, 1) if gated else np.full(n_images, np.nan)
+    failures = np.array([""] * n_images, dtype=object)
+    wrong = np.flatnonzero(~correct)
+    for i, j in enumerate(wrong):
+        failures[j] = ("focused", "distracted", "high_confidence")[i % 3]
+    per_image = _frame("per_image.csv", [
+        dict(checkpoint=ckpt, index=i * 3, label=labels[i], prediction=predictions[i], correct=bool(correct[i]),
+             confidence=float(rng.uniform(0.3, 1.0)), mean_keep=mean_keep[i],
+             object_keep_mass=float(rng.uniform(0.3, 0.9)) if gated else np.nan, iou=float(rng.uniform(0, 0.8)),
+             failure=failures[i])
+        for i in range(n_images)
+    ])
+    stats = [dict(checkpoint=ckpt, map="", metric="accuracy", threshold=np.nan, value=correct.mean(),
+                  ci_low=correct.mean() - 0.1, ci_high=correct.mean() + 0.1)]
+    maps_present = ["keep", "energy", "cam"] if gated else ["cam"]
+    if gated:
+        stats += [
+            dict(checkpoint=ckpt, map="keep", metric="mean_keep", threshold=np.nan, value=np.nanmean(mean_keep), ci_low=0.42, ci_high=0.48),
+            dict(checkpoint=ckpt, map="keep", metric="fraction_below", threshold=0.5, value=0.58, ci_low=0.55, ci_high=0.61),
+            dict(checkpoint=ckpt, map="keep", metric="largest_component_share", threshold=0.5, value=0.7, ci_low=0.66, ci_high=0.74),
+        ]
+    for m, name in enumerate(maps_present):
+        stats += [
+            dict(checkpoint=ckpt, map=name, metric="box_accuracy", threshold=0.15, value=0.6 - 0.1 * m, ci_low=0.5 - 0.1 * m, ci_high=0.7 - 0.1 * m),
+            dict(checkpoint=ckpt, map=name, metric="iou", threshold=0.5, value=0.45 - 0.05 * m, ci_low=0.4 - 0.05 * m, ci_high=0.5 - 0.05 * m),
+        ]
+        if name == "keep":
+            stats.append(dict(checkpoint=ckpt, map=name, metric="keep_mass_in_object", threshold=np.nan, value=0.71, ci_low=0.68, ci_high=0.74))
+    tables = {"sparsity_summary.csv": _frame("sparsity_summary.csv", stats), "per_image.csv": per_image}
+    if gated:
+        edges = np.linspace(0, 1, 21)
+        counts = np.histogram(np.clip(rng.beta(2, 2.5, 5000), 0, 1), edges)[0]
+        tables["keep_histogram.csv"] = _frame("keep_histogram.csv", [
+            dict(checkpoint=ckpt, bin_low=lo, bin_high=hi, count=c) for lo, hi, c in zip(edges[:-1], edges[1:], counts)])
+    tables["per_class_keep.csv"] = _frame("per_class_keep.csv", [
+        dict(checkpoint=ckpt, class_index=c, class_name=CLASSES[c], n=int((labels == c).sum()),
+             mean_keep=float(np.nanmean(mean_keep[labels == c])) if gated else np.nan,
+             accuracy=float(correct[labels == c].mean())) for c in range(len(CLASSES))])
+    # gallery maps: every wrong image plus the first few right ones
+    chosen = np.concatenate([np.flatnonzero(correct)[:8], wrong])
+    m = len(chosen)
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    masks = np.stack([((yy - 16 - (i % 5)) ** 2 + (xx - 14 - (i % 3)) ** 2 < 90).astype(np.float32) for i in range(m)])
+    images = (rng.random((m, SIZE, SIZE, 3)) * 120 + masks[..., None] * 120).astype(np.uint8)
+    maps = dict(index=per_image["index"].to_numpy()[chosen].astype(np.int64), image=images,
+                label=labels[chosen], prediction=predictions[chosen], mask=masks,
+                cam=rng.normal(0, 1, (m, GRID, GRID)).astype(np.float32))
+    if gated:
+        maps["keep"] = rng.uniform(0, 1, (m, GRID, GRID)).astype(np.float32)
+        maps["energy"] = rng.uniform(0, 2e-3, (m, GRID, GRID)).astype(np.float32)
+    return tables, maps
+
+
+def write_run(folder: Path, label: str = "ERSM-Full", variant: str = "ersm_full",
+              kinds: tuple[str, ...] = ("deletion", "occlusion", "sparsity"), seed: int = 0,
+              occlusion_checkpoints: tuple[str, ...] | None = None) -> Path:
+    """Write a realistic run folder (CSV tables, summary.json, maps.npz) and return it."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    ckpt = f"checkpoints/{variant}.pt"
+    gated = variant != "baseline"
+    tables: dict[str, pd.DataFrame] = {}
+    if "deletion" in kinds:
+        tables.update(_deletion(rng, ckpt, gated))
+    if "occlusion" in kinds:
+        tables.update(_occlusion(list(occlusion_checkpoints or (ckpt,))))
+    if "sparsity" in kinds:
+        sparse, maps = _sparsity(rng, ckpt, gated)
+        tables.update(sparse)
+        np.savez(folder / MAPS_NPZ, **maps)
+    for name, table in tables.items():
+        table.to_csv(folder / name, index=False)
+    summary = {
+        "label": label,
+        "class_names": CLASSES,
+        "checkpoint": {"path": ckpt, "sha256": "ab" * 32,
+                       "config": {"backbone": "compact_cnn", "variant": variant, "alpha": 1e-3, "beta": 1e-3, "patch_size": 1}},
+        "dataset": {"name": "synthetic", "split": "test", "n_images": 200},
+        "command": f"ersm-eval sparsity {ckpt} --dataset synthetic --out {folder.name}",
+        "versions": {"ersm_eval": "0.1.0", "torch": "2.4.0", "numpy": "2.0.0"},
+        "started": "2025-01-01T10:00:00", "finished": "2025-01-01T10:05:00",
+    }
+    (folder / SUMMARY_JSON).write_text(json.dumps(summary, indent=2))
+    return folder
+
+
+@pytest.fixture
+def run_writer():
+    """The ``write_run`` function, for tests that build their own folders."""
+    return write_run
