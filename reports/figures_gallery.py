@@ -107,7 +107,7 @@ def plot_mask_gallery(maps: dict[str, np.ndarray], examples: list[Example], titl
     per_row = (2 if len(examples) > 2 else 1) if panels == 3 else min(4, len(examples))
     nrows = math.ceil(len(examples) / per_row)
     # fixed layout in inches (constrained layout is slow on many image axes)
-    side, gap, cell_gap, caption, label = 1.45, 0.07, 0.3, 0.42, 0.2
+    side, gap, cell_gap, caption, label = 1.45, 0.07, 0.3, 0.3, 0.2
     cell_w = panels * side + (panels - 1) * gap
     cell_h = caption + label + side
     top = 0.4 if title else 0.05

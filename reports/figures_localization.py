@@ -43,7 +43,7 @@ def plot_localization(sparsity_summary: pd.DataFrame) -> Figure:
     metrics = [m for m in LOCALIZATION_METRICS if m in found] + [m for m in found if m not in LOCALIZATION_METRICS]
     maps = [m for m in MAP_NAMES if m in set(rows["map"])]
     width = 0.8 / len(maps)
-    fig = new_figure(max(4.8, 1.0 + 1.1 * len(metrics)) * min(2, len(series)), 3.2 * -(-len(series) // 2) + 0.5)
+    fig = new_figure(max(4.8, 1.0 + 1.3 * len(metrics)) * min(2, len(series)), 3.2 * -(-len(series) // 2) + 0.5)
     axes = fig.subplots(-(-len(series) // 2), min(2, len(series)), squeeze=False, sharey=True).ravel()
     for ax, name in zip(axes, series):
         panel = rows[rows["series"] == name]
@@ -59,6 +59,7 @@ def plot_localization(sparsity_summary: pd.DataFrame) -> Figure:
                    error_kw={"elinewidth": 0.8})
         ax.set_xticks(np.arange(len(metrics)), [textwrap.fill(m.replace("_", " "), 12) for m in metrics])
         ax.set_title(name, loc="left")
+        ax.set_xlim(-0.7, len(metrics) - 0.3)
         ax.set_ylim(0, 1.0)
     axes[0].set_ylabel("Value (95% CI)")
     for ax in axes[len(series):]:

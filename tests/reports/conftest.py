@@ -7,13 +7,21 @@ every schema CSV with all its columns, a summary.json and a maps.npz of random i
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from ersm_eval.schema import MAPS_NPZ, SUMMARY_JSON, TABLES
+# The editable install was made before reports/__init__.py existed, so outside the
+# repository root `reports` imports as a bare namespace package without its API;
+# putting the root first makes the tests see the real package however pytest is run.
+_ROOT = str(Path(__file__).resolve().parents[2])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+from ersm_eval.schema import MAPS_NPZ, SUMMARY_JSON, TABLES  # noqa: E402
 
 CLASSES = ["albatross", "bunting", "cardinal", "dipper", "egret"]
 GRID = 4  # token grid side: N = 16 tokens
@@ -100,7 +108,7 @@ def _occlusion(ckpts: list[str]) -> dict[str, pd.DataFrame]:
     return {"occlusion.csv": _frame("occlusion.csv", rows), "occlusion_summary.csv": _frame("occlusion_summary.csv", summary)}
 
 
-def _sparsity(rng: np.random.Generator, ckpt: str, gated: bool, n_images: int = 60) -> tuple[dict[str, pd.DataFrame], dict]:
+def _sparsity(rng: np.random.Generator, ckpt: str, gated: bool, n_images: int = 40) -> tuple[dict[str, pd.DataFrame], dict]:
     labels = np.random.default_rng(1234).integers(0, len(CLASSES), n_images)  # same dataset in every run
     correct = rng.random(n_images) < 0.75
     predictions = np.where(correct, labels, (labels + 1) % len(CLASSES))
@@ -190,7 +198,7 @@ def write_run(folder: Path, label: str = "ERSM-Full", variant: str = "ersm_full"
     return folder
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def run_writer():
     """The ``write_run`` function, for tests that build their own folders."""
     return write_run

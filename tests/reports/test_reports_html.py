@@ -1,0 +1,187 @@
+"""The self-contained HTML report, its figure files and the paper table."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from reports import ReportError, build_report, load_run, paper_table, write_paper_table
+from reports.figures_deletion import plot_deletion_curves
+from reports.figures_style import save_figure
+
+CLAIMS = [
+    {"claim": "Energy-guided deletion stays above random", "supported": "yes", "evidence": "15 of 15 steps"},
+    {"claim": "Removing the first patches improves accuracy", "supported": "partly", "evidence": "peak +3.5 points"},
+    {"claim": "ERSM localizes objects better", "supported": None, "evidence": ""},
+    {"claim": "Semantic cliff after patch 55", "supported": False, "evidence": "no cliff"},
+]
+
+
+class _Page(HTMLParser):
+    """Collects tags with their attributes and the visible text."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str]]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def _parse(html: str) -> _Page:
+    page = _Page()
+    page.feed(html)
+    page.close()
+    return page
+
+
+@pytest.fixture(scope="module")
+def comparative(tmp_path_factory, run_writer):
+    """Two runs (ERSM with two occlusion checkpoints, and a baseline) in one report with claims."""
+    root = tmp_path_factory.mktemp("runs")
+    ersm = load_run(run_writer(root / "ersm", occlusion_checkpoints=("checkpoints/ersm_full.pt", "checkpoints/ersm_unary.pt")))
+    base = load_run(run_writer(root / "baseline", label="Baseline", variant="baseline", seed=1))
+    out = root / "report" / "report.html"
+    build_report([ersm, base], out, claims=CLAIMS)
+    return out, [ersm, base]
+
+
+def test_report_is_self_contained(comparative):
+    out, _ = comparative
+    html = out.read_text(encoding="utf-8")
+    page = _parse(html)
+    tags = [t for t, _ in page.tags]
+    assert "script" not in tags and "<script" not in html.lower()
+    assert "iframe" not in tags and "link" not in tags and "object" not in tags
+    images = [a for t, a in page.tags if t == "img"]
+    assert len(images) >= 8
+    assert all(a["src"].startswith("data:image/png;base64,") for a in images)
+    assert all(a.get("alt") for a in images)
+    without_data = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", html)
+    assert "http" not in without_data.lower()
+    assert "//" not in without_data
+    for tag, attrs in page.tags:
+        assert "src" not in attrs or tag == "img"
+        assert "style" not in attrs  # CSS lives in the one <style> block
+        href = attrs.get("href")
+        if href is not None:
+            assert href.startswith("#") or (href.endswith(".csv") and ":" not in href), href
+            if not href.startswith("#"):
+                assert (out.parent / href).is_file(), href
+    assert any(a.get("href", "").endswith("deletion_curves.csv") for _, a in page.tags)
+
+
+def test_every_figure_is_written_as_png_and_svg(comparative):
+    out, _ = comparative
+    figures = out.parent / "figures"
+    html = out.read_text(encoding="utf-8")
+    names = re.findall(r"files: ([\w.-]+\.png), ([\w.-]+\.svg)", html)
+    assert len(names) >= 8
+    for png, svg in names:
+        assert (figures / png).stat().st_size > 0
+        assert (figures / svg).stat().st_size > 0
+        assert (figures / svg).read_text(encoding="utf-8").lstrip().startswith("<?xml")
+    expected = {"deletion_curves", "deletion_summary", "ranking_agreement", "occlusion", "keep_histogram",
+                "per_class_keep", "keep_by_correctness", "localization", "gallery_ersm-full",
+                "improvements_ersm-full", "failures_distracted_ersm-full"}
+    assert expected <= {Path(png).stem for png, _ in names}
+    assert not [p for p in out.parent.iterdir() if p.name.endswith(".tmp")]  # atomic write left nothing
+
+
+def test_comparative_report_mentions_both_runs_and_sections(comparative):
+    out, _ = comparative
+    page = _parse(out.read_text(encoding="utf-8"))
+    text = " ".join(page.text)
+    for label in ("ERSM-Full", "Baseline", "ersm_unary"):
+        assert label in text
+    ids = {a.get("id") for _, a in page.tags}
+    assert {"summary", "claims", "deletion", "occlusion", "sparsity", "galleries", "provenance"} <= ids
+    assert "stays above random at" in text and "largest gap is" in text
+    assert "wrong for Baseline and right for ERSM-Full" in text
+    # provenance from summary.json
+    assert "checkpoint.sha256" in text and "ab" * 32 in text
+    assert "dataset.split" in text and "versions.torch" in text
+
+
+def test_claims_render(comparative):
+    out, _ = comparative
+    page = _parse(out.read_text(encoding="utf-8"))
+    text = " ".join(page.text)
+    for claim in CLAIMS:
+        assert claim["claim"] in text
+    verdicts = [a["class"] for t, a in page.tags if t == "span" and "verdict" in a.get("class", "")]
+    assert verdicts == ["verdict verdict-yes", "verdict verdict-partly", "verdict verdict-not-measured", "verdict verdict-no"]
+
+
+def test_sections_for_absent_evaluations_are_omitted(tmp_path, run_writer):
+    run = load_run(run_writer(tmp_path / "only-deletion", kinds=("deletion",)))
+    out = build_report([run], tmp_path / "out" / "r.html", figures_dir=tmp_path / "figs", title="Deletion only")
+    html = out.read_text(encoding="utf-8")
+    ids = {a.get("id") for _, a in _parse(html).tags}
+    assert "deletion" in ids
+    assert not {"occlusion", "sparsity", "galleries", "claims"} & ids
+    assert "<title>Deletion only</title>" in html
+    assert (tmp_path / "figs" / "deletion_curves.svg").stat().st_size > 0
+    assert not (tmp_path / "out" / "figures").exists()
+
+
+def test_gallery_for_a_model_without_a_gate(tmp_path, run_writer):
+    run = load_run(run_writer(tmp_path / "base", label="Baseline", variant="baseline", kinds=("sparsity",)))
+    assert "keep" not in run.maps
+    out = build_report([run], tmp_path / "r.html")
+    html = out.read_text(encoding="utf-8")
+    assert "gallery_baseline.png" in html
+    assert "keep_histogram" not in html  # nothing to draw without a gate
+
+
+def test_bad_input_to_build_report(tmp_path, run_writer):
+    with pytest.raises(ReportError, match="no runs"):
+        build_report([], tmp_path / "r.html")
+    run = load_run(run_writer(tmp_path / "run", kinds=("occlusion",)))
+    with pytest.raises(ReportError, match="'supported' must be one of"):
+        build_report([run], tmp_path / "r.html", claims=[{"claim": "x", "supported": "perhaps"}])
+    with pytest.raises(ReportError, match="'claim' key"):
+        build_report([run], tmp_path / "r.html", claims=[{"text": "x"}])
+
+
+def test_duplicate_labels_are_made_unique(tmp_path, run_writer):
+    one = load_run(run_writer(tmp_path / "a", kinds=("occlusion",)))
+    two = load_run(run_writer(tmp_path / "b", kinds=("occlusion",)))
+    html = build_report([one, two], tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "ERSM-Full (2)" in html
+
+
+def test_paper_table(comparative, tmp_path):
+    _, runs = comparative
+    table = paper_table(runs)
+    assert list(table["model"]) == ["ERSM-Full · ersm_full", "ERSM-Full · ersm_unary", "Baseline"]
+    assert {"accuracy", "mean_keep", "auc_energy", "auc_random", "occlusion_robustness"} <= set(table.columns)
+    full = table.iloc[0]
+    assert full["accuracy_source"] == "sparsity" and 0 < full["accuracy"] < 1
+    assert pd.isna(table.iloc[2]["mean_keep"]) and pd.isna(table.iloc[2]["auc_energy"])
+    assert table.iloc[1]["accuracy_source"] == "occlusion severity 0"
+    md, tex = write_paper_table(table, tmp_path)
+    lines = md.read_text(encoding="utf-8").splitlines()
+    assert lines[0].startswith("| Model | Accuracy (%) | Mean keep | AUC energy")
+    assert set(lines[1]) <= set("|-:")
+    assert len([ln for ln in lines if ln.startswith("| ")]) == 1 + len(table)
+    latex = tex.read_text(encoding="utf-8")
+    assert "\\begin{tabular}" in latex and "\\toprule" in latex and "Accuracy (\\%)" in latex
+    assert "ersm\\_full" in latex
+
+
+def test_svg_is_reproducible(tmp_path, run_writer):
+    run = load_run(run_writer(tmp_path / "run", kinds=("deletion",)))
+    curves = run.table("deletion_curves.csv")
+    first = save_figure(plot_deletion_curves(curves), tmp_path / "a", "curves")
+    second = save_figure(plot_deletion_curves(curves), tmp_path / "b", "curves")
+    assert first[1].read_bytes() == second[1].read_bytes()
+    assert first[0].read_bytes() == second[0].read_bytes()

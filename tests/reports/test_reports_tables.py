@@ -1,0 +1,144 @@
+"""Loading and checking run folders (reports.tables), and the gallery's numpy upsampling."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ersm_core.errors import ERSMError
+from ersm_eval.schema import MAPS_NPZ, SUMMARY_JSON, TABLES
+from reports import ReportError, load_run
+from reports.figures_gallery import upsample_bilinear
+from reports.tables import series_labels, stack
+
+
+def test_load_run_reads_every_table(tmp_path, run_writer):
+    run = load_run(run_writer(tmp_path / "run"))
+    assert set(run.tables) == set(TABLES)
+    assert run.label == "ERSM-Full"
+    assert run.class_names[0] == "albatross"
+    assert run.variant == "ersm_full" and not run.is_baseline
+    assert run.maps is not None and {"index", "image", "keep", "mask"} <= set(run.maps)
+    curves = run.table("deletion_curves.csv")
+    assert curves["accuracy"].dtype == float
+    assert run.table("per_image.csv")["correct"].dtype == bool
+    # '' stays text in text columns (no map / no failure)
+    assert "" in set(run.table("sparsity_summary.csv")["map"])
+
+
+def test_label_falls_back_to_folder_name(tmp_path, run_writer):
+    folder = run_writer(tmp_path / "my-run", kinds=("occlusion",))
+    summary = json.loads((folder / SUMMARY_JSON).read_text())
+    del summary["label"]
+    (folder / SUMMARY_JSON).write_text(json.dumps(summary))
+    assert load_run(folder).label == "my-run"
+    assert load_run(folder, label="given").label == "given"
+
+
+def test_only_present_tables_are_loaded(tmp_path, run_writer):
+    run = load_run(run_writer(tmp_path / "run", kinds=("occlusion",)))
+    assert set(run.tables) == {"occlusion.csv", "occlusion_summary.csv"}
+    assert run.maps is None
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(ReportError, match="run folder not found"):
+        load_run(tmp_path / "nowhere")
+
+
+def test_folder_without_tables_says_so(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(ReportError, match="holds none of the tables") as err:
+        load_run(tmp_path)
+    assert "deletion_curves.csv" in str(err.value)
+
+
+def test_report_error_is_an_ersm_error():
+    assert issubclass(ReportError, ERSMError)
+
+
+def test_missing_column_names_file_and_column(tmp_path, run_writer):
+    folder = run_writer(tmp_path / "run", kinds=("deletion",))
+    path = folder / "deletion_curves.csv"
+    pd.read_csv(path).drop(columns=["ci_low"]).to_csv(path, index=False)
+    with pytest.raises(ReportError, match=r"deletion_curves\.csv.*missing required column 'ci_low'"):
+        load_run(folder)
+
+
+def test_unparsable_csv_names_file(tmp_path, run_writer):
+    folder = run_writer(tmp_path / "run", kinds=("occlusion",))
+    (folder / "occlusion_summary.csv").write_text("checkpoint,fill\na,b\nc,d,e,f,g\n")
+    with pytest.raises(ReportError, match=r"occlusion_summary\.csv: not a readable CSV"):
+        load_run(folder)
+
+
+def test_non_numeric_value_names_file_and_column(tmp_path, run_writer):
+    folder = run_writer(tmp_path / "run", kinds=("occlusion",))
+    path = folder / "occlusion.csv"
+    table = pd.read_csv(path)
+    table["accuracy"] = table["accuracy"].astype(object)
+    table.loc[3, "accuracy"] = "high"
+    table.to_csv(path, index=False)
+    with pytest.raises(ReportError, match=r"occlusion\.csv: column 'accuracy' must be numeric, found 'high' \(data row 4\)"):
+        load_run(folder)
+
+
+def test_bad_boolean_names_column(tmp_path, run_writer):
+    folder = run_writer(tmp_path / "run", kinds=("sparsity",))
+    path = folder / "per_image.csv"
+    table = pd.read_csv(path)
+    table["correct"] = table["correct"].astype(object)
+    table.loc[0, "correct"] = "maybe"
+    table.to_csv(path, index=False)
+    with pytest.raises(ReportError, match=r"per_image\.csv: column 'correct' must be true/false"):
+        load_run(folder)
+
+
+def test_malformed_summary_json(tmp_path, run_writer):
+    folder = run_writer(tmp_path / "run", kinds=("occlusion",))
+    (folder / SUMMARY_JSON).write_text("{not json")
+    with pytest.raises(ReportError, match=r"summary\.json: not valid JSON"):
+        load_run(folder)
+
+
+def test_maps_missing_key_and_bad_shape(tmp_path, run_writer):
+    folder = run_writer(tmp_path / "run", kinds=("sparsity",))
+    with np.load(folder / MAPS_NPZ) as npz:
+        maps = dict(npz)
+    np.savez(folder / MAPS_NPZ, **{k: v for k, v in maps.items() if k != "prediction"})
+    with pytest.raises(ReportError, match=r"maps\.npz: missing array 'prediction'"):
+        load_run(folder)
+    np.savez(folder / MAPS_NPZ, **dict(maps, keep=maps["keep"][:2]))
+    with pytest.raises(ReportError, match=r"maps\.npz: array 'keep' must hold"):
+        load_run(folder)
+
+
+def test_optional_maps_may_be_absent(tmp_path, run_writer):
+    folder = run_writer(tmp_path / "run", kinds=("sparsity",))
+    with np.load(folder / MAPS_NPZ) as npz:
+        maps = {k: npz[k] for k in ("index", "image", "label", "prediction")}
+    np.savez(folder / MAPS_NPZ, **maps)
+    assert set(load_run(folder).maps) == {"index", "image", "label", "prediction"}
+
+
+def test_series_labels_and_stack(tmp_path, run_writer):
+    one = load_run(run_writer(tmp_path / "a", kinds=("occlusion",), occlusion_checkpoints=("x/a.pt", "x/b.pt")))
+    two = load_run(run_writer(tmp_path / "b", label="Baseline", variant="baseline", kinds=("occlusion",)))
+    labels = series_labels([one])
+    assert list(labels.values()) == ["a", "b"]  # one run: checkpoint stems
+    labels = series_labels([one, two])
+    assert list(labels.values()) == ["ERSM-Full · a", "ERSM-Full · b", "Baseline"]
+    stacked = stack([one, two], "occlusion.csv", labels)
+    assert list(stacked.columns[:2]) == ["run", "series"]
+    assert set(stacked["series"]) == set(labels.values())
+    assert stack([one], "per_image.csv").empty
+
+
+def test_upsample_bilinear_matches_torch():
+    torch = pytest.importorskip("torch")
+    maps = np.random.default_rng(0).random((3, 4, 5)).astype(np.float32)
+    want = torch.nn.functional.interpolate(torch.from_numpy(maps)[:, None], size=(32, 32), mode="bilinear", align_corners=False)
+    np.testing.assert_allclose(upsample_bilinear(maps, 32), want.numpy()[:, 0], atol=1e-5)
