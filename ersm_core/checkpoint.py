@@ -131,15 +131,18 @@ def _read(path: Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        detail = next((ln.strip() for ln in str(err).splitlines() if "Unsupported" in ln), "")
+        if "global" not in str(err).lower():  # not a code reference: a damaged or foreign file
+            raise CheckpointError(f"{path} is not a readable ersm-eval checkpoint (truncated or another kind of file?)") from None
+        detail = next((ln.strip() for ln in str(err).splitlines() if "unsupported" in ln.lower()), "")
         raise CheckpointError(
             f"refused to load {path}: it needs pickled code to load, which ersm-eval never runs "
             f"(only plain tensors and types are accepted). {detail}".rstrip()
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
-        raise CheckpointError(
-            f"{path} is not a readable ersm-eval checkpoint (truncated or another kind of file?): {str(err).splitlines()[0]}"
-        ) from None
+    except Exception as err:  # noqa: BLE001 - a damaged or foreign file fails in many ways (KeyError, RuntimeError, EOFError, ...)
+        detail = ""
+        if isinstance(err, (RuntimeError, OSError, zipfile.BadZipFile)):  # messages worth showing
+            detail = ": " + (str(err).splitlines() or [""])[0].split(". ")[0]
+        raise CheckpointError(f"{path} is not a readable ersm-eval checkpoint (truncated or another kind of file?){detail}") from None
     if not isinstance(payload, dict) or payload.get("format") != _MAGIC:
         raise CheckpointError(
             f"{path} is not an ersm-eval checkpoint (no '{_MAGIC}' marker); train one with `ersm-eval train` "
