@@ -12,3 +12,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _main() -> None:
+    """Keeps ``ersm-eval COMMAND`` a command group even while only one command is registered."""
