@@ -1,0 +1,99 @@
+"""Oxford-IIIT Pets (Parkhi et al., 2012) through torchvision's ``OxfordIIITPet`` index, ``download=False``.
+
+37 cat and dog breeds. The object mask comes from the trimap (1 = pet, 2 =
+background, 3 = border; pet and border count as object) and the box is the
+mask's bounding box. Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from torchvision.datasets import OxfordIIITPet
+
+from ersm_core.data.base import ERSMDataset, ImageTransform, RawItem, open_image
+from ersm_core.data.registry import DATASETS
+from ersm_core.errors import DatasetError
+
+__all__ = ["OxfordPets", "trimap_to_mask"]
+
+_FOLDER = "oxford-iiit-pet"
+_SPLITS = {"train": "trainval", "test": "test"}
+_LAYOUT = (
+    "oxford-iiit-pet/images/<name>.jpg, oxford-iiit-pet/annotations/trainval.txt, "
+    "oxford-iiit-pet/annotations/test.txt and oxford-iiit-pet/annotations/trimaps/<name>.png"
+)
+_SOURCE = (
+    "Oxford-IIIT Pets comes from https://www.robots.ox.ac.uk/~vgg/data/pets/; download and extract "
+    "images.tar.gz and annotations.tar.gz into oxford-iiit-pet/ yourself and pass the folder holding it "
+    "with --data-root (nothing is downloaded at run time)"
+)
+
+
+def trimap_to_mask(trimap: Image.Image) -> tuple[Image.Image, tuple[float, float, float, float] | None]:
+    """Trimap (1 = pet, 2 = background, 3 = border) → ("L" mask, 255 = pet or border; its box or None)."""
+    values = np.asarray(trimap.convert("L") if trimap.mode not in ("L", "P") else trimap)
+    obj = (values == 1) | (values == 3)
+    rows, cols = np.flatnonzero(obj.any(axis=1)), np.flatnonzero(obj.any(axis=0))
+    box = (float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1)) if rows.size else None
+    return Image.fromarray(obj.astype(np.uint8) * 255, mode="L"), box
+
+
+class OxfordPets(ERSMDataset):
+    """Oxford-IIIT Pets with trimap masks.
+
+    Args:
+        root: the folder holding ``oxford-iiit-pet/`` (or ``oxford-iiit-pet`` itself).
+        split: ``train`` (torchvision's ``trainval``) or ``test``.
+        transform: geometry and normalization.
+    """
+
+    name = "pets"
+    has_masks = True
+    has_boxes = True
+
+    def __init__(self, root: Path, split: str, transform: ImageTransform) -> None:
+        super().__init__(split, transform)
+        if root.name == _FOLDER and not (root / _FOLDER).is_dir():
+            root = root.parent
+        folder = root / _FOLDER
+        try:
+            index = OxfordIIITPet(str(root), split=_SPLITS[split], target_types=["category", "segmentation"], download=False)
+        except (RuntimeError, OSError, ValueError) as err:  # not found, missing or malformed split file
+            raise DatasetError(
+                f"Oxford-IIIT Pets not found or unreadable in {folder} ({err}): expected {_LAYOUT}. {_SOURCE}."
+            ) from None
+        if not (folder / "annotations" / "trimaps").is_dir():
+            raise DatasetError(
+                f"Oxford-IIIT Pets in {folder} has no annotations/trimaps/ folder: expected {_LAYOUT}. {_SOURCE}."
+            )
+        self.root = root
+        self.classes = list(index.classes)
+        self.files = [Path(p) for p in index._images]
+        self.trimaps = [Path(p) for p in index._segs]
+        self.labels = [int(y) for y in index._labels]
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def load(self, index: int) -> RawItem:
+        image = open_image(self.files[index])
+        mask, box = trimap_to_mask(open_image(self.trimaps[index]))
+        if mask.size != image.size:
+            raise DatasetError(f"trimap {self.trimaps[index]} is {mask.size}, its image {self.files[index]} is {image.size}")
+        return RawItem(image=image, label=self.labels[index], mask=mask, box=box)
+
+    def describe(self) -> dict:
+        return {**super().describe(), "folder": str(self.root / _FOLDER)}
+
+
+@DATASETS.register("pets")
+def build_pets(root: Path | None, split: str, transform: ImageTransform, **options) -> OxfordPets:
+    """Build Oxford-IIIT Pets from ``root`` (the folder holding ``oxford-iiit-pet/``); no options."""
+    if options:
+        raise DatasetError(f"dataset 'pets' takes no options, got {sorted(options)}; valid options: none")
+    if root is None:
+        raise DatasetError(f"dataset 'pets' needs a data folder: expected {_LAYOUT}. {_SOURCE}.")
+    return OxfordPets(Path(root), split, transform)
