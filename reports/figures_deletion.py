@@ -151,10 +151,11 @@ def plot_deletion_summary(summary: pd.DataFrame) -> Figure:
         point_colours = [ranking_style(r).colour for r in gap_rankings] if len(series) == 1 else [colours[name]] * len(gap_rankings)
         for xx, yy, e0, e1, c in zip(xg, gap, err[0], err[1], point_colours):
             ax_gap.errorbar(xx, yy, yerr=[[e0], [e1]], fmt="o", color=c, ecolor=c, capsize=3, markersize=5)
-        for xx, yy, r in zip(xg, gap, gap_rankings):
+        for xx, top, r in zip(xg, gap + err[1], gap_rankings):
             k = rows["max_gap_k"].get(r, np.nan)
-            if np.isfinite(yy) and np.isfinite(k):
-                ax_gap.annotate(f"k={int(k)}", (xx, yy), xytext=(5, 0), textcoords="offset points", fontsize=7, va="center")
+            if np.isfinite(top) and np.isfinite(k):
+                ax_gap.annotate(f"k={int(k)}", (xx, top), xytext=(0, 3), textcoords="offset points", fontsize=6.5,
+                                ha="center", va="bottom")
     ax_auc.set_xticks(np.arange(len(rankings)), [r.replace("_", "\n") for r in rankings])
     ax_auc.set_ylabel("Deletion AUC (normalized)")
     ax_auc.set_title("Area under the deletion curve", loc="left")
@@ -163,7 +164,8 @@ def plot_deletion_summary(summary: pd.DataFrame) -> Figure:
     ax_gap.set_xticks(np.arange(len(gap_rankings)), [r.replace("_", "\n") for r in gap_rankings])
     ax_gap.set_xlim(-0.6, max(0.6, len(gap_rankings) - 0.4))
     ax_gap.set_ylabel("Accuracy points above random")
-    ax_gap.set_title("Largest gap to random (95% CI)", loc="left")
+    ax_gap.set_title("Largest gap to random (95% CI; at k)", loc="left")
+    ax_gap.margins(y=0.12)
     if len(series) > 1:
         handles = [ax_auc.containers[i] for i in range(len(series))]
         fig.legend(handles, series, loc="outside lower center", ncols=min(4, len(series)))

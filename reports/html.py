@@ -34,12 +34,21 @@ from reports.figures_gallery import (
     plain_examples,
     plot_mask_gallery,
 )
-from reports.figures_localization import localization_rows, plot_localization
+from reports.figures_localization import plot_localization
 from reports.figures_occlusion import plot_occlusion
 from reports.figures_sparsity import plot_keep_by_correctness, plot_keep_histogram, plot_per_class_keep
 from reports.figures_style import RC, ranking_order, ranking_style, save_figure
 from reports.paper_table import summary_table
-from reports.tables import LOCALIZATION_METRICS, MAP_NAMES, ReportError, Run, series_labels, stack, unique_labels
+from reports.tables import (
+    HEADLINE_LOCALIZATION,
+    MAP_NAMES,
+    ReportError,
+    Run,
+    localization_rows,
+    series_labels,
+    stack,
+    unique_labels,
+)
 
 __all__ = ["CLAIM_VERDICTS", "build_report"]
 
@@ -140,7 +149,7 @@ def _ci(low: Any, high: Any, scale: float = 1.0, digits: int = 3) -> str:
 
 def _metric_value(metric: str, value: Any, low: Any = None, high: Any = None) -> str:
     """A metric with its interval: accuracies in %, other values with three decimals."""
-    if "accuracy" in metric:
+    if "accuracy" in metric or metric in ("pointing_game", "box_gt_known"):
         text, interval = _pct(value), _ci(low, high, 100, 1)
     else:
         text, interval = _num(value), _ci(low, high)
@@ -239,14 +248,16 @@ def _agreement_readings(agreement: pd.DataFrame) -> list[Reading]:
             others = matrix.loc[pivot].drop([pivot, "random"], errors="ignore").dropna()
             if len(others) >= 2:
                 hi, lo = others.idxmax(), others.idxmin()
-                sentences.append(f"The {pivot} order agrees most with {_words(hi)} (mean Spearman ρ = {others[hi]:.2f}) "
-                                 f"and least with {_words(lo)} (ρ = {others[lo]:.2f}).")
+                sentences.append(f"The {pivot} order agrees most with {_words(hi)} (mean Spearman ρ = {_num(others[hi], 2)}) "
+                                 f"and least with {_words(lo)} (ρ = {_num(others[lo], 2)}).")
             elif len(others) == 1:
-                sentences.append(f"The {pivot} order has mean Spearman ρ = {others.iloc[0]:.2f} with {_words(others.index[0])}.")
+                sentences.append(f"The {pivot} order has mean Spearman ρ = {_num(others.iloc[0], 2)} with {_words(others.index[0])}.")
         if "random" in matrix.index:
             rnd = matrix.loc["random"].drop("random").dropna()
             if len(rnd):
-                sentences.append(f"Random orders correlate with every other ranking at |ρ| ≤ {rnd.abs().max():.2f}, as they should.")
+                top = float(rnd.abs().max())
+                sentences.append(f"Random orders correlate with every other ranking at |ρ| ≤ {_num(top, 2)}"
+                                 + (", as unrelated orders should." if top < 0.2 else "; expected near 0, so check the random seeds."))
         if sentences:
             out.append(Reading(str(series), sentences))
     return out
@@ -269,7 +280,7 @@ def _occlusion_readings(occlusion: pd.DataFrame, summary: pd.DataFrame) -> list[
             if not diffs.empty:
                 d = diffs["diff_auc_to_first"].mean()
                 excl = int(((diffs["diff_ci_low"] > 0) | (diffs["diff_ci_high"] < 0)).sum())
-                sentences.append(f"Its occlusion AUC differs from the first checkpoint's by {d:+.3f} on average; "
+                sentences.append(f"Its occlusion AUC differs from the first checkpoint's by {_fmt(d, 3, sign=True)} on average; "
                                  f"the 95% interval excludes zero for {excl} of {len(diffs)} combinations.")
         occ = occlusion[occlusion["series"] == series]
         if not occ.empty:
@@ -311,7 +322,18 @@ def _sparsity_readings(runs_tables: dict[str, pd.DataFrame]) -> list[Reading]:
                 else f"; the share of tokens below the threshold is {_pct(below['value'], 0)}"
         if text:
             sentences.append(text + ".")
-        if not img.empty and img["mean_keep"].notna().any():
+        right_row = st[(st["metric"] == "mean_keep_correct")]
+        wrong_row = st[(st["metric"] == "mean_keep_wrong")]
+        gap_row = st[(st["metric"] == "keep_gap_correct_minus_wrong")]
+        if len(right_row) and len(wrong_row):
+            text = (f"Correctly classified images keep {_metric_value('keep', *right_row.iloc[0][['value', 'ci_low', 'ci_high']])} "
+                    f"on average, misclassified ones {_metric_value('keep', *wrong_row.iloc[0][['value', 'ci_low', 'ci_high']])}")
+            if len(gap_row) and _finite(gap_row.iloc[0]["ci_low"]):
+                g = gap_row.iloc[0]
+                text += (f"; the difference {_fmt(g['value'], 3, sign=True)} ({_ci(g['ci_low'], g['ci_high'])}) "
+                         + ("excludes zero" if g["ci_low"] > 0 or g["ci_high"] < 0 else "includes zero"))
+            sentences.append(text + ".")
+        elif not img.empty and img["mean_keep"].notna().any():
             right, wrong = img[img["correct"]], img[~img["correct"]]
             if len(right) and len(wrong):
                 sentences.append(f"Correctly classified images keep {_num(right['mean_keep'].mean())} on average (n={len(right)}), "
@@ -337,13 +359,19 @@ def _localization_readings(rows: pd.DataFrame) -> list[Reading]:
         part = rows[rows["series"] == series]
         for map_name in [m for m in MAP_NAMES if m in set(part["map"])]:
             sub = part[part["map"] == map_name]
-            metrics = [m for m in LOCALIZATION_METRICS if m in set(sub["metric"])] + sorted(set(sub["metric"]) - set(LOCALIZATION_METRICS))
             bits = []
-            for metric in metrics:
-                r = sub[sub["metric"] == metric].iloc[0]
-                bits.append(f"{_words(metric)} {_metric_value(metric, r['value'], r['ci_low'], r['ci_high'])}")
-            sentences.append(f"With the {map_name} map: " + ", ".join(bits) + ".")
-        out.append(Reading(str(series), sentences))
+            for metric, threshold in HEADLINE_LOCALIZATION:
+                hit = sub[sub["metric"] == metric]
+                if threshold is not None:
+                    hit = hit[np.isclose(hit["threshold"].astype(float), threshold)]
+                if len(hit):
+                    r = hit.iloc[0]
+                    name = _words(metric) + (f" @ {threshold:g}" if threshold is not None else "")
+                    bits.append(f"{name} {_metric_value(metric, r['value'], r['ci_low'], r['ci_high'])}")
+            if bits:
+                sentences.append(f"With the {map_name} map: " + ", ".join(bits) + ".")
+        if sentences:
+            out.append(Reading(str(series), sentences))
     return out
 
 
@@ -381,15 +409,16 @@ def _summary_blocks(summary: pd.DataFrame) -> list[TableBlock]:
     if show_occ:
         note += " Occlusion robustness: mean of acc(s)/acc(0) over fills, patterns and severities."
     blocks = [TableBlock("Summary per model", columns, rows, note)]
-    locs = [c for c in summary.columns if any(c.startswith(f"{m}_") and c[len(m) + 1:] in MAP_NAMES for m in LOCALIZATION_METRICS)
-            and summary[c].notna().any()]
+    locs = [(c, metric, t, c[len(metric) + 1:]) for metric, t in HEADLINE_LOCALIZATION for c in summary.columns
+            if c.startswith(f"{metric}_") and c[len(metric) + 1:] in MAP_NAMES and summary[c].notna().any()]
     if locs:
-        metric_of = {c: next(m for m in LOCALIZATION_METRICS if c.startswith(f"{m}_")) for c in locs}
-        loc_rows = [[r["model"]] + [_pct(r[c]) if "accuracy" in metric_of[c] else _num(r[c]) for c in locs]
-                    for r in summary.to_dict("records") if any(_finite(r[c]) for c in locs)]
-        blocks.append(TableBlock("Localization per model (map in brackets)", ["Model"] + [f"{_words(metric_of[c])} ({c[len(metric_of[c]) + 1:]})" for c in locs],
-                                 loc_rows, "Box accuracy: correct class and box IoU > 0.5 (threshold 15% of the map's max). "
-                                           "Keep mass in object: share of the keep map inside the object mask."))
+        loc_rows = [[r["model"]] + [_pct(r[c]) if "accuracy" in m or m == "pointing_game" else _num(r[c]) for c, m, _, _ in locs]
+                    for r in summary.to_dict("records") if any(_finite(r[c]) for c, *_ in locs)]
+        headers = [f"{_words(m)}{f' @ {t:g}' if t is not None else ''} ({map_name})" for _, m, t, map_name in locs]
+        blocks.append(TableBlock("Localization per model (map in brackets)", ["Model", *headers], loc_rows,
+                                 "Box accuracy: correct class and box IoU > 0.5, box around the largest region above 15% of "
+                                 "the map's max. IoU @ 0.5: mask IoU of the map thresholded at half its max. Mass in object: "
+                                 "share of the map inside the object. All metrics are in sparsity_summary.csv."))
     return blocks
 
 
@@ -413,7 +442,7 @@ def _occlusion_table(summary: pd.DataFrame) -> TableBlock:
         diff = "–"
         if _finite(r["diff_auc_to_first"]):
             interval = _ci(r["diff_ci_low"], r["diff_ci_high"])
-            diff = f"{float(r['diff_auc_to_first']):+.3f}" + (f" ({interval})" if interval else "")
+            diff = _fmt(r["diff_auc_to_first"], 3, sign=True) + (f" ({interval})" if interval else "")
         rows.append([r["series"], r["fill"], _words(r["pattern"]), _num(r["auc"]), _pct(r["acc0"]),
                      _num(r["mean_relative_robustness"]), _num(r["min_relative_robustness"]), diff])
     return TableBlock("Occlusion summary (occlusion_summary.csv)",

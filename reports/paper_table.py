@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from reports.figures_style import ranking_order
-from reports.tables import LOCALIZATION_METRICS, MAP_NAMES, Run, is_localization_metric, series_labels
+from reports.tables import HEADLINE_LOCALIZATION, MAP_NAMES, Run, series_labels
 
 __all__ = ["GAP_RANKINGS", "paper_table", "summary_table", "write_paper_table"]
 
@@ -64,13 +64,13 @@ def _mean_keep(run: Run, ckpt: str) -> float:
     return math.nan
 
 
-def _localization_key(column: str) -> tuple[int, int, str]:
-    """Known localization metrics first (in LOCALIZATION_METRICS order), then maps keep/energy/cam."""
-    for i, metric in enumerate(LOCALIZATION_METRICS):
+def _localization_key(column: str) -> tuple[int, int]:
+    """Columns in HEADLINE_LOCALIZATION order, then maps keep/energy/cam."""
+    for i, (metric, _) in enumerate(HEADLINE_LOCALIZATION):
         for j, map_name in enumerate(MAP_NAMES):
             if column == f"{metric}_{map_name}":
-                return i, j, column
-    return len(LOCALIZATION_METRICS), 0, column
+                return i, j
+    return len(HEADLINE_LOCALIZATION), 0
 
 
 def summary_table(runs: list[Run], labels: dict[tuple[str, str], str] | None = None) -> pd.DataFrame:
@@ -80,7 +80,8 @@ def summary_table(runs: list[Run], labels: dict[tuple[str, str], str] | None = N
     ``accuracy_source``, ``mean_keep``, ``auc_<ranking>`` per ranking, the largest gap to
     random of the first of :data:`GAP_RANKINGS` present (``gap_ranking``, ``max_gap_to_random``,
     ``max_gap_k``, ``max_gap_ci_low``, ``max_gap_ci_high``), ``occlusion_robustness`` (mean
-    relative robustness over fills and patterns) and ``<metric>_<map>`` for localization.
+    relative robustness over fills and patterns) and ``<metric>_<map>`` for the localization
+    metrics of :data:`reports.tables.HEADLINE_LOCALIZATION` (IoU at 0.5 of the map's max).
     Missing numbers are NaN.
     """
     labels = labels if labels is not None else series_labels(runs)
@@ -112,12 +113,16 @@ def summary_table(runs: list[Run], labels: dict[tuple[str, str], str] | None = N
         record["occlusion_robustness"] = float(occlusion["mean_relative_robustness"].mean()) if occlusion is not None else math.nan
         stats = _rows_for(run, "sparsity_summary.csv", ckpt)
         if stats is not None:
-            found = stats[stats["map"].isin(MAP_NAMES) & stats["metric"].map(is_localization_metric)]
-            for metric, map_name, value in zip(found["metric"], found["map"], found["value"]):
-                column = f"{metric}_{map_name}"
-                record.setdefault(column, float(value))
-                if column not in loc_columns:
-                    loc_columns.append(column)
+            for metric, threshold in HEADLINE_LOCALIZATION:
+                for map_name in MAP_NAMES:
+                    hit = stats[(stats["map"] == map_name) & (stats["metric"] == metric)]
+                    if threshold is not None:
+                        hit = hit[np.isclose(hit["threshold"].astype(float), threshold)]
+                    if len(hit):
+                        column = f"{metric}_{map_name}"
+                        record[column] = float(hit["value"].iloc[0])
+                        if column not in loc_columns:
+                            loc_columns.append(column)
         records.append(record)
     loc_columns.sort(key=_localization_key)
     table = pd.DataFrame.from_records(records)

@@ -20,6 +20,7 @@ from ersm_core.errors import ERSMError
 from ersm_eval.schema import MAPS_NPZ, SUMMARY_JSON, TABLES, check_columns
 
 __all__ = [
+    "HEADLINE_LOCALIZATION",
     "LOCALIZATION_METRICS",
     "MAP_KEYS",
     "MAP_NAMES",
@@ -27,6 +28,7 @@ __all__ = [
     "Run",
     "find_key",
     "is_localization_metric",
+    "localization_rows",
     "load_run",
     "series_labels",
     "stack",
@@ -42,14 +44,40 @@ _TRUE, _FALSE = {"true", "1", "1.0", "yes"}, {"false", "0", "0.0", "no"}
 # maps.npz: required keys, then optional ones (SPEC §4, ersm_eval.sparsity)
 MAP_KEYS = {"required": ("index", "image", "label", "prediction"), "optional": ("keep", "energy", "cam", "mask")}
 
-# sparsity_summary metrics that measure localization against the object (SPEC §4); shown first
-LOCALIZATION_METRICS = ("box_accuracy", "iou", "keep_mass_in_object")
+# sparsity_summary metrics that compare a map with the object mask or box (SPEC §4), in display order
+LOCALIZATION_METRICS = (
+    "box_accuracy", "box_gt_known", "pointing_game", "iou", "iou_absolute", "box_iou", "mass_in_object", "keep_mass_in_object",
+)
+# (metric, threshold) pairs of the headline summary table; None: whatever threshold the row has
+HEADLINE_LOCALIZATION = (("box_accuracy", None), ("iou", 0.5), ("mass_in_object", None), ("keep_mass_in_object", None),
+                         ("pointing_game", None))
 MAP_NAMES = ("keep", "energy", "cam")  # the maps sparsity_summary rows refer to
 
 
 def is_localization_metric(metric: str) -> bool:
     """True for a sparsity_summary metric comparing a map with the object mask or box."""
     return metric in LOCALIZATION_METRICS or any(hint in metric for hint in ("box", "iou", "object", "pointing"))
+
+
+def localization_rows(sparsity_summary: pd.DataFrame) -> pd.DataFrame:
+    """The localization rows of sparsity_summary (map keep/energy/cam), sorted, with a display ``name``.
+
+    ``name`` is the metric, with ``@ threshold`` added where the same metric appears at
+    several thresholds (e.g. IoU at 0.25, 0.5 and 0.75 of the map's max).
+    """
+    rows = sparsity_summary[sparsity_summary["map"].isin(MAP_NAMES) & sparsity_summary["metric"].map(is_localization_metric)]
+    if rows.empty:
+        return rows.assign(name=pd.Series(dtype=str))
+    several = rows.groupby("metric")["threshold"].nunique()
+    names = [f"{m} @ {t:g}" if several.get(m, 0) > 1 and np.isfinite(t) else m for m, t in zip(rows["metric"], rows["threshold"])]
+    order = {m: i for i, m in enumerate(LOCALIZATION_METRICS)}
+    rows = rows.assign(
+        name=names,
+        _metric=rows["metric"].map(lambda m: order.get(m, len(order))),
+        _map=rows["map"].map(MAP_NAMES.index),
+        _t=rows["threshold"].fillna(-1.0),
+    )
+    return rows.sort_values(["_metric", "metric", "_t", "_map"], kind="stable").drop(columns=["_metric", "_map", "_t"])
 
 
 class ReportError(ERSMError):

@@ -124,22 +124,27 @@ def _sparsity(rng: np.random.Generator, ckpt: str, gated: bool, n_images: int = 
              failure=failures[i])
         for i in range(n_images)
     ])
-    stats = [dict(checkpoint=ckpt, map="", metric="accuracy", threshold=np.nan, value=correct.mean(),
-                  ci_low=correct.mean() - 0.1, ci_high=correct.mean() + 0.1)]
+    def stat(map_name, metric, value, threshold=np.nan, half=0.04):
+        return dict(checkpoint=ckpt, map=map_name, metric=metric, threshold=threshold, value=value,
+                    ci_low=value - half if np.isfinite(half) else np.nan, ci_high=value + half if np.isfinite(half) else np.nan)
+
+    # metric names as ersm_eval.sparsity writes them
+    stats = [stat("", "n_images", n_images, half=np.nan), stat("", "accuracy", correct.mean(), half=0.1),
+             stat("", "mean_confidence", 0.7), stat("", "object_area_fraction", 0.3)]
     maps_present = ["keep", "energy", "cam"] if gated else ["cam"]
     if gated:
-        stats += [
-            dict(checkpoint=ckpt, map="keep", metric="mean_keep", threshold=np.nan, value=np.nanmean(mean_keep), ci_low=0.42, ci_high=0.48),
-            dict(checkpoint=ckpt, map="keep", metric="fraction_below", threshold=0.5, value=0.58, ci_low=0.55, ci_high=0.61),
-            dict(checkpoint=ckpt, map="keep", metric="largest_component_share", threshold=0.5, value=0.7, ci_low=0.66, ci_high=0.74),
-        ]
+        keep_right, keep_wrong = np.nanmean(mean_keep[correct]), np.nanmean(mean_keep[~correct])
+        stats += [stat("keep", "mean_keep", np.nanmean(mean_keep), half=0.03),
+                  stat("keep", "frac_below_half", 0.58, threshold=0.5),
+                  stat("keep", "mean_keep_correct", keep_right), stat("keep", "mean_keep_wrong", keep_wrong, half=0.06),
+                  stat("keep", "keep_gap_correct_minus_wrong", keep_right - keep_wrong, half=0.03),
+                  stat("keep", "largest_component_share", 0.7, threshold=0.5)]
     for m, name in enumerate(maps_present):
-        stats += [
-            dict(checkpoint=ckpt, map=name, metric="box_accuracy", threshold=0.15, value=0.6 - 0.1 * m, ci_low=0.5 - 0.1 * m, ci_high=0.7 - 0.1 * m),
-            dict(checkpoint=ckpt, map=name, metric="iou", threshold=0.5, value=0.45 - 0.05 * m, ci_low=0.4 - 0.05 * m, ci_high=0.5 - 0.05 * m),
-        ]
-        if name == "keep":
-            stats.append(dict(checkpoint=ckpt, map=name, metric="keep_mass_in_object", threshold=np.nan, value=0.71, ci_low=0.68, ci_high=0.74))
+        stats += [stat(name, "mass_in_object", 0.71 - 0.1 * m)]
+        stats += [stat(name, "iou", 0.45 - 0.05 * m - 0.1 * abs(t - 0.5), threshold=t) for t in (0.25, 0.5, 0.75)]
+        stats += [stat(name, "box_iou", 0.5 - 0.05 * m, threshold=0.15),
+                  stat(name, "box_accuracy", 0.6 - 0.1 * m, threshold=0.15, half=0.1),
+                  stat(name, "pointing_game", 0.8 - 0.1 * m, half=0.08)]
     tables = {"sparsity_summary.csv": _frame("sparsity_summary.csv", stats), "per_image.csv": per_image}
     if gated:
         edges = np.linspace(0, 1, 21)
@@ -150,8 +155,9 @@ def _sparsity(rng: np.random.Generator, ckpt: str, gated: bool, n_images: int = 
         dict(checkpoint=ckpt, class_index=c, class_name=CLASSES[c], n=int((labels == c).sum()),
              mean_keep=float(np.nanmean(mean_keep[labels == c])) if gated else np.nan,
              accuracy=float(correct[labels == c].mean())) for c in range(len(CLASSES))])
-    # gallery maps: every wrong image plus the first few right ones
-    chosen = np.concatenate([np.flatnonzero(correct)[:8], wrong])
+    # gallery maps: the first right images plus two of each failure kind (small, to keep the tests fast)
+    kinds = [np.flatnonzero(failures == k)[:2] for k in ("focused", "distracted", "high_confidence")]
+    chosen = np.sort(np.concatenate([np.flatnonzero(correct)[:4], *kinds]))
     m = len(chosen)
     yy, xx = np.mgrid[:SIZE, :SIZE]
     masks = np.stack([((yy - 16 - (i % 5)) ** 2 + (xx - 14 - (i % 3)) ** 2 < 90).astype(np.float32) for i in range(m)])
@@ -184,15 +190,20 @@ def write_run(folder: Path, label: str = "ERSM-Full", variant: str = "ersm_full"
         np.savez(folder / MAPS_NPZ, **maps)
     for name, table in tables.items():
         table.to_csv(folder / name, index=False)
+    # the layout the evaluation commands write (cli/*.py, ersm_eval.context.EvalSetup.describe)
     summary = {
+        "command": "sparsity",
         "label": label,
+        "options": {"checkpoint": ckpt, "dataset": "synthetic", "split": "test", "seeds": "0,1,2"},
+        "checkpoint": ckpt,
+        "checkpoint_sha256": "ab" * 32,
+        "config": {"backbone": "compact_cnn", "variant": variant, "alpha": 1e-3, "beta": 1e-3, "patch_size": 1},
         "class_names": CLASSES,
-        "checkpoint": {"path": ckpt, "sha256": "ab" * 32,
-                       "config": {"backbone": "compact_cnn", "variant": variant, "alpha": 1e-3, "beta": 1e-3, "patch_size": 1}},
-        "dataset": {"name": "synthetic", "split": "test", "n_images": 200},
-        "command": f"ersm-eval sparsity {ckpt} --dataset synthetic --out {folder.name}",
+        "provenance": {"trained": "2025-01-01T09:00:00", "epochs": 20},
+        "dataset": {"dataset": "synthetic", "split": "test", "n_images": 200},
+        "command_line": f"ersm-eval sparsity {ckpt} --dataset synthetic --out {folder.name}",
         "versions": {"ersm_eval": "0.1.0", "torch": "2.4.0", "numpy": "2.0.0"},
-        "started": "2025-01-01T10:00:00", "finished": "2025-01-01T10:05:00",
+        "started": "2025-01-01T10:00:00+0000", "run_seconds": 300.0,
     }
     (folder / SUMMARY_JSON).write_text(json.dumps(summary, indent=2))
     return folder

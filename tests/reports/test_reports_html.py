@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from reports import ReportError, build_report, load_run, paper_table, write_paper_table
-from reports.figures_deletion import plot_deletion_curves
+from reports.figures_gallery import display_map, failure_examples, plain_examples, plot_mask_gallery
+from reports.figures_sparsity import plot_keep_histogram
 from reports.figures_style import save_figure
 
 CLAIMS = [
@@ -107,7 +108,7 @@ def test_comparative_report_mentions_both_runs_and_sections(comparative):
     assert "stays above random at" in text and "largest gap is" in text
     assert "wrong for Baseline and right for ERSM-Full" in text
     # provenance from summary.json
-    assert "checkpoint.sha256" in text and "ab" * 32 in text
+    assert "checkpoint_sha256" in text and "ab" * 32 in text and "config.variant" in text
     assert "dataset.split" in text and "versions.torch" in text
 
 
@@ -136,10 +137,14 @@ def test_sections_for_absent_evaluations_are_omitted(tmp_path, run_writer):
 def test_gallery_for_a_model_without_a_gate(tmp_path, run_writer):
     run = load_run(run_writer(tmp_path / "base", label="Baseline", variant="baseline", kinds=("sparsity",)))
     assert "keep" not in run.maps
-    out = build_report([run], tmp_path / "r.html")
-    html = out.read_text(encoding="utf-8")
-    assert "gallery_baseline.png" in html
-    assert "keep_histogram" not in html  # nothing to draw without a gate
+    values, title, faded = display_map(run.maps, 0)
+    assert title.startswith("CAM") and 0 <= values.min() and values.max() <= 1
+    fig = plot_mask_gallery(run.maps, failure_examples(run, "distracted")[:1], title="t")
+    png, svg = save_figure(fig, tmp_path, "g", tight=False)
+    assert png.stat().st_size > 0 and svg.stat().st_size > 0
+    without = {k: v for k, v in run.maps.items() if k not in ("cam", "mask")}
+    assert display_map(without, 0) is None
+    save_figure(plot_mask_gallery(without, plain_examples(run, limit=2)), tmp_path, "plain", tight=False)
 
 
 def test_bad_input_to_build_report(tmp_path, run_writer):
@@ -178,10 +183,11 @@ def test_paper_table(comparative, tmp_path):
     assert "ersm\\_full" in latex
 
 
-def test_svg_is_reproducible(tmp_path, run_writer):
-    run = load_run(run_writer(tmp_path / "run", kinds=("deletion",)))
-    curves = run.table("deletion_curves.csv")
-    first = save_figure(plot_deletion_curves(curves), tmp_path / "a", "curves")
-    second = save_figure(plot_deletion_curves(curves), tmp_path / "b", "curves")
-    assert first[1].read_bytes() == second[1].read_bytes()
+def test_figures_are_reproducible(comparative, tmp_path):
+    _, runs = comparative
+    histogram = runs[0].table("keep_histogram.csv")
+    first = save_figure(plot_keep_histogram(histogram), tmp_path / "a", "hist")
+    second = save_figure(plot_keep_histogram(histogram), tmp_path / "b", "hist")
     assert first[0].read_bytes() == second[0].read_bytes()
+    assert first[1].read_bytes() == second[1].read_bytes()
+    assert b"<dc:date>" not in first[1].read_bytes()
