@@ -17,6 +17,7 @@ __all__ = [
     "paired_bootstrap_diff",
     "mcnemar_exact",
     "normalized_auc",
+    "paired_bootstrap_test",
 ]
 
 _Z95 = 1.959963984540054
@@ -96,3 +97,31 @@ def normalized_auc(x: np.ndarray, y: np.ndarray) -> float:
     if len(x) < 2 or x[-1] == x[0]:
         return float(y.mean()) if len(y) else float("nan")
     return float(np.trapezoid(y, x) / (x[-1] - x[0]))
+
+
+def paired_bootstrap_test(
+    diff: np.ndarray, weights: np.ndarray | None = None, n_boot: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Paired bootstrap of per-image differences diff [n, K] (e.g. correct_a − correct_b), per column.
+
+    Returns (mean, ci_low, ci_high, standard error, two-sided p-value). The p-value is
+    (1 + resamples on the far side of zero) · 2 / (n_boot + 1), capped at 1, so it is
+    never exactly 0; a column of zeros gives p = 1. Pass ``weights`` from
+    :func:`bootstrap_weights` to share one set of resamples between several calls.
+    """
+    diff = np.asarray(diff, dtype=np.float64)
+    if diff.ndim == 1:
+        diff = diff[:, None]
+    n = diff.shape[0]
+    if n == 0:
+        nan = np.full(diff.shape[1:], np.nan)
+        return nan, nan.copy(), nan.copy(), nan.copy(), nan.copy()
+    w = bootstrap_weights(n, n_boot, seed) if weights is None else weights
+    means = (w @ diff) / n  # [n_boot, K]
+    boots = means.shape[0]
+    alpha = (1.0 - level) / 2.0
+    low, high = np.quantile(means, [alpha, 1.0 - alpha], axis=0)
+    far = np.minimum((means <= 0).sum(0), (means >= 0).sum(0))
+    p = np.minimum(1.0, 2.0 * (far + 1.0) / (boots + 1.0))
+    p = np.where(np.all(diff == 0, axis=0), 1.0, p)
+    return diff.mean(0), low, high, means.std(0, ddof=1) if boots > 1 else np.zeros(diff.shape[1]), p

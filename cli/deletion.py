@@ -1,0 +1,230 @@
+"""``ersm-eval deletion``: deletion curves of every ranking (SPEC §2) for one checkpoint."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from cli.app import app
+from cli.common import (
+    BatchSize, Cache, Checkpoint, DataRoot, DatasetName, Device, Limit, NoReport, Out, Overwrite, Quiet, Seeds,
+    Split, SplitOpt, Workers, console, err_console, handle_errors, parse_int_list, parse_name_list, progress_bar,
+)
+from ersm_core.errors import ConfigError, ERSMError
+from ersm_eval.schema import REPORT_HTML
+
+__all__ = ["deletion"]
+
+
+class Level(str, Enum):
+    feature = "feature"
+    input = "input"
+
+
+class Fill(str, Enum):
+    mean = "mean"
+    black = "black"
+    noise = "noise"
+    blur = "blur"
+
+
+def _parse_steps(text: str) -> int | None:
+    """'all' → None; an integer ≥ 2 → that count."""
+    if text.strip().lower() == "all":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"--steps takes 'all' or an integer count of k values, got {text!r}") from None
+    if value < 2:
+        raise ConfigError(f"--steps must be 'all' or at least 2 (k = 0 and k = N−1), got {value}")
+    return value
+
+
+def _write_report(out_dir: Path) -> None:
+    """The report hook (its single call site is in :func:`deletion`): report.html from the
+    tables just written. Skipped while the ``reports`` package lacks build_report/load_run."""
+    try:
+        from reports import build_report, load_run  # type: ignore[attr-defined]
+    except ImportError:
+        return
+    try:
+        build_report([load_run(out_dir)], out_dir / REPORT_HTML)
+    except ERSMError as err:
+        err_console.print(f"[yellow]Warning:[/] report.html not written: {err}", highlight=False)
+
+
+def _fmt(value, percent: bool = True) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is np.nan:
+        return "–"
+    try:
+        if value != value:  # pandas NA compares oddly; NaN is not equal to itself
+            return "–"
+    except TypeError:
+        return "–"
+    return f"{100 * float(value):.1f}" if percent else f"{int(value)}"
+
+
+def _summary_table(summary, title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for name in ("ranking", "seeds", "AUC %", "acc@k=0 %", "peak % (k)", "max gap to random, pts (k) [95% CI]", "half-acc k"):
+        table.add_column(name, justify="left" if name == "ranking" else "right")
+    for row in summary.itertuples(index=False):
+        gap = "–"
+        if row.max_gap_to_random == row.max_gap_to_random:  # not NaN
+            gap = (f"{100 * row.max_gap_to_random:+.1f} ({row.max_gap_k}) "
+                   f"[{100 * row.max_gap_ci_low:+.1f}, {100 * row.max_gap_ci_high:+.1f}]")
+        half = "–" if str(row.half_accuracy_k) in ("<NA>", "nan") else str(row.half_accuracy_k)
+        table.add_row(
+            row.ranking, str(row.n_seeds), _fmt(row.auc), _fmt(row.acc_k0),
+            f"{_fmt(row.peak_accuracy)} ({row.peak_k})", gap, half,
+        )
+    return table
+
+
+@app.command()
+@handle_errors
+def deletion(
+    checkpoint: Checkpoint,
+    dataset: DatasetName,
+    data_root: DataRoot = None,
+    split: SplitOpt = Split.test,
+    rankings: Annotated[str, typer.Option(
+        "--rankings", "-r",
+        help="Comma-separated rankings: energy, unary, random, magnitude, magnitude_desc, cam, energy_reversed. "
+        "Those that do not apply to the model (energy and unary need an ERSM model) are skipped with a note.",
+    )] = "energy,unary,magnitude,cam,random",
+    seeds: Seeds = "0,1,2,3,4",
+    steps: Annotated[str, typer.Option(
+        "--steps", help="'all' (k = 0..N−1) or a count of evenly spaced k values, 0 and N−1 included.",
+    )] = "all",
+    soft_gate: Annotated[bool, typer.Option(
+        "--soft-gate", help="Delete on the gated map (survivors keep their keep probability) instead of the ungated map.",
+    )] = False,
+    no_rescale: Annotated[bool, typer.Option(
+        "--no-rescale", help="Pool by the plain mean over all positions instead of the mean over the remaining ones (GAP·N/(N−k)).",
+    )] = False,
+    level: Annotated[Level, typer.Option(
+        "--level", help="feature: delete tokens of the feature map (the paper's protocol); input: fill the image regions and re-run the model.",
+    )] = Level.feature,
+    fill: Annotated[Fill, typer.Option(
+        "--fill", help="Input level: what replaces deleted regions (mean colour, black, seeded noise, blurred image).",
+    )] = Fill.mean,
+    batch_size: BatchSize = 32,
+    workers: Workers = 0,
+    device: Device = "auto",
+    limit: Limit = None,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", help="Output folder (written under a temporary name, then renamed). Default: runs/deletion-<label>.",
+    )] = None,
+    overwrite: Overwrite = False,
+    label: Annotated[Optional[str], typer.Option(
+        "--label", help="Name of the model in the tables' checkpoint column. Default: the checkpoint's file name stem.",
+    )] = None,
+    save_token_scores: Annotated[bool, typer.Option(
+        "--save-token-scores", help="Also write token_scores.npz: every ranking's score and order per image and token.",
+    )] = False,
+    cache: Cache = None,
+    no_report: NoReport = False,
+    quiet: Quiet = False,
+) -> None:
+    """Deletion curves: accuracy as tokens are deleted in the order of each ranking, every k, one backbone pass per image."""
+    from ersm_core.device import select_device
+    from ersm_eval import distributed
+    from ersm_eval.context import iterate_batches, prepare
+    from ersm_eval.deletion import DeletionEvaluator, DeletionSettings, token_score_arrays
+    from ersm_eval.output import check_output_dir, output_folder, run_info, write_json, write_table
+
+    started = time.time()
+    label = label or Path(checkpoint).stem
+    out = out if out is not None else Path("runs") / f"deletion-{label}"
+    settings = DeletionSettings(
+        rankings=tuple(parse_name_list(rankings, "--rankings")),
+        seeds=tuple(parse_int_list(seeds, "--seeds")),
+        steps=_parse_steps(steps),
+        soft_gate=soft_gate,
+        rescale=not no_rescale,
+        level=level.value,
+        fill=fill.value,
+        save_token_scores=save_token_scores,
+        label=label,
+    )
+    if cache is not None and level is Level.input:
+        raise ConfigError("--cache stores backbone features, which --level input does not use; drop one of them")
+    check_output_dir(out, overwrite)  # before any work
+
+    distributed.init_from_env(select_device(device))
+    setup = prepare(checkpoint, dataset, split.value, data_root, limit,
+                    str(distributed.local_device(select_device(device))))
+    evaluator = DeletionEvaluator(setup.model, settings)
+    if distributed.is_main():
+        for name, reason in evaluator.skipped.items():
+            err_console.print(f"[yellow]Skipped ranking {name}:[/] {reason}", highlight=False)
+
+    feature_cache = None
+    with progress_bar(len(setup.indices), f"deletion ({label})", enabled=not quiet and distributed.is_main()) as advance:
+        if level is Level.feature:
+            from ersm_eval.features import feature_batches
+
+            if cache is not None:
+                from ersm_eval.cache import FeatureCache, cache_key
+
+                feature_cache = FeatureCache(cache, cache_key(
+                    setup.checkpoint.sha256, dataset, split.value, asdict(setup.dataset.transform), setup.options,
+                ))
+            batches = feature_batches(setup.model, setup.dataset, setup.indices, batch_size, workers, setup.device,
+                                      feature_cache, advance)
+        else:
+            batches = iterate_batches(setup.dataset, setup.indices, batch_size, workers, setup.device, advance)
+        for batch in batches:
+            evaluator.update(batch)
+
+    records = distributed.gather_records(evaluator.records())
+    if records is None:  # not rank 0: rank 0 writes
+        distributed.shutdown()
+        return
+    tables = evaluator.compute(records)
+    with output_folder(out, overwrite) as folder:
+        for name, table in tables.items():
+            write_table(folder, name, table)
+        if save_token_scores:
+            np.savez_compressed(folder / "token_scores.npz",
+                                **token_score_arrays(records, evaluator.curves, setup.model.grid))
+        write_json(folder, {
+            "command": "deletion",
+            "label": label,
+            "options": {
+                "checkpoint": str(checkpoint), "dataset": dataset, "data_root": data_root, "split": split.value,
+                "rankings": rankings, "seeds": seeds, "steps": steps, "soft_gate": soft_gate,
+                "no_rescale": no_rescale, "level": level.value, "fill": fill.value, "batch_size": batch_size,
+                "workers": workers, "device": device, "limit": limit, "out": str(out), "overwrite": overwrite,
+                "label": label, "save_token_scores": save_token_scores, "cache": cache, "no_report": no_report,
+            },
+            **setup.describe(),
+            "deletion": evaluator.describe(),
+            "cache": None if feature_cache is None else {
+                "dir": str(feature_cache.dir), "hits": feature_cache.hits, "misses": feature_cache.misses,
+                "rebuilt": feature_cache.rebuilt,
+            },
+            "tables": sorted(tables),
+            "world_size": distributed.world_size(),
+            **run_info(started),
+        })
+        if not no_report:
+            _write_report(folder)
+    distributed.shutdown()
+
+    console.print(_summary_table(
+        tables["deletion_summary.csv"],
+        f"Deletion, {label} on {dataset}/{split.value}: {len(records['index'])} images, "
+        f"N = {evaluator.n_tokens} tokens, {settings.level} level, "
+        f"{'soft' if settings.soft_gate else 'hard'} gate{'' if settings.rescale else ', no rescale'}",
+    ))
+    console.print(f"Wrote {out}/", highlight=False)

@@ -1,0 +1,575 @@
+"""Deletion evaluation (SPEC §2): accuracy as tokens are deleted in the order of each ranking.
+
+Feature level (the paper's protocol, the default): the P×P positions of the first
+k tokens of an order are zeroed on the ungated map X (kept tokens × 1; with
+``soft_gate`` on the gated map Y = X ⊙ π instead) and the map is pooled by the mean
+over the remaining positions, GAP × N/(N−k) (``rescale=False``: the plain mean).
+Everything after the insertion point is pool → head, so the backbone runs once
+per image: the kept tokens after k deletions are a suffix of the order, and
+suffix sums of the per-token channel sums, taken in float64, give the pooled
+vector of every k and ranking at once; one batched head call gives every logit.
+:func:`deletion_logits_general` rebuilds the masked map and re-runs pool → head
+for each k instead; the tests hold the two together.
+
+Input level: the image region under each deleted token is filled (``mean``: the
+normalization mean, i.e. zeros in normalized space; ``black``: pixel value 0;
+``noise``: standard normal drawn from ``default_rng([fill_seed, dataset_index])``;
+``blur``: a Gaussian-blurred copy of the image) and the full model, with its own
+gate as at inference, re-runs on every (ranking, k) image, batched.
+
+:class:`DeletionEvaluator` follows update → records → compute: ``update`` keeps,
+per image, the correctness bit and true-class probability for every curve and k
+and the deletion orders (never features); ``records`` returns them as numpy
+arrays keyed by name with the image axis first (so records of several processes
+can be gathered); ``compute`` sorts them by dataset index and builds the tables
+of :mod:`ersm_eval.schema`. Nothing depends on batch size, worker count or
+process count, and bootstrap seeds are fixed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torchvision.transforms.functional as TF
+
+from ersm_core.errors import ConfigError, DatasetError
+from ersm_eval.agreement import ranking_agreement
+from ersm_eval.rankings import DEFAULT_RANKINGS, RankingInputs, resolve_rankings
+from ersm_eval.schema import TABLES
+from ersm_eval.stats import bootstrap_weights, mcnemar_exact, normalized_auc, paired_bootstrap_test, wilson_interval
+
+__all__ = [
+    "LEVELS",
+    "FILLS",
+    "DeletionSettings",
+    "DeletionEvaluator",
+    "deletion_steps",
+    "token_sums",
+    "kept_pooled",
+    "deletion_logits",
+    "deletion_logits_general",
+    "cam_scores",
+    "token_pixel_map",
+    "fill_images",
+    "input_deletion_logits",
+    "token_score_arrays",
+    "sort_records",
+]
+
+LEVELS = ("feature", "input")
+FILLS = ("mean", "black", "noise", "blur")
+_POOL_BUDGET = 1 << 23  # float64 elements of [images, curves, N, C] held at once by the fast path
+
+
+@dataclass(frozen=True)
+class DeletionSettings:
+    """How a deletion evaluation runs; ``asdict`` goes into summary.json."""
+
+    rankings: tuple[str, ...] = DEFAULT_RANKINGS  # ranking names, in table order
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)  # seeds of the random ranking, one curve each
+    steps: int | None = None  # None: every k = 0..N−1; an int: that many evenly spaced k, 0 and N−1 included
+    soft_gate: bool = False  # delete on the gated map Y (survivors keep π) instead of the ungated map X
+    rescale: bool = True  # pool by the mean over the remaining positions (GAP·N/(N−k)); False: plain mean
+    level: str = "feature"  # 'feature' (the paper's protocol) or 'input' (fill image regions, re-run the model)
+    fill: str = "mean"  # input level: 'mean', 'black', 'noise' or 'blur'
+    fill_seed: int = 0  # input level: seed of the noise fill (with the dataset index)
+    save_token_scores: bool = False  # keep every score of every image and token in the records
+    label: str = ""  # value of the tables' checkpoint column
+    n_boot: int = 1000  # bootstrap resamples for intervals and paired tests
+    boot_seed: int = 0  # seed of the bootstrap resamples (fixed: the same run writes the same CSVs)
+    head_rows: int = 16384  # pooled vectors per head call (bounds memory)
+    input_chunk: int = 64  # images per model call at the input level
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rankings", tuple(self.rankings))
+        object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
+        if self.level not in LEVELS:
+            raise ConfigError(f"unknown deletion level {self.level!r}; use one of: {', '.join(LEVELS)}")
+        if self.fill not in FILLS:
+            raise ConfigError(f"unknown fill {self.fill!r}; use one of: {', '.join(FILLS)}")
+        if self.level == "input" and (self.soft_gate or not self.rescale):
+            raise ConfigError(
+                "--soft-gate and --no-rescale apply to --level feature only; at --level input the model "
+                "runs as at inference, with its own gate and pooling"
+            )
+        if self.steps is not None and self.steps < 2:
+            raise ConfigError(f"--steps takes 'all' or a count of at least 2 (k = 0 and k = N−1), got {self.steps}")
+        if "random" in self.rankings and not self.seeds:
+            raise ConfigError("the random ranking needs at least one seed (--seeds 0,1,2,3,4)")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"--seeds has duplicates: {list(self.seeds)}")
+        if self.n_boot < 10:
+            raise ConfigError(f"n_boot must be at least 10, got {self.n_boot}")
+        if self.head_rows < 1 or self.input_chunk < 1:
+            raise ConfigError("head_rows and input_chunk must be positive")
+
+
+# -- the math --------------------------------------------------------------------------
+
+
+def deletion_steps(n_tokens: int, steps: int | None = None) -> np.ndarray:
+    """The k values of a curve: all of 0..N−1, or ``steps`` evenly spaced ones with 0 and N−1."""
+    if n_tokens < 2:
+        raise ConfigError(f"deletion needs at least 2 tokens; this model's map has {n_tokens} (lower --patch-size)")
+    if steps is None or steps >= n_tokens:
+        return np.arange(n_tokens, dtype=np.int64)
+    if steps < 2:
+        raise ConfigError(f"--steps must be at least 2, got {steps}")
+    return np.unique(np.round(np.linspace(0, n_tokens - 1, steps)).astype(np.int64))
+
+
+def _wide(device: torch.device) -> torch.dtype:
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+def token_sums(feature_map: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """Per-token channel sums over each token's P×P positions, [B, C, H, W] → [B, N, C] (float64)."""
+    batch, channels, height, width = feature_map.shape
+    grid_h, grid_w = height // patch_size, width // patch_size
+    x = feature_map.to(_wide(feature_map.device))
+    x = x.reshape(batch, channels, grid_h, patch_size, grid_w, patch_size).sum((3, 5))
+    return x.reshape(batch, channels, grid_h * grid_w).transpose(1, 2)
+
+
+def kept_pooled(sums: torch.Tensor, orders: torch.Tensor, steps: torch.Tensor, rescale: bool, positions: int) -> torch.Tensor:
+    """Pooled vectors after deleting the first k tokens of each order, for every k in ``steps``.
+
+    The kept tokens are order[k:], so their sum is a suffix sum of the ordered
+    token sums (a prefix sum over the reversed order), free of the cancellation
+    that total − prefix would suffer when few tokens remain.
+
+    Args:
+        sums: token sums [B, N, C] (see :func:`token_sums`).
+        orders: [B, R, N] deletion orders.
+        steps: [S] k values (long, on the same device).
+        rescale: divide by the remaining positions (N−k)·P² instead of all N·P².
+        positions: P², positions per token.
+
+    Returns:
+        [B, R, S, C] in the dtype of ``sums``.
+    """
+    batch, n_tokens, channels = sums.shape
+    n_curves = orders.shape[1]
+    ordered = torch.gather(
+        sums[:, None].expand(batch, n_curves, n_tokens, channels),
+        2,
+        orders[..., None].expand(batch, n_curves, n_tokens, channels),
+    )
+    suffix = ordered.flip(2).cumsum(2).flip(2)  # suffix[:, :, k] = sum of order[k:]
+    kept = suffix.index_select(2, steps)
+    if rescale:
+        denom = (n_tokens - steps).to(sums.dtype) * positions
+    else:
+        denom = torch.full_like(steps, n_tokens * positions, dtype=sums.dtype)
+    return kept / denom[:, None]
+
+
+def _head(model: Any, pooled: torch.Tensor, rows: int) -> torch.Tensor:
+    """Logits of pooled vectors [M, C] in chunks of ``rows``."""
+    parts = [model.forward_head(pooled[i : i + rows]) for i in range(0, pooled.shape[0], rows)]
+    return torch.cat(parts) if len(parts) > 1 else parts[0]
+
+
+@torch.no_grad()
+def deletion_logits(
+    model: Any,
+    feature_map: torch.Tensor,
+    orders: torch.Tensor,
+    steps: np.ndarray | torch.Tensor,
+    rescale: bool = True,
+    head_rows: int = 16384,
+) -> torch.Tensor:
+    """Fast path: logits [B, R, S, K] after deleting the first k tokens of each order, every k in ``steps``.
+
+    ``feature_map`` is the map deletion acts on (X, or Y = gate(X) for soft gating).
+    """
+    batch, n_curves, n_tokens = orders.shape
+    channels = feature_map.shape[1]
+    patch = model.config.patch_size
+    steps_t = torch.as_tensor(np.asarray(steps), dtype=torch.long, device=feature_map.device)
+    per_image = max(1, _POOL_BUDGET // max(1, n_curves * n_tokens * channels))
+    out = []
+    for start in range(0, batch, per_image):
+        sl = slice(start, start + per_image)
+        pooled = kept_pooled(token_sums(feature_map[sl], patch), orders[sl], steps_t, rescale, patch * patch)
+        b = pooled.shape[0]
+        logits = _head(model, pooled.to(feature_map.dtype).reshape(-1, channels), head_rows)
+        out.append(logits.reshape(b, n_curves, len(steps_t), -1))
+    return torch.cat(out) if len(out) > 1 else out[0]
+
+
+@torch.no_grad()
+def deletion_logits_general(
+    model: Any,
+    feature_map: torch.Tensor,
+    orders: torch.Tensor,
+    steps: np.ndarray | torch.Tensor,
+    rescale: bool = True,
+) -> torch.Tensor:
+    """General path: for every ranking and k, zero the deleted tokens' positions, pool
+    (GAP·N/(N−k) with ``rescale``) and run the head; logits [B, R, S, K]."""
+    from ersm_core.energy import untokenize_scale
+
+    batch, n_curves, n_tokens = orders.shape
+    patch = model.config.patch_size
+    out = []
+    for r in range(n_curves):
+        per_k = []
+        for k in np.asarray(steps).tolist():
+            keep = torch.ones(batch, n_tokens, dtype=feature_map.dtype, device=feature_map.device)
+            keep.scatter_(1, orders[:, r, :k], 0.0)
+            pooled = model.pool(untokenize_scale(feature_map, keep, patch))
+            if rescale:
+                pooled = pooled * (n_tokens / (n_tokens - k))
+            per_k.append(model.forward_head(pooled))
+        out.append(torch.stack(per_k, 1))
+    return torch.stack(out, 1)
+
+
+def cam_scores(model: Any, feature_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each token's contribution to the predicted class's logit, and the prediction, on a map.
+
+    The pooled vector is the sum of the tokens' shares z_i = (token sum_i)/(H·W). With a
+    linear head the logit is W·Σz_i + b, so token i contributes W[c]·z_i exactly. With a
+    norm before the classifier (ConvNeXt) the contribution is gradient × input,
+    ∇_pooled logit_c · z_i, a first-order approximation. c is the prediction on the
+    whole map (k = 0 under the evaluated gate mode).
+
+    Returns:
+        (cam [B, N] float32, predicted class [B] long).
+    """
+    batch, channels, height, width = feature_map.shape
+    sums = token_sums(feature_map, model.config.patch_size)  # [B, N, C] wide
+    shares = sums / (height * width)
+    pooled = shares.sum(1).to(feature_map.dtype)
+    if model.head_is_linear:
+        with torch.no_grad():
+            pred = model.forward_head(pooled).argmax(1)
+            direction = model.head.weight[pred].to(shares.dtype)  # [B, C]
+    else:
+        with torch.enable_grad():
+            leaf = pooled.detach().clone().requires_grad_(True)
+            logits = model.forward_head(leaf)
+            pred = logits.argmax(1)
+            (grad,) = torch.autograd.grad(logits.gather(1, pred[:, None]).sum(), leaf)
+        direction = grad.detach().to(shares.dtype)
+    cam = torch.einsum("bnc,bc->bn", shares, direction)
+    return cam.float(), pred.detach()
+
+
+def token_pixel_map(image_hw: tuple[int, int], grid: tuple[int, int], device: torch.device | str = "cpu") -> torch.Tensor:
+    """Token index of every image pixel, [H_img, W_img] long: pixel (y, x) lies under token
+    (⌊y·h/H_img⌋, ⌊x·w/W_img⌋) of the h×w grid."""
+    img_h, img_w = image_hw
+    grid_h, grid_w = grid
+    rows = torch.arange(img_h, device=device) * grid_h // img_h
+    cols = torch.arange(img_w, device=device) * grid_w // img_w
+    return rows[:, None] * grid_w + cols[None, :]
+
+
+def fill_images(
+    images: torch.Tensor,
+    fill: str,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    indices: np.ndarray,
+    seed: int = 0,
+    grid: tuple[int, int] = (8, 8),
+) -> torch.Tensor:
+    """What replaces deleted regions, in normalized image space, [B, 3, S, S].
+
+    ``mean``: zeros (the normalization mean); ``black``: (0 − mean)/std; ``noise``:
+    standard normal from ``default_rng([seed, dataset_index])``; ``blur``: the image
+    blurred with a Gaussian of σ = half a token's side in pixels.
+    """
+    if fill == "mean":
+        return torch.zeros_like(images)
+    if fill == "black":
+        m = torch.tensor(mean, dtype=images.dtype, device=images.device)[None, :, None, None]
+        s = torch.tensor(std, dtype=images.dtype, device=images.device)[None, :, None, None]
+        return ((0.0 - m) / s).expand_as(images).clone()
+    if fill == "noise":
+        shape = tuple(images.shape[1:])
+        noise = [np.random.default_rng([int(seed), int(i)]).standard_normal(shape).astype(np.float32) for i in indices]
+        return torch.from_numpy(np.stack(noise)).to(images.device, images.dtype)
+    if fill == "blur":
+        side = min(images.shape[2] / grid[0], images.shape[3] / grid[1])
+        sigma = max(side / 2.0, 0.5)
+        kernel = 2 * math.ceil(3 * sigma) + 1
+        kernel = min(kernel, 2 * ((min(images.shape[2:]) - 1) // 2) + 1)
+        return TF.gaussian_blur(images, [kernel, kernel], [sigma, sigma])
+    raise ConfigError(f"unknown fill {fill!r}; use one of: {', '.join(FILLS)}")
+
+
+@torch.no_grad()
+def input_deletion_logits(
+    model: Any,
+    images: torch.Tensor,
+    fills: torch.Tensor,
+    orders: torch.Tensor,
+    steps: np.ndarray | torch.Tensor,
+    chunk: int = 64,
+) -> torch.Tensor:
+    """Input level: logits [B, R, S, K] of the full model on images whose regions under the
+    first k tokens of each order are replaced by ``fills``; (image, ranking, k) jobs are
+    batched ``chunk`` at a time."""
+    batch, n_curves, n_tokens = orders.shape
+    device = images.device
+    steps_t = torch.as_tensor(np.asarray(steps), dtype=torch.long, device=device)
+    n_steps = len(steps_t)
+    ranks = torch.empty_like(orders)
+    ranks.scatter_(2, orders, torch.arange(n_tokens, device=orders.device).expand_as(orders).contiguous())
+    pix = token_pixel_map(tuple(images.shape[2:]), model.grid, device)  # [Hi, Wi]
+    pix_rank = ranks[:, :, pix]  # [B, R, Hi, Wi]: deletion position of the token under each pixel
+    jobs = torch.arange(batch * n_curves * n_steps, device=device)
+    out = []
+    for start in range(0, len(jobs), chunk):
+        job = jobs[start : start + chunk]
+        b, r, s = job // (n_curves * n_steps), (job // n_steps) % n_curves, job % n_steps
+        deleted = pix_rank[b, r] < steps_t[s][:, None, None]
+        x = torch.where(deleted[:, None], fills[b], images[b])
+        out.append(model(x))
+    return torch.cat(out).reshape(batch, n_curves, n_steps, -1)
+
+
+# -- the evaluator ---------------------------------------------------------------------
+
+
+class DeletionEvaluator:
+    """Deletion curves of every ranking for one model (see the module docstring).
+
+    Args:
+        model: an :class:`~ersm_core.model.ERSMModel` (put in eval mode during updates).
+        settings: rankings, seeds, steps, gate mode, level, ...
+
+    Attributes:
+        curves: (ranking, seed) of every curve, seed −1 for deterministic rankings.
+        steps: the k values, [S].
+        skipped: ranking name → why it does not apply to this model.
+    """
+
+    def __init__(self, model: Any, settings: DeletionSettings | None = None) -> None:
+        self.model = model
+        self.settings = settings or DeletionSettings()
+        resolved = resolve_rankings(self.settings.rankings, model)
+        self.rankings = resolved.rankings
+        self.skipped = resolved.skipped
+        self.n_tokens = int(model.n_tokens)
+        self.steps = deletion_steps(self.n_tokens, self.settings.steps)
+        self._specs = [(r, s) for r in self.rankings for s in (self.settings.seeds if r.seeded else (-1,))]
+        self.curves: list[tuple[str, int]] = [(r.name, s) for r, s in self._specs]
+        self._need_cam = any("cam" in r.needs for r in self.rankings) or self.settings.save_token_scores
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every update."""
+        self._parts: list[dict[str, np.ndarray]] = []
+
+    @property
+    def n_images(self) -> int:
+        return sum(len(p["index"]) for p in self._parts)
+
+    # -- accumulate ---------------------------------------------------------------------
+    @torch.no_grad()
+    def update(self, batch: dict[str, Any]) -> None:
+        """Evaluate one batch (``image`` or precomputed ``features``, ``label``, ``index``)."""
+        model = self.model
+        st = self.settings
+        was_training = model.training
+        model.eval()
+        try:
+            device = next(model.parameters()).device
+            labels = torch.as_tensor(batch["label"]).to(device).long()
+            indices = np.asarray(torch.as_tensor(batch["index"]).cpu(), dtype=np.int64)
+            images = batch.get("image")
+            if images is not None:
+                images = images.to(device)
+            if "features" in batch and st.level == "feature":
+                features = batch["features"].to(device)
+            elif images is not None:
+                features = model.forward_features(images)
+            else:
+                raise ConfigError("input-level deletion needs images; feature batches (--cache) only serve --level feature")
+            scores = {k: v for k, v in model.token_scores(features).items() if k != "grid"}
+            soft = st.soft_gate or st.level == "input"
+            deletion_map = model.gate(features) if soft else features
+            cam = cam_scores(model, deletion_map)[0] if self._need_cam else None
+            inputs = RankingInputs(scores=scores, indices=indices, n_tokens=self.n_tokens, cam=cam)
+            orders = torch.stack([r.order(inputs, s).to(device) for r, s in self._specs], 1)  # [B, R, N]
+            if st.level == "feature":
+                logits = deletion_logits(model, deletion_map, orders, self.steps, st.rescale, st.head_rows)
+            else:
+                fills = fill_images(images, st.fill, tuple(model.mean), tuple(model.std), indices, st.fill_seed, model.grid)
+                logits = input_deletion_logits(model, images, fills, orders, self.steps, st.input_chunk)
+            self._store(logits, labels, indices, orders, scores, cam)
+        finally:
+            model.train(was_training)
+
+    def _store(self, logits, labels, indices, orders, scores, cam) -> None:
+        batch, n_curves, n_steps, _ = logits.shape
+        correct = logits.argmax(-1) == labels[:, None, None]
+        log_prob = torch.log_softmax(logits.float(), -1)
+        true = log_prob.gather(-1, labels[:, None, None, None].expand(batch, n_curves, n_steps, 1)).squeeze(-1)
+        order_dtype = np.int16 if self.n_tokens <= np.iinfo(np.int16).max else np.int32
+        part = {
+            "index": indices,
+            "label": labels.cpu().numpy().astype(np.int64),
+            "correct": correct.cpu().numpy(),
+            "true_prob": true.exp().cpu().numpy().astype(np.float32),
+            "orders": orders.cpu().numpy().astype(order_dtype),
+        }
+        if self.settings.save_token_scores:
+            for key, value in scores.items():
+                part[f"score_{key}"] = value.float().cpu().numpy()
+            if cam is not None:
+                part["score_cam"] = cam.cpu().numpy()
+        self._parts.append(part)
+
+    def records(self) -> dict[str, np.ndarray]:
+        """Per-image records, image axis first, in update order (``compute`` sorts them)."""
+        if not self._parts:
+            n_curves, n_steps = len(self.curves), len(self.steps)
+            return {
+                "index": np.zeros(0, np.int64),
+                "label": np.zeros(0, np.int64),
+                "correct": np.zeros((0, n_curves, n_steps), bool),
+                "true_prob": np.zeros((0, n_curves, n_steps), np.float32),
+                "orders": np.zeros((0, n_curves, self.n_tokens), np.int16),
+            }
+        return {k: np.concatenate([p[k] for p in self._parts]) for k in self._parts[0]}
+
+    # -- compute ------------------------------------------------------------------------
+    def compute(self, records: dict[str, np.ndarray] | None = None) -> dict[str, pd.DataFrame]:
+        """The four tables, keyed by file name (deletion_curves.csv, deletion_summary.csv,
+        deletion_tests.csv, ranking_agreement.csv)."""
+        rec = sort_records(self.records() if records is None else records)
+        n = len(rec["index"])
+        if n == 0:
+            raise DatasetError("no images were evaluated, so there are no deletion curves to compute")
+        st = self.settings
+        label = st.label
+        steps = self.steps
+        fraction = steps / self.n_tokens
+        correct = rec["correct"]
+        true_prob = rec["true_prob"].astype(np.float64)
+
+        # curves: one per (ranking, seed)
+        frames = []
+        for c, (name, seed) in enumerate(self.curves):
+            hits = correct[:, c, :].sum(0)
+            low, high = wilson_interval(hits, n)
+            frames.append(pd.DataFrame({
+                "checkpoint": label, "ranking": name, "seed": seed, "k": steps,
+                "fraction_removed": fraction, "n_images": n, "accuracy": hits / n,
+                "ci_low": low, "ci_high": high, "mean_true_prob": true_prob[:, c, :].mean(0),
+            }))
+        curves = pd.concat(frames, ignore_index=True)[TABLES["deletion_curves.csv"]]
+
+        # per-ranking per-image correctness, averaged over seeds
+        names = [r.name for r in self.rankings]
+        columns = {name: [c for c, (n_, _) in enumerate(self.curves) if n_ == name] for name in names}
+        per_image = {name: correct[:, cols, :].mean(1) for name, cols in columns.items()}
+        accuracy = {name: v.mean(0) for name, v in per_image.items()}
+        has_random = "random" in per_image
+        weights = bootstrap_weights(n, st.n_boot, st.boot_seed)
+
+        summary_rows, test_frames = [], []
+        for name in names:
+            acc = accuracy[name]
+            j_peak = int(np.argmax(acc))
+            below = np.nonzero(acc < 0.5 * acc[0])[0]
+            row = {
+                "checkpoint": label, "ranking": name, "n_seeds": len(columns[name]),
+                "auc": normalized_auc(fraction, acc), "acc_k0": float(acc[0]),
+                "peak_accuracy": float(acc[j_peak]), "peak_k": int(steps[j_peak]),
+                "max_gap_to_random": np.nan, "max_gap_k": pd.NA, "max_gap_ci_low": np.nan,
+                "max_gap_ci_high": np.nan, "half_accuracy_k": int(steps[below[0]]) if len(below) else pd.NA,
+            }
+            if has_random and name != "random":
+                diff = per_image[name] - per_image["random"]  # [n, S]
+                mean, low, high, se, p_boot = paired_bootstrap_test(diff, weights)
+                j_gap = int(np.argmax(mean))
+                row.update(max_gap_to_random=float(mean[j_gap]), max_gap_k=int(steps[j_gap]),
+                           max_gap_ci_low=float(low[j_gap]), max_gap_ci_high=float(high[j_gap]))
+                if len(columns["random"]) == 1:
+                    test = "mcnemar_exact"
+                    a_bits = correct[:, columns[name][0], :]
+                    b_bits = correct[:, columns["random"][0], :]
+                    statistic, p_value = mcnemar_exact(a_bits, b_bits)
+                else:
+                    test = "paired_bootstrap"
+                    with np.errstate(invalid="ignore", divide="ignore"):
+                        statistic = np.where(se > 0, mean / np.where(se > 0, se, 1.0), np.nan)
+                    p_value = p_boot
+                test_frames.append(pd.DataFrame({
+                    "checkpoint": label, "ranking": name, "k": steps, "test": test,
+                    "accuracy": acc, "random_accuracy": accuracy["random"], "difference": mean,
+                    "ci_low": low, "ci_high": high, "statistic": statistic, "p_value": p_value,
+                }))
+            summary_rows.append(row)
+        summary = pd.DataFrame(summary_rows, columns=TABLES["deletion_summary.csv"])
+        for col in ("max_gap_k", "half_accuracy_k", "peak_k", "n_seeds"):
+            summary[col] = summary[col].astype("Int64")
+        tests = (
+            pd.concat(test_frames, ignore_index=True)[TABLES["deletion_tests.csv"]]
+            if test_frames else pd.DataFrame(columns=TABLES["deletion_tests.csv"])
+        )
+
+        first_curve = {name: cols[0] for name, cols in columns.items()}
+        orders = {name: rec["orders"][:, c, :] for name, c in first_curve.items()}
+        agreement = ranking_agreement(orders, label)
+        return {
+            "deletion_curves.csv": curves,
+            "deletion_summary.csv": summary,
+            "deletion_tests.csv": tests,
+            "ranking_agreement.csv": agreement,
+        }
+
+    def describe(self) -> dict[str, Any]:
+        """Plain description for summary.json: settings, curves, steps, skipped rankings."""
+        return {
+            "settings": asdict(self.settings),
+            "rankings": [r.name for r in self.rankings],
+            "ranking_descriptions": {r.name: r.description for r in self.rankings},
+            "skipped_rankings": dict(self.skipped),
+            "curves": [{"ranking": n, "seed": s} for n, s in self.curves],
+            "k_values": self.steps.tolist(),
+            "n_tokens": self.n_tokens,
+            "grid": list(self.model.grid),
+            "patch_size": int(self.model.config.patch_size),
+            "cam": "exact (linear head)" if self.model.head_is_linear
+            else "gradient x input (approximate: the head has a norm before its classifier)",
+        }
+
+
+def sort_records(records: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Records sorted by dataset index; a repeated index raises (an image counted twice)."""
+    index = np.asarray(records["index"])
+    order = np.argsort(index, kind="stable")
+    sorted_index = index[order]
+    if len(sorted_index) > 1 and np.any(sorted_index[1:] == sorted_index[:-1]):
+        dup = sorted_index[1:][sorted_index[1:] == sorted_index[:-1]][:5].tolist()
+        raise ValueError(f"deletion records hold dataset indices more than once (first: {dup})")
+    return {k: np.asarray(v)[order] for k, v in records.items()}
+
+
+def token_score_arrays(records: dict[str, np.ndarray], curves: list[tuple[str, int]], grid: tuple[int, int]) -> dict[str, np.ndarray]:
+    """Arrays for ``token_scores.npz``: index, label, grid, curve names, orders [n, R, N] and
+    one [n, N] array per score (energy, unary, keep, magnitude, cam, ...), sorted by index."""
+    rec = sort_records(records)
+    out: dict[str, np.ndarray] = {
+        "index": rec["index"],
+        "label": rec["label"],
+        "grid": np.asarray(grid, dtype=np.int64),
+        "curve_names": np.asarray([f"{n}" if s < 0 else f"{n}_seed{s}" for n, s in curves]),
+        "orders": rec["orders"],
+    }
+    for key, value in rec.items():
+        if key.startswith("score_"):
+            out[key.removeprefix("score_")] = value
+    return out

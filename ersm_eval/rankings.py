@@ -1,0 +1,169 @@
+"""Token rankings for deletion curves (SPEC §2): per image, an order of its N tokens.
+
+The first token of an order is deleted first. Orders are stable: tokens with equal
+scores keep the lower token index first. Each ranking is registered in
+:data:`RANKINGS` with the per-token score it sorts and the direction; ``random``
+draws ``numpy.random.default_rng([seed, dataset_index]).permutation(N)``, so its
+orders depend only on the seed and the image, never on batch size, worker count
+or number of processes.
+
+| ranking | deleted first |
+|---|---|
+| ``energy`` | highest E_i |
+| ``unary`` | highest u_i (lowest keep probability π_i) |
+| ``random`` | a seeded permutation |
+| ``magnitude`` | lowest ‖t_i‖₂ |
+| ``magnitude_desc`` | highest ‖t_i‖₂ |
+| ``cam`` | lowest contribution to the predicted class's logit |
+| ``energy_reversed`` | lowest E_i (sanity check: should collapse fastest) |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from ersm_core.errors import ConfigError
+from ersm_core.registry import Registry
+
+__all__ = [
+    "Ranking",
+    "RankingInputs",
+    "RANKINGS",
+    "DEFAULT_RANKINGS",
+    "register_score_ranking",
+    "stable_order",
+    "random_orders",
+    "skip_reason",
+    "resolve_rankings",
+    "ResolvedRankings",
+]
+
+DEFAULT_RANKINGS = ("energy", "unary", "magnitude", "cam", "random")
+
+
+@dataclass
+class RankingInputs:
+    """What a ranking may read for one batch; every tensor is [B, N]."""
+
+    scores: dict[str, torch.Tensor]  # model.token_scores(features) without "grid"
+    indices: np.ndarray  # dataset index of each image, [B] int64
+    n_tokens: int  # N
+    cam: torch.Tensor | None = None  # contribution to the predicted logit (see ersm_eval.deletion.cam_scores)
+
+    def score(self, key: str) -> torch.Tensor:
+        """A score by name, ``cam`` included."""
+        value = self.cam if key == "cam" else self.scores.get(key)
+        if value is None:
+            raise RuntimeError(f"bug: ranking input {key!r} was not computed")
+        return value
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """One registered ranking."""
+
+    name: str  # registry name, used in tables
+    description: str  # one line: what is deleted first
+    order: Callable[[RankingInputs, int], torch.Tensor]  # (inputs, seed) -> [B, N] int64 order
+    needs: tuple[str, ...] = ()  # score keys it reads: token_scores keys, or "cam"
+    seeded: bool = False  # one curve per seed (random); otherwise seed is ignored and reported as -1
+
+
+RANKINGS: Registry[Ranking] = Registry("ranking")
+
+
+def stable_order(score: torch.Tensor, descending: bool) -> torch.Tensor:
+    """Order [B, N] of tokens by score; ties keep the lower token index first.
+
+    Descending order sorts the negated score with a stable sort, which keeps equal
+    scores (whose negations are equal too) in index order.
+    """
+    key = -score if descending else score
+    return torch.sort(key, dim=1, stable=True).indices
+
+
+def random_orders(indices: Sequence[int] | np.ndarray, seed: int, n_tokens: int) -> np.ndarray:
+    """``default_rng([seed, index]).permutation(N)`` for each dataset index, [B, N] int64."""
+    out = np.empty((len(indices), n_tokens), dtype=np.int64)
+    for row, index in enumerate(np.asarray(indices, dtype=np.int64).tolist()):
+        out[row] = np.random.default_rng([int(seed), int(index)]).permutation(n_tokens)
+    return out
+
+
+def register_score_ranking(name: str, key: str, descending: bool, description: str) -> Ranking:
+    """Register a ranking that sorts the per-token score ``key``."""
+
+    def order(inputs: RankingInputs, seed: int) -> torch.Tensor:
+        return stable_order(inputs.score(key), descending)
+
+    ranking = Ranking(name=name, description=description, order=order, needs=(key,))
+    RANKINGS.register(name)(ranking)
+    return ranking
+
+
+def _random(inputs: RankingInputs, seed: int) -> torch.Tensor:
+    device = next(iter(inputs.scores.values())).device if inputs.scores else "cpu"
+    return torch.from_numpy(random_orders(inputs.indices, seed, inputs.n_tokens)).to(device)
+
+
+register_score_ranking("energy", "energy", True, "highest energy E_i first")
+register_score_ranking("unary", "unary", True, "highest unary potential u_i (lowest keep probability) first")
+RANKINGS.register("random")(
+    Ranking("random", "a permutation drawn from default_rng([seed, dataset_index])", _random, (), seeded=True)
+)
+register_score_ranking("magnitude", "magnitude", False, "lowest token norm first (magnitude pruning)")
+register_score_ranking("magnitude_desc", "magnitude", True, "highest token norm first")
+register_score_ranking("cam", "cam", False, "lowest contribution to the predicted class's logit first")
+register_score_ranking("energy_reversed", "energy", False, "lowest energy first (sanity check)")
+
+_ENERGY_KEYS = ("energy", "unary", "energy_unary", "energy_pairwise")
+
+
+def skip_reason(ranking: Ranking, model: Any) -> str | None:
+    """Why ``ranking`` does not apply to ``model`` (None when it does)."""
+    if any(k in _ENERGY_KEYS for k in ranking.needs) and not model.has_energy:
+        return (
+            f"needs the Energy-Mask Layer's scores, which a {model.config.variant!r} model does not have "
+            "(only ersm_unary and ersm_full do)"
+        )
+    return None
+
+
+@dataclass
+class ResolvedRankings:
+    """Rankings that apply to a model, in the requested order, and those skipped with why."""
+
+    rankings: list[Ranking]
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def resolve_rankings(names: Sequence[str], model: Any) -> ResolvedRankings:
+    """Look up ``names`` (unknown ones raise ConfigError listing the valid names) and drop
+    those that do not apply to ``model``; raises when none is left."""
+    if not names:
+        raise ConfigError(f"no rankings given; valid names: {', '.join(RANKINGS.names())}")
+    unknown = [n for n in names if n not in RANKINGS]
+    if unknown:
+        raise ConfigError(
+            f"unknown ranking{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+            f"valid names: {', '.join(RANKINGS.names())}"
+        )
+    kept: list[Ranking] = []
+    skipped: dict[str, str] = {}
+    for name in dict.fromkeys(names):
+        ranking = RANKINGS.get(name)
+        reason = skip_reason(ranking, model)
+        if reason is None:
+            kept.append(ranking)
+        else:
+            skipped[name] = reason
+    if not kept:
+        raise ConfigError(
+            "none of the requested rankings applies to this model: "
+            + "; ".join(f"{n}: {r}" for n, r in skipped.items())
+        )
+    return ResolvedRankings(kept, skipped)

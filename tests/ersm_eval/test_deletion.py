@@ -1,0 +1,356 @@
+"""Deletion evaluation: fast path = general path, hand-built curves, invariances, tables."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from ersm_core.errors import ConfigError, DatasetError
+from ersm_core.model import ModelConfig, build_model
+from ersm_eval.deletion import (
+    DeletionEvaluator, DeletionSettings, cam_scores, deletion_logits, deletion_logits_general, deletion_steps,
+    fill_images, input_deletion_logits, kept_pooled, token_pixel_map, token_score_arrays, token_sums,
+)
+from ersm_eval.schema import TABLES
+
+
+def _model(**kw):
+    torch.manual_seed(kw.pop("seed", 0))
+    return build_model(ModelConfig(**{"num_classes": 5, "image_size": 64, **kw})).eval()
+
+
+@pytest.fixture(scope="module")
+def ersm():
+    return _model(variant="ersm_full")
+
+
+@pytest.fixture(scope="module")
+def images():
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(32, 3, 64, 64, generator=g), torch.randint(0, 5, (32,), generator=g)
+
+
+def _random_orders(batch, curves, n, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.stack([torch.stack([torch.randperm(n, generator=g) for _ in range(curves)]) for _ in range(batch)])
+
+
+# -- the fast path ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backbone,size,patch", [("compact_cnn", 64, 1), ("compact_cnn", 64, 2), ("convnext_atto", 128, 1)])
+@pytest.mark.parametrize("soft,rescale", [(False, True), (True, True), (False, False)])
+def test_fast_path_equals_general_path(backbone, size, patch, soft, rescale):
+    model = _model(backbone=backbone, image_size=size, patch_size=patch, variant="ersm_full")
+    if backbone.startswith("convnext"):
+        assert not model.head_is_linear  # the norm-before-classifier case
+    with torch.no_grad():
+        feats = model.forward_features(torch.randn(3, 3, size, size))
+        fmap = model.gate(feats) if soft else feats
+    orders = _random_orders(3, 2, model.n_tokens)
+    steps = deletion_steps(model.n_tokens)
+    fast = deletion_logits(model, fmap, orders, steps, rescale)
+    general = deletion_logits_general(model, fmap, orders, steps, rescale)
+    assert fast.shape == (3, 2, model.n_tokens, 5)
+    assert (fast - general).abs().max().item() < 1e-5
+
+
+def test_rescale_is_gap_times_n_over_n_minus_k_on_a_hand_example():
+    # one channel, 2x2 grid of P=1 tokens with values 1, 2, 3, 6; delete in order 3, 0, 1, 2
+    fmap = torch.tensor([[[[1.0, 2.0], [3.0, 6.0]]]])
+    sums = token_sums(fmap, 1)
+    assert sums[0, :, 0].tolist() == [1.0, 2.0, 3.0, 6.0]
+    orders = torch.tensor([[[3, 0, 1, 2]]])
+    steps = torch.arange(4)
+    gap = fmap.mean().item()
+    rescaled = kept_pooled(sums, orders, steps, rescale=True, positions=1)[0, 0, :, 0]
+    assert rescaled.tolist() == pytest.approx([12 / 4, 6 / 3, 5 / 2, 3 / 1])
+    zeroed = [12.0, 6.0, 5.0, 3.0]  # sums left after zeroing k tokens
+    assert rescaled.tolist() == pytest.approx([z / 4 * 4 / (4 - k) for k, z in enumerate(zeroed)])
+    assert rescaled[0].item() == pytest.approx(gap)
+    plain = kept_pooled(sums, orders, steps, rescale=False, positions=1)[0, 0, :, 0]
+    assert plain.tolist() == pytest.approx([z / 4 for z in zeroed])
+
+
+def test_steps_subset():
+    assert deletion_steps(64, 5).tolist() == [0, 16, 32, 47, 63]
+    assert deletion_steps(8).tolist() == list(range(8))
+    assert deletion_steps(8, 100).tolist() == list(range(8))
+    with pytest.raises(ConfigError):
+        deletion_steps(1)
+
+
+# -- a hand-built model with known token contributions ----------------------------------
+
+
+@pytest.fixture()
+def hand():
+    """ERSM-Unary on a 2x2 map: tokens t = (4,0), (1,0), (3,0), (0,5) in channels 0 and 1, zeros elsewhere.
+
+    Template w = (1, 2, 0, ...), b = 0: u = (1, 1, 1, 2) (three ties). Head: logit_0 = x0 − x1 − 0.5,
+    logit_1 = 0; label 0. Orders: energy/unary (highest first, ties by index) 3,0,1,2;
+    magnitude (norms 4,1,3,5, lowest first) 1,2,0,3; cam (contributions 4,1,3,−5 over 4) 3,1,2,0.
+    """
+    model = _model(num_classes=2, image_size=32, variant="ersm_unary")
+    assert model.grid == (2, 2)
+    with torch.no_grad():
+        model.spatial.template.weight.zero_()
+        model.spatial.template.weight[0, :2] = torch.tensor([1.0, 2.0])
+        model.spatial.bias.zero_()
+        model.head.weight.zero_()
+        model.head.bias.zero_()
+        model.head.weight[0, :2] = torch.tensor([1.0, -1.0])
+        model.head.bias[0] = -0.5
+    feats = torch.zeros(1, model.channels, 2, 2)
+    feats[0, 0] = torch.tensor([[4.0, 1.0], [3.0, 0.0]])
+    feats[0, 1] = torch.tensor([[0.0, 0.0], [0.0, 5.0]])
+    return model, feats
+
+
+def test_hand_model_gives_the_known_curves(hand):
+    model, feats = hand
+    settings = DeletionSettings(rankings=("energy", "unary", "magnitude", "cam", "energy_reversed"), label="hand")
+    ev = DeletionEvaluator(model, settings)
+    ev.update({"features": feats, "label": torch.tensor([0]), "index": torch.tensor([0])})
+    rec = ev.records()
+    orders = {name: rec["orders"][0, c].tolist() for c, (name, _) in enumerate(ev.curves)}
+    assert orders == {"energy": [3, 0, 1, 2], "unary": [3, 0, 1, 2], "magnitude": [1, 2, 0, 3],
+                      "cam": [3, 1, 2, 0], "energy_reversed": [0, 1, 2, 3]}
+    # logit_0 = mean of kept (x0 − x1) − 0.5, by hand
+    kept_mean = {"energy": [0.75, 8 / 3, 2.0, 3.0], "magnitude": [0.75, 2 / 3, -0.5, -5.0], "cam": [0.75, 8 / 3, 3.5, 4.0]}
+    curves = ev.compute()["deletion_curves.csv"]
+    for name, values in kept_mean.items():
+        rows = curves[curves.ranking == name].sort_values("k")
+        logit0 = np.array(values) - 0.5
+        assert rows.accuracy.tolist() == (logit0 > 0).astype(float).tolist()
+        assert rows.mean_true_prob.to_numpy() == pytest.approx(1 / (1 + np.exp(-logit0)), abs=1e-6)
+        assert (rows.seed == -1).all()
+
+
+def test_hand_model_without_rescale_pools_by_the_plain_mean(hand):
+    model, feats = hand
+    ev = DeletionEvaluator(model, DeletionSettings(rankings=("energy",), rescale=False))
+    ev.update({"features": feats, "label": torch.tensor([0]), "index": torch.tensor([0])})
+    curve = ev.compute()["deletion_curves.csv"].sort_values("k")
+    logit0 = np.array([3.0, 8.0, 4.0, 3.0]) / 4 - 0.5  # kept sums over all 4 positions
+    assert curve.mean_true_prob.to_numpy() == pytest.approx(1 / (1 + np.exp(-logit0)), abs=1e-6)
+
+
+def test_cam_is_exact_for_a_linear_head(ersm, images):
+    with torch.no_grad():
+        feats = ersm.forward_features(images[0][:4])
+        cam, pred = cam_scores(ersm, feats)
+        logits = ersm.forward_head(ersm.pool(feats))
+    assert torch.equal(pred, logits.argmax(1))
+    chosen = logits.gather(1, pred[:, None])[:, 0] - ersm.head.bias[pred]
+    assert torch.allclose(cam.sum(1), chosen, atol=1e-5)
+
+
+def test_cam_with_a_norm_head_is_gradient_times_input():
+    model = _model(backbone="convnext_atto", image_size=64)
+    for p in model.parameters():
+        p.grad = None
+    with torch.no_grad():
+        feats = model.forward_features(torch.randn(2, 3, 64, 64))
+    cam, pred = cam_scores(model, feats)
+    assert cam.shape == (2, model.n_tokens) and torch.isfinite(cam).all()
+    assert all(p.grad is None for p in model.parameters())  # no gradients leak into the model
+
+
+# -- the evaluator ---------------------------------------------------------------------
+
+
+def _run(model, images, labels, batch_size, settings):
+    ev = DeletionEvaluator(model, settings)
+    for start in range(0, len(images), batch_size):
+        sl = slice(start, start + batch_size)
+        ev.update({"image": images[sl], "label": labels[sl], "index": torch.arange(len(images))[sl] + 100})
+    return ev
+
+
+def _csv(tables):
+    return {name: df.to_csv(index=False, float_format="%.10g") for name, df in tables.items()}
+
+
+def assert_same_tables(a, b):
+    """Identical tables, except that probabilities may differ in the last float32 digits: CPU
+    convolution backends pick batch-size-dependent algorithms, so backbone features are not
+    always bitwise equal across batch sizes (correctness bits and everything computed from
+    them are)."""
+    for name in a:
+        x, y = a[name], b[name]
+        assert list(x.columns) == list(y.columns) and len(x) == len(y), name
+        for col in x.columns:
+            if col == "mean_true_prob":
+                np.testing.assert_allclose(x[col].to_numpy(float), y[col].to_numpy(float), rtol=1e-5, atol=1e-7)
+            else:
+                pd.testing.assert_series_equal(x[col], y[col], check_exact=True, obj=f"{name}:{col}")
+
+
+def test_batch_size_does_not_change_any_table(ersm, images):
+    settings = DeletionSettings(seeds=(0, 1), label="m", n_boot=200)
+    tables = [_run(ersm, *images, bs, settings).compute() for bs in (1, 7, 32)]
+    assert_same_tables(tables[0], tables[1])
+    assert_same_tables(tables[0], tables[2])
+    # with the backbone's features given, batch size changes nothing at all
+    with torch.no_grad():
+        feats = ersm.forward_features(images[0])
+    texts = []
+    for bs in (1, 7, 32):
+        ev = DeletionEvaluator(ersm, settings)
+        for start in range(0, 32, bs):
+            sl = slice(start, start + bs)
+            ev.update({"features": feats[sl], "label": images[1][sl], "index": torch.arange(32)[sl]})
+        texts.append(_csv(ev.compute()))
+    assert texts[0] == texts[1] == texts[2]
+
+
+def test_record_order_does_not_matter_and_duplicates_are_refused(ersm, images):
+    ev = _run(ersm, *images, 8, DeletionSettings(seeds=(0,), n_boot=100))
+    rec = ev.records()
+    perm = np.random.default_rng(0).permutation(len(rec["index"]))
+    shuffled = {k: v[perm] for k, v in rec.items()}
+    assert _csv(ev.compute(shuffled)) == _csv(ev.compute(rec))
+    doubled = {k: np.concatenate([v, v]) for k, v in rec.items()}
+    with pytest.raises(ValueError, match="more than once"):
+        ev.compute(doubled)
+
+
+def test_same_seed_same_random_curves(ersm, images):
+    a = _run(ersm, *images, 16, DeletionSettings(rankings=("random",), seeds=(3,), n_boot=100)).compute()
+    b = _run(ersm, *images, 5, DeletionSettings(rankings=("random", "cam"), seeds=(3, 4), n_boot=100)).compute()
+    ca = a["deletion_curves.csv"]
+    cb = b["deletion_curves.csv"]
+    cb3 = cb[(cb.ranking == "random") & (cb.seed == 3)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(ca, cb3)
+    seed4 = cb[(cb.ranking == "random") & (cb.seed == 4)]
+    assert not np.allclose(cb3.mean_true_prob, seed4.mean_true_prob)
+
+
+@pytest.mark.parametrize("variant,soft", [("ersm_full", True), ("ersm_full", False), ("baseline", False), ("l0", True)])
+def test_k0_accuracy_equals_plain_evaluation(variant, soft, images):
+    model = _model(variant=variant, seed=3)
+    x, y = images
+    ev = _run(model, x, y, 10, DeletionSettings(soft_gate=soft, seeds=(0,), n_boot=100))
+    with torch.no_grad():
+        if soft or variant == "baseline":
+            plain = model(x).argmax(1)  # the model as at inference
+        else:
+            plain = model.forward_head(model.pool(model.forward_features(x))).argmax(1)  # ungated map
+    curves = ev.compute()["deletion_curves.csv"]
+    at0 = curves[curves.k == 0]
+    assert np.allclose(at0.accuracy, (plain == y).float().mean().item())
+
+
+def test_tables_follow_the_schema(ersm, images):
+    settings = DeletionSettings(seeds=(0, 1, 2), steps=6, label="ckpt", n_boot=100)
+    ev = _run(ersm, *images, 16, settings)
+    tables = ev.compute()
+    for name, df in tables.items():
+        assert list(df.columns) == TABLES[name], name
+    curves = tables["deletion_curves.csv"]
+    assert sorted(curves.k.unique().tolist()) == ev.steps.tolist() == [0, 3, 6, 9, 12, 15]
+    assert (curves.n_images == 32).all() and (curves.checkpoint == "ckpt").all()
+    assert set(curves[curves.ranking == "random"].seed) == {0, 1, 2}
+    assert (curves[curves.ranking != "random"].seed == -1).all()
+    assert np.allclose(curves.fraction_removed, curves.k / 16)
+    assert ((curves.ci_low <= curves.accuracy) & (curves.accuracy <= curves.ci_high)).all()
+    summary = tables["deletion_summary.csv"].set_index("ranking")
+    assert summary.loc["random", "n_seeds"] == 3 and np.isnan(summary.loc["random", "max_gap_to_random"])
+    assert summary.loc["energy", "max_gap_ci_low"] <= summary.loc["energy", "max_gap_to_random"] <= summary.loc["energy", "max_gap_ci_high"]
+    tests = tables["deletion_tests.csv"]
+    assert set(tests.ranking) == {"energy", "unary", "magnitude", "cam"} and set(tests.test) == {"paired_bootstrap"}
+    assert ((tests.p_value > 0) & (tests.p_value <= 1)).all()
+    agreement = tables["ranking_agreement.csv"]
+    assert len(agreement) == 10  # 5 rankings, random by its first seed
+
+
+def test_one_seed_uses_exact_mcnemar(ersm, images):
+    tables = _run(ersm, *images, 32, DeletionSettings(rankings=("cam", "random"), seeds=(0,), n_boot=100)).compute()
+    tests = tables["deletion_tests.csv"]
+    assert set(tests.test) == {"mcnemar_exact"}
+    assert tests[tests.k == 0].p_value.iloc[0] == 1.0
+
+
+def test_token_scores_and_describe(ersm, images):
+    ev = _run(ersm, *images, 32, DeletionSettings(seeds=(0,), save_token_scores=True, n_boot=100))
+    arrays = token_score_arrays(ev.records(), ev.curves, ersm.grid)
+    assert arrays["index"].tolist() == list(range(100, 132))
+    for key in ("energy", "unary", "keep", "magnitude", "cam"):
+        assert arrays[key].shape == (32, 16) and arrays[key].dtype == np.float32
+    assert arrays["orders"].shape == (32, 5, 16) and arrays["orders"].dtype == np.int16
+    assert arrays["curve_names"].tolist() == ["energy", "unary", "magnitude", "cam", "random_seed0"]
+    info = ev.describe()
+    assert info["k_values"] == list(range(16)) and info["skipped_rankings"] == {}
+
+
+def test_settings_are_checked():
+    with pytest.raises(ConfigError, match="--level feature only"):
+        DeletionSettings(level="input", soft_gate=True)
+    with pytest.raises(ConfigError, match="unknown fill"):
+        DeletionSettings(fill="pink")
+    with pytest.raises(ConfigError, match="at least 2"):
+        DeletionSettings(steps=1)
+    with pytest.raises(ConfigError, match="duplicates"):
+        DeletionSettings(seeds=(1, 1))
+
+
+def test_no_images_is_an_error(ersm):
+    with pytest.raises(DatasetError, match="no images"):
+        DeletionEvaluator(ersm).compute()
+
+
+def test_records_hold_no_features(ersm, images):
+    ev = _run(ersm, *images, 32, DeletionSettings(n_boot=100))
+    rec = ev.records()
+    assert set(rec) == {"index", "label", "correct", "true_prob", "orders"}
+    assert rec["correct"].dtype == bool and rec["true_prob"].dtype == np.float32
+    assert rec["correct"].shape == (32, len(ev.curves), 16)
+
+
+# -- input level -----------------------------------------------------------------------
+
+
+def test_token_pixel_map():
+    pix = token_pixel_map((8, 8), (2, 2))
+    assert pix[:4, :4].eq(0).all() and pix[:4, 4:].eq(1).all() and pix[4:, :4].eq(2).all() and pix[4:, 4:].eq(3).all()
+
+
+def test_fills():
+    x = torch.randn(2, 3, 16, 16)
+    assert fill_images(x, "mean", (0.5,) * 3, (0.25,) * 3, np.array([0, 1])).abs().sum() == 0
+    black = fill_images(x, "black", (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), np.array([0, 1]))
+    assert torch.allclose(black, torch.full_like(x, -2.0))
+    n1 = fill_images(x, "noise", (0.5,) * 3, (0.25,) * 3, np.array([0, 1]), seed=0)
+    n2 = fill_images(x[1:], "noise", (0.5,) * 3, (0.25,) * 3, np.array([1]), seed=0)
+    assert torch.equal(n1[1:], n2)
+    blur = fill_images(x, "blur", (0.5,) * 3, (0.25,) * 3, np.array([0, 1]), grid=(2, 2))
+    assert blur.shape == x.shape and blur.std() < x.std()
+
+
+def test_input_level_fills_the_regions_of_deleted_tokens(ersm, images):
+    x, y = images[0][:2], images[1][:2]
+    orders = _random_orders(2, 2, ersm.n_tokens)
+    fills = torch.zeros_like(x)
+    steps = np.array([0, 5, 15])
+    logits = input_deletion_logits(ersm, x, fills, orders, steps, chunk=4)
+    with torch.no_grad():
+        assert torch.allclose(logits[:, :, 0], ersm(x)[:, None].expand(-1, 2, -1), atol=1e-5)
+        # by hand: image 1, curve 1, k = 5; tokens are 16x16 pixel squares of the 4x4 grid
+        manual = x[1].clone()
+        for token in orders[1, 1, :5].tolist():
+            r, c = divmod(token, 4)
+            manual[:, 16 * r : 16 * r + 16, 16 * c : 16 * c + 16] = 0.0
+        assert torch.allclose(logits[1, 1, 1], ersm(manual[None])[0], atol=1e-5)
+
+
+def test_input_level_evaluator(ersm, images):
+    x, y = images[0][:4], images[1][:4]
+    settings = DeletionSettings(level="input", steps=3, seeds=(0,), fill="noise", n_boot=100, input_chunk=16)
+    ev = _run(ersm, x, y, 4, settings)
+    curves = ev.compute()["deletion_curves.csv"]
+    with torch.no_grad():
+        plain = (ersm(x).argmax(1) == y).float().mean().item()
+    assert np.allclose(curves[curves.k == 0].accuracy, plain)
+    with pytest.raises(ConfigError, match="needs images"):
+        ev.update({"features": torch.zeros(1, ersm.channels, 4, 4), "label": torch.tensor([0]), "index": torch.tensor([0])})

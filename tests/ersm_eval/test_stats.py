@@ -1,0 +1,70 @@
+"""Statistics: Wilson intervals, bootstrap intervals and paired tests, exact McNemar, normalized AUC."""
+
+import numpy as np
+import pytest
+
+from ersm_eval.stats import (
+    bootstrap_mean_ci, bootstrap_weights, mcnemar_exact, normalized_auc, paired_bootstrap_diff,
+    paired_bootstrap_test, wilson_interval,
+)
+
+
+def test_wilson_interval_known_value():
+    low, high = wilson_interval(8, 10)
+    assert low == pytest.approx(0.4901624, abs=1e-6) and high == pytest.approx(0.9433178, abs=1e-6)
+    low, high = wilson_interval(np.array([0, 10]), 10)
+    assert low[0] == 0.0 and high[1] == pytest.approx(1.0)
+
+
+def test_bootstrap_weights_resample_n_images():
+    w = bootstrap_weights(7, n_boot=50, seed=0)
+    assert w.shape == (50, 7) and np.all(w.sum(1) == 7)
+    assert np.array_equal(w, bootstrap_weights(7, n_boot=50, seed=0))
+
+
+def test_bootstrap_mean_ci_covers_the_mean():
+    values = np.random.default_rng(0).normal(1.0, 1.0, size=(400, 2))
+    low, high = bootstrap_mean_ci(values)
+    assert np.all(low < values.mean(0)) and np.all(values.mean(0) < high)
+
+
+def test_mcnemar_exact():
+    a = np.array([1, 1, 1, 1, 1, 1, 0, 1], bool)
+    b = np.array([0, 0, 0, 0, 0, 0, 0, 1], bool)
+    stat, p = mcnemar_exact(a[:, None], b[:, None])
+    assert stat[0] == 6 and p[0] == pytest.approx(2 * 0.5**6)
+    stat, p = mcnemar_exact(a[:, None], a[:, None])
+    assert stat[0] == 0 and p[0] == 1.0
+
+
+def test_normalized_auc():
+    assert normalized_auc([0, 0.5, 1.0], [0.7, 0.7, 0.7]) == pytest.approx(0.7)
+    assert normalized_auc([0, 1.0], [1.0, 0.0]) == pytest.approx(0.5)
+
+
+def test_paired_bootstrap_test_zero_differences():
+    mean, low, high, se, p = paired_bootstrap_test(np.zeros((20, 3)))
+    assert np.all(mean == 0) and np.all(low == 0) and np.all(high == 0) and np.all(p == 1.0)
+
+
+def test_paired_bootstrap_test_clear_difference():
+    rng = np.random.default_rng(0)
+    a = rng.random((300, 2)) < 0.8
+    b = rng.random((300, 2)) < 0.3
+    diff = a.astype(float) - b
+    mean, low, high, se, p = paired_bootstrap_test(diff, n_boot=500)
+    assert np.all(low > 0) and np.all(p > 0) and np.all(p <= 2 / 501 + 1e-12)
+    assert np.allclose(mean, diff.mean(0)) and np.all(se > 0)
+    # same resamples as paired_bootstrap_diff with the same seed
+    ref = paired_bootstrap_diff(a.astype(float), b.astype(float), n_boot=500)
+    assert np.allclose(low, ref[1]) and np.allclose(high, ref[2])
+    # shared weights give the same answer; a different seed a different one
+    w = bootstrap_weights(300, 500, 0)
+    assert np.allclose(paired_bootstrap_test(diff, w)[1], low)
+
+
+def test_paired_bootstrap_test_vector_input_and_no_images():
+    mean, low, high, se, p = paired_bootstrap_test(np.array([1.0, -1.0, 0.0, 0.0]), n_boot=100)
+    assert mean.shape == (1,) and 0 < p[0] <= 1
+    mean, *_ = paired_bootstrap_test(np.zeros((0, 2)))
+    assert np.all(np.isnan(mean))
