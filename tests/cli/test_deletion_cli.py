@@ -1,0 +1,135 @@
+"""`ersm-eval deletion`: outputs, skipped rankings, batch-size invariance and bad inputs."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from cli.main import app
+from ersm_eval.schema import TABLES
+
+runner = CliRunner()
+TABLE_NAMES = ["deletion_curves.csv", "deletion_summary.csv", "deletion_tests.csv", "ranking_agreement.csv"]
+
+
+def _run(*args):
+    return runner.invoke(app, ["deletion", *map(str, args)])
+
+
+@pytest.fixture(scope="module")
+def run_dir(tiny_checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("del") / "run"
+    result = _run(tiny_checkpoint, "--dataset", "synthetic", "--limit", "24", "--seeds", "0,1", "--out", out,
+                  "--save-token-scores", "--no-report", "--quiet", "-b", "7")
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+def test_writes_every_table_and_the_summary(run_dir, tiny_checkpoint):
+    out, output = run_dir
+    for name in TABLE_NAMES:
+        table = pd.read_csv(out / name)
+        assert list(table.columns) == TABLES[name], name
+        assert (table.checkpoint == tiny_checkpoint.stem).all()
+    curves = pd.read_csv(out / "deletion_curves.csv")
+    assert set(curves.ranking) == {"energy", "unary", "magnitude", "cam", "random"}
+    assert sorted(curves.k.unique()) == list(range(16)) and (curves.n_images == 24).all()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["checkpoint_sha256"] and summary["n_images"] == 24 and summary["label"] == tiny_checkpoint.stem
+    assert summary["deletion"]["settings"]["rescale"] is True and summary["deletion"]["settings"]["soft_gate"] is False
+    assert "command_line" in summary and "versions" in summary and summary["run_seconds"] >= 0
+    assert summary["options"]["no_report"] is True
+    with np.load(out / "token_scores.npz", allow_pickle=False) as npz:
+        assert npz["energy"].shape == (24, 16) and npz["index"].tolist() == list(range(24))
+    assert not (out / "report.html").exists()
+    assert "energy" in output and "AUC" in output  # the terminal summary
+
+
+def test_batch_sizes_give_the_same_tables(run_dir, tiny_checkpoint, tmp_path):
+    out, _ = run_dir
+    for bs in (1, 32):
+        other = tmp_path / f"bs{bs}"
+        result = _run(tiny_checkpoint, "--dataset", "synthetic", "--limit", "24", "--seeds", "0,1", "--out", other,
+                      "--no-report", "--quiet", "-b", bs)
+        assert result.exit_code == 0, result.output
+        for name in TABLE_NAMES:
+            a, b = pd.read_csv(out / name), pd.read_csv(other / name)
+            exact = [c for c in a.columns if c != "mean_true_prob"]
+            pd.testing.assert_frame_equal(a[exact], b[exact], check_exact=True)
+            if "mean_true_prob" in a:
+                np.testing.assert_allclose(a.mean_true_prob, b.mean_true_prob, rtol=1e-5)
+
+
+def test_baseline_skips_energy_rankings_and_says_why(tiny_baseline_checkpoint, tmp_path):
+    result = _run(tiny_baseline_checkpoint, "--dataset", "synthetic", "--limit", "6", "--steps", "4", "--seeds", "0",
+                  "--out", tmp_path / "b", "--no-report", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "Skipped ranking energy" in result.output and "baseline" in result.output
+    curves = pd.read_csv(tmp_path / "b" / "deletion_curves.csv")
+    assert set(curves.ranking) == {"magnitude", "cam", "random"}
+    assert sorted(curves.k.unique()) == [0, 5, 10, 15]
+    skipped = json.loads((tmp_path / "b" / "summary.json").read_text())["deletion"]["skipped_rankings"]
+    assert set(skipped) == {"energy", "unary"}
+
+
+def test_input_level(tiny_checkpoint, tmp_path):
+    result = _run(tiny_checkpoint, "--dataset", "synthetic", "--limit", "4", "--steps", "3", "--seeds", "0",
+                  "--rankings", "energy,random", "--level", "input", "--fill", "blur", "--out", tmp_path / "i",
+                  "--no-report", "--quiet")
+    assert result.exit_code == 0, result.output
+    curves = pd.read_csv(tmp_path / "i" / "deletion_curves.csv")
+    assert sorted(curves.k.unique()) == [0, 8, 15]
+
+
+def _fails(result, pattern):
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert pattern in result.output, result.output
+
+
+def test_missing_checkpoint(tmp_path):
+    _fails(_run(tmp_path / "nope.pt", "--dataset", "synthetic", "--out", tmp_path / "o"), "checkpoint not found")
+
+
+def test_file_that_is_not_a_checkpoint(tmp_path):
+    bad = tmp_path / "notes.pt"
+    bad.write_text("hello")
+    _fails(_run(bad, "--dataset", "synthetic", "--out", tmp_path / "o"), "not")
+    assert not (tmp_path / "o").exists()
+
+
+def test_class_count_differs(tiny_checkpoint, tmp_path):
+    root = tmp_path / "folder"
+    for split in ("train", "test"):
+        for cls in ("cat", "dog"):
+            (root / split / cls).mkdir(parents=True)
+            Image.new("RGB", (32, 32), (100, 50, 20)).save(root / split / cls / "a.png")
+    _fails(_run(tiny_checkpoint, "--dataset", "imagefolder", "--data-root", root, "--out", tmp_path / "o"),
+           "has 2 classes")
+
+
+def test_unknown_ranking_lists_valid_names(tiny_checkpoint, tmp_path):
+    result = _run(tiny_checkpoint, "--dataset", "synthetic", "--rankings", "energy,gradcam", "--out", tmp_path / "o")
+    _fails(result, "unknown ranking 'gradcam'")
+    assert "magnitude_desc" in result.output and "energy_reversed" in result.output
+
+
+def test_existing_output_folder_is_refused_unless_overwrite(tiny_checkpoint, tmp_path):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    _fails(_run(tiny_checkpoint, "--dataset", "synthetic", "--out", out), "--overwrite")
+    assert (out / "keep.txt").exists()
+    result = _run(tiny_checkpoint, "--dataset", "synthetic", "--limit", "3", "--steps", "2", "--seeds", "0",
+                  "--out", out, "--overwrite", "--no-report", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert not (out / "keep.txt").exists() and (out / "deletion_curves.csv").exists()
+
+
+def test_bad_option_values(tiny_checkpoint, tmp_path):
+    _fails(_run(tiny_checkpoint, "--dataset", "synthetic", "--steps", "many", "--out", tmp_path / "o"), "--steps")
+    _fails(_run(tiny_checkpoint, "--dataset", "synthetic", "--level", "input", "--soft-gate", "--out", tmp_path / "o"),
+           "--level feature only")
