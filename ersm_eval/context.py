@@ -9,14 +9,14 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from ersm_core.checkpoint import LoadedCheckpoint, load_checkpoint
 from ersm_core.data import ERSMDataset, build_dataset, model_transform
 from ersm_core.device import select_device
 from ersm_core.errors import DatasetError
 
-__all__ = ["EvalSetup", "load_eval_dataset", "prepare", "iterate_batches", "Progress"]
+__all__ = ["EvalSetup", "load_eval_dataset", "prepare", "iterate_batches", "check_finite", "shard", "Progress"]
 
 Progress = Callable[[int], None]  # called with the number of images just processed
 
@@ -95,6 +95,43 @@ def prepare(
     return EvalSetup(ckpt, data, indices, dev, dataset, dict(dataset_options or {}))
 
 
+class _Guarded(Dataset):
+    """Returns a marker instead of raising for an unreadable item, so the main process
+    decides (stop with the file's name, or skip and count) even when a worker read it."""
+
+    def __init__(self, dataset: ERSMDataset, indices: list[int]) -> None:
+        self.dataset = dataset
+        self.indices = indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        try:
+            return self.dataset[self.indices[i]]
+        except DatasetError as err:
+            return {"_bad_index": self.indices[i], "_bad_message": str(err)}
+
+
+def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    good = [it for it in items if "_bad_index" not in it]
+    bad = [(it["_bad_index"], it["_bad_message"]) for it in items if "_bad_index" in it]
+    batch = default_collate(good) if good else {}
+    batch["_bad"] = bad
+    return batch
+
+
+def check_finite(values: torch.Tensor, indices: torch.Tensor, what: str = "features") -> None:
+    """Raise a clear error when a batch holds NaN or infinite values (never silent accuracy)."""
+    finite = torch.isfinite(values.reshape(values.shape[0], -1)).all(dim=1)
+    if not bool(finite.all()):
+        bad = indices[~finite].tolist()
+        raise DatasetError(
+            f"non-finite {what} (NaN or inf) for {len(bad)} image(s) of this batch, dataset indices {bad[:10]}; "
+            "the checkpoint's weights or these images are broken (a diverged training run?), so no accuracy is reported"
+        )
+
+
 def shard(indices: list[int]) -> list[int]:
     """This process's share of the indices under torch.distributed (every image exactly once)."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -111,12 +148,18 @@ def iterate_batches(
     device: torch.device | str = "cpu",
     progress: Progress | None = None,
     sharded: bool = True,
+    skip_bad_images: bool = False,
+    skipped: list[tuple[int, str]] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Yield collated batches of the given indices, moved to ``device``.
 
     With ``sharded`` (the default) only this process's share under torch.distributed;
     pass False for indices that are already a shard. Batch composition never
     changes results: every evaluator is per image.
+
+    An unreadable image stops the run with a DatasetError naming the file, unless
+    ``skip_bad_images``: then it is left out and ``(index, message)`` is appended
+    to ``skipped``.
     """
     if batch_size < 1:
         raise DatasetError(f"--batch-size must be at least 1, got {batch_size}")
@@ -124,11 +167,16 @@ def iterate_batches(
         raise DatasetError(f"--workers must be 0 or more, got {workers}")
     mine = shard(indices) if sharded else list(indices)
     loader = DataLoader(
-        Subset(dataset, mine), batch_size=batch_size, shuffle=False, num_workers=workers,
-        pin_memory=torch.device(device).type == "cuda",
+        _Guarded(dataset, mine), batch_size=batch_size, shuffle=False, num_workers=workers,
+        pin_memory=torch.device(device).type == "cuda", collate_fn=_collate,
     )
     for batch in loader:
-        out = {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
-        yield out
+        bad = batch.pop("_bad")
+        if bad and not skip_bad_images:
+            raise DatasetError(f"{bad[0][1]}; pass --skip-bad-images to leave unreadable images out (they are counted and listed)")
+        if skipped is not None:
+            skipped.extend(bad)
+        if "index" in batch:
+            yield {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
         if progress is not None:
-            progress(len(batch["index"]))
+            progress(len(batch.get("index", [])) + len(bad))

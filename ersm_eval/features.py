@@ -16,15 +16,17 @@ import torch
 
 from ersm_core.data import ERSMDataset
 from ersm_eval.cache import FeatureCache
-from ersm_eval.context import Progress, iterate_batches, shard
+from ersm_eval.context import Progress, check_finite, iterate_batches, shard
 
 __all__ = ["feature_batches"]
 
 
 @torch.no_grad()
-def _compute(model, dataset, indices, batch_size, workers, device, progress, sharded=True) -> Iterator[dict[str, Any]]:
-    for batch in iterate_batches(dataset, indices, batch_size, workers, device, progress, sharded=sharded):
-        yield {"features": model.forward_features(batch["image"]), "label": batch["label"], "index": batch["index"]}
+def _compute(model, dataset, indices, batch_size, workers, device, progress, sharded=True, **bad) -> Iterator[dict[str, Any]]:
+    for batch in iterate_batches(dataset, indices, batch_size, workers, device, progress, sharded=sharded, **bad):
+        features = model.forward_features(batch["image"])
+        check_finite(features, batch["index"], "backbone features")
+        yield {"features": features, "label": batch["label"], "index": batch["index"]}
 
 
 def feature_batches(
@@ -36,11 +38,18 @@ def feature_batches(
     device: torch.device | str = "cpu",
     cache: FeatureCache | None = None,
     progress: Progress | None = None,
+    skip_bad_images: bool = False,
+    skipped: list[tuple[int, str]] | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Yield feature batches (model in eval mode) for this process's shard of ``indices``."""
+    """Yield feature batches (model in eval mode) for this process's shard of ``indices``.
+
+    Unreadable images stop the run, or with ``skip_bad_images`` are left out and
+    listed in ``skipped``; non-finite features raise a DatasetError.
+    """
     model.eval()
+    bad = {"skip_bad_images": skip_bad_images, "skipped": skipped}
     if cache is None:
-        yield from _compute(model, dataset, indices, batch_size, workers, device, progress)
+        yield from _compute(model, dataset, indices, batch_size, workers, device, progress, **bad)
         return
     device = torch.device(device)
     mine = shard(indices)
@@ -48,11 +57,16 @@ def feature_batches(
         needed = list(group)
         hit = cache.load_chunk(chunk, needed)
         if hit is None:
-            parts = list(_compute(model, dataset, needed, batch_size, workers, device, None, sharded=False))
+            parts = list(_compute(model, dataset, needed, batch_size, workers, device, None, sharded=False, **bad))
+            if not parts:  # every image of the chunk was unreadable and skipped
+                if progress is not None:
+                    progress(len(needed))
+                continue
             feats = torch.cat([p["features"] for p in parts]).float().cpu().numpy()
             labels = torch.cat([p["label"] for p in parts]).cpu().numpy()
-            cache.store_chunk(chunk, np.asarray(needed), feats, labels)
-            hit = (np.asarray(needed), feats, labels)
+            got = torch.cat([p["index"] for p in parts]).cpu().numpy()
+            cache.store_chunk(chunk, got, feats, labels)
+            hit = (got, feats, labels)
         idx, feats, labels = hit
         for start in range(0, len(idx), batch_size):
             sl = slice(start, start + batch_size)
