@@ -1,0 +1,198 @@
+"""Sparsity statistics: coherence on hand-made masks, the evaluator, galleries."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ersm_core.data import build_dataset, model_transform
+from ersm_core.model import ModelConfig, build_model
+from ersm_eval.context import iterate_batches
+from ersm_eval.maps import cam_tokens, model_maps, saliency
+from ersm_eval.schema import TABLES
+from ersm_eval.sparsity import (
+    NO_MASKS_NOTE,
+    SparsityEvaluator,
+    failure_categories,
+    gallery_arrays,
+    hard_mask_components,
+    keep_entropy,
+    neighbour_agreement,
+    select_gallery,
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one intra-op thread avoids oversubscription stalls on busy machines."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _model(variant: str, size: int = 64):
+    torch.manual_seed(0)
+    return build_model(ModelConfig(num_classes=4, variant=variant, image_size=size)).eval()
+
+
+@pytest.fixture(scope="module")
+def ersm():
+    return _model("ersm_full")
+
+
+@pytest.fixture(scope="module")
+def data(ersm):
+    return build_dataset("synthetic", "test", model_transform(ersm), num_classes=4, n_test=8)
+
+
+def _run(model, data, batch_size, localize=True, drop_masks=False):
+    evaluator = SparsityEvaluator(model, localize=localize)
+    for batch in iterate_batches(data, list(range(len(data))), batch_size=batch_size):
+        if drop_masks:
+            batch = {**batch, "has_mask": torch.zeros_like(batch["has_mask"]), "mask": torch.zeros_like(batch["mask"])}
+        evaluator.update(batch)
+    return evaluator, evaluator.records()
+
+
+# -- coherence on hand-made masks ------------------------------------------------------------
+def test_components_and_largest_share():
+    hard = np.array([
+        [1, 1, 0, 0],
+        [1, 0, 0, 1],
+        [0, 0, 0, 1],
+        [0, 0, 0, 0],
+    ], bool)
+    assert hard_mask_components(hard) == (2, pytest.approx(3 / 5))
+    hard[2, 2] = True  # touches (1, 3) only diagonally... and (2, 3) directly: still 2 components
+    assert hard_mask_components(hard)[0] == 2
+    hard[1, 1] = True  # diagonal bridge (0,0)-(1,1)-(2,2): one component
+    assert hard_mask_components(hard) == (1, 1.0)
+    n, share = hard_mask_components(np.zeros((3, 3), bool))
+    assert n == 0 and math.isnan(share)
+
+
+def test_neighbour_agreement_hand_cases():
+    assert neighbour_agreement(np.ones((3, 3), bool)) == 1.0
+    # 2x2 checkerboard: 2 horizontal + 2 vertical pairs differ, both diagonal pairs agree
+    assert neighbour_agreement(np.array([[1, 0], [0, 1]], bool)) == pytest.approx(2 / 6)
+    # a 3x3 grid has 6 + 6 + 4 + 4 = 20 pairs; one kept corner disagrees with its 3 neighbours
+    corner = np.zeros((3, 3), bool)
+    corner[0, 0] = True
+    assert neighbour_agreement(corner) == pytest.approx(17 / 20)
+
+
+def test_keep_entropy_bounds():
+    np.testing.assert_allclose(keep_entropy(np.full((2, 16), 0.3)), [1.0, 1.0])
+    assert keep_entropy(np.eye(16)[3]) == pytest.approx(0.0)
+    assert keep_entropy(np.array([0.5, 0.5, 0.0, 0.0])) == pytest.approx(math.log(2) / math.log(4))
+
+
+def test_failure_rule():
+    correct = np.array([True, False, False, False, False])
+    confidence = np.array([0.99, 0.95, 0.5, 0.5, 0.5])
+    mass = np.array([0.9, 0.9, 0.7, 0.2, np.nan])
+    keep = np.array([0.1, 0.2, 0.3, 0.4, 0.9])
+    np.testing.assert_array_equal(
+        failure_categories(correct, confidence, mass, keep),
+        ["", "high_confidence", "focused", "distracted", "distracted"],  # last: no mask, keep above the median
+    )
+    np.testing.assert_array_equal(failure_categories(correct, confidence, None, None), ["", "high_confidence", "", "", ""])
+
+
+# -- maps ----------------------------------------------------------------------------------------
+def test_cam_sums_to_the_logit_for_a_linear_head(ersm):
+    x = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        out = model_maps(ersm, x)
+    pred = out["logits"].argmax(1)
+    total = out["cam"].flatten(1).sum(1) + ersm.head.bias[pred]
+    torch.testing.assert_close(total, out["logits"].gather(1, pred[:, None])[:, 0], rtol=1e-4, atol=1e-5)
+    assert out["keep"].shape == out["energy"].shape == out["cam"].shape == (3, *ersm.grid)
+
+
+def test_energy_saliency_is_high_where_energy_is_low():
+    energy = torch.tensor([[[1.0, 3.0], [2.0, 0.5]]])
+    torch.testing.assert_close(saliency("energy", energy), torch.tensor([[[2.0, 0.0], [1.0, 2.5]]]))
+    torch.testing.assert_close(saliency("cam", torch.tensor([[[-1.0, 2.0]]])), torch.tensor([[[0.0, 2.0]]]))
+
+
+# -- the evaluator -------------------------------------------------------------------------------
+def test_records_do_not_depend_on_batch_size(ersm, data):
+    _, a = _run(ersm, data, 3)
+    _, b = _run(ersm, data, 8)
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+def test_tables_follow_the_schema(ersm, data):
+    evaluator, records = _run(ersm, data, 4)
+    result = evaluator.compute(records, "ersm", data.classes)
+    for name, table in result.tables.items():
+        assert list(table.columns[: len(TABLES[name])]) == TABLES[name], name
+    summary = result.tables["sparsity_summary.csv"]
+    assert set(summary["map"]) == {"", "keep", "energy", "cam"}
+    assert {"mean_keep", "frac_below_half", "n_components", "neighbour_agreement", "keep_entropy", "box_accuracy",
+            "mass_in_object", "iou", "iou_absolute"} <= set(summary["metric"])
+    assert sorted(summary.loc[(summary["map"] == "cam") & (summary["metric"] == "iou"), "threshold"]) == [0.25, 0.5, 0.75]
+    per_image = result.tables["per_image.csv"]
+    assert list(per_image["index"]) == list(range(8))
+    assert per_image["object_keep_mass"].between(0, 1).all() and per_image["iou"].between(0, 1).all()
+    assert set(per_image["failure"]) <= {"", "focused", "distracted", "high_confidence"}
+    assert (per_image.loc[per_image["correct"], "failure"] == "").all()
+    assert result.tables["keep_histogram.csv"]["count"].sum() == 8
+    assert result.tables["per_class_keep.csv"]["n"].sum() == 8
+
+
+def test_baseline_gets_cam_only_and_says_so(data):
+    model = _model("baseline")
+    evaluator, records = _run(model, data, 4)
+    result = evaluator.compute(records, "base", data.classes)
+    assert "keep_histogram.csv" not in result.tables
+    assert set(result.tables["sparsity_summary.csv"]["map"]) == {"", "cam"}
+    assert result.tables["per_image.csv"]["mean_keep"].isna().all()
+    assert any("no keep map" in n for n in result.notes) and any("no energy" in n for n in result.notes)
+
+
+def test_l0_model_has_a_keep_map_but_no_energy(data):
+    evaluator = SparsityEvaluator(_model("l0"))
+    assert evaluator.map_names == ["keep", "cam"]
+
+
+def test_without_masks_localization_is_skipped_and_the_rest_computed(ersm, data):
+    evaluator, records = _run(ersm, data, 4, drop_masks=True)
+    result = evaluator.compute(records, "ersm", data.classes)
+    summary = result.tables["sparsity_summary.csv"]
+    assert NO_MASKS_NOTE in result.notes
+    assert not summary["metric"].isin(["box_accuracy", "mass_in_object", "iou"]).any()
+    assert {"mean_keep", "n_components", "accuracy"} <= set(summary["metric"])
+    assert result.tables["per_image.csv"]["object_keep_mass"].isna().all()
+    assert NO_MASKS_NOTE in evaluator.notes(has_masks=False)
+
+
+def test_gallery_selection_and_arrays(ersm, data):
+    evaluator, records = _run(ersm, data, 8)
+    per_image = evaluator.compute(records, "ersm", data.classes).tables["per_image.csv"]
+    chosen = select_gallery(per_image, extra=[7, 99], first=2, per_category=1)
+    assert chosen[:2] == [0, 1] and 7 in chosen and 99 not in chosen
+    arrays = gallery_arrays(data, records, chosen, evaluator.map_names)
+    assert set(arrays) == {"index", "image", "label", "prediction", "keep", "energy", "cam", "mask"}
+    n = len(chosen)
+    assert arrays["image"].shape == (n, 64, 64, 3) and arrays["image"].dtype == np.uint8
+    assert arrays["keep"].shape == (n, *ersm.grid) and arrays["mask"].shape == (n, 64, 64)
+
+
+def test_cam_of_a_nonlinear_head_is_gradient_times_input(ersm):
+    # a pre-logits step makes the head non-linear: CAM becomes gradient x input and is not exact
+    model = _model("baseline")
+    model.pre_logits = torch.nn.Tanh()
+    assert not model.head_is_linear
+    gated = torch.rand(2, model.channels, *model.feature_hw)
+    target = torch.tensor([0, 1])
+    cam = cam_tokens(model, gated, target)
+    pooled = model.pool(gated).requires_grad_(True)
+    logit = model.forward_head(pooled).gather(1, target[:, None]).sum()
+    (grad,) = torch.autograd.grad(logit, pooled)
+    torch.testing.assert_close(cam.sum(1), (grad * model.pool(gated)).sum(1), rtol=1e-4, atol=1e-6)
