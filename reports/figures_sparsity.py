@@ -17,7 +17,7 @@ _MAX_NAMED_CLASSES = 30
 
 @styled
 def plot_keep_histogram(histogram: pd.DataFrame) -> Figure:
-    """Distribution of keep probabilities, as a share of the counts, one outline per series.
+    """Distribution of per-image keep rates (mean π of an image), as a share of images, one outline per series.
 
     Args:
         histogram: keep_histogram.csv rows, optionally stacked with a ``series`` column.
@@ -37,9 +37,9 @@ def plot_keep_histogram(histogram: pd.DataFrame) -> Figure:
         if len(series) == 1:
             ax.stairs(share, edges, color="#333333", linewidth=0.8)
     ax.axvline(0.5, color="#222222", linewidth=0.9, linestyle=(0, (1, 2)), zorder=4)
-    ax.set_xlabel("Keep probability π")
-    ax.set_ylabel("Share of counts (%)")
-    ax.set_title("Distribution of keep probabilities (dotted: π = 0.5)", loc="left")
+    ax.set_xlabel("Keep rate per image (mean π over its tokens)")
+    ax.set_ylabel("Share of images (%)")
+    ax.set_title("Distribution of per-image keep rates (dotted: 0.5)", loc="left")
     if len(series) > 1:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig

@@ -44,6 +44,7 @@ from reports.tables import (
     MAP_NAMES,
     ReportError,
     Run,
+    as_runs,
     localization_rows,
     series_labels,
     stack,
@@ -149,6 +150,8 @@ def _ci(low: Any, high: Any, scale: float = 1.0, digits: int = 3) -> str:
 
 def _metric_value(metric: str, value: Any, low: Any = None, high: Any = None) -> str:
     """A metric with its interval: accuracies in %, other values with three decimals."""
+    if metric.startswith("n_") and _finite(value) and float(value).is_integer() and not _finite(low):
+        return str(int(value))  # a count, such as n_images
     if "accuracy" in metric or metric in ("pointing_game", "box_gt_known"):
         text, interval = _pct(value), _ci(low, high, 100, 1)
     else:
@@ -201,8 +204,10 @@ def _deletion_readings(curves: pd.DataFrame, summary: pd.DataFrame, tests: pd.Da
                         up = (has_ci & (first["ci_low"] > 0)) | (~has_ci & (first["p_value"] < 0.05) & (first["difference"] > 0))
                         down = (has_ci & (first["ci_high"] < 0)) | (~has_ci & (first["p_value"] < 0.05) & (first["difference"] < 0))
                         n_sig = int(first.loc[up if above >= below else down, "k"].nunique())
+                        test = _words(str(first["test"].iloc[0]))
+                        test = test if "paired" in test else f"paired {test}"
                         text += (f" ({'significantly' if n_sig else 'but never significantly'}"
-                                 f"{f' at {n_sig}' if n_sig else ''}: paired {first['test'].iloc[0]} 95% interval "
+                                 f"{f' at {n_sig}' if n_sig else ''}: {test} 95% interval "
                                  f"{'above' if above >= below else 'below'} zero)")
                     parts.append(text)
             if ranking in summ.index:
@@ -279,7 +284,7 @@ def _occlusion_readings(occlusion: pd.DataFrame, summary: pd.DataFrame) -> list[
             diffs = summ[summ["diff_auc_to_first"].notna()]
             if not diffs.empty:
                 d = diffs["diff_auc_to_first"].mean()
-                excl = int(((diffs["diff_ci_low"] > 0) | (diffs["diff_ci_high"] < 0)).sum())
+                excl = int(((diffs["diff_ci_low"].round(3) > 0) | (diffs["diff_ci_high"].round(3) < 0)).sum())
                 sentences.append(f"Its occlusion AUC differs from the first checkpoint's by {_fmt(d, 3, sign=True)} on average; "
                                  f"the 95% interval excludes zero for {excl} of {len(diffs)} combinations.")
         occ = occlusion[occlusion["series"] == series]
@@ -330,8 +335,9 @@ def _sparsity_readings(runs_tables: dict[str, pd.DataFrame]) -> list[Reading]:
                     f"on average, misclassified ones {_metric_value('keep', *wrong_row.iloc[0][['value', 'ci_low', 'ci_high']])}")
             if len(gap_row) and _finite(gap_row.iloc[0]["ci_low"]):
                 g = gap_row.iloc[0]
+                excludes = round(float(g["ci_low"]), 3) > 0 or round(float(g["ci_high"]), 3) < 0
                 text += (f"; the difference {_fmt(g['value'], 3, sign=True)} ({_ci(g['ci_low'], g['ci_high'])}) "
-                         + ("excludes zero" if g["ci_low"] > 0 or g["ci_high"] < 0 else "includes zero"))
+                         + ("excludes zero" if excludes else "includes zero"))
             sentences.append(text + ".")
         elif not img.empty and img["mean_keep"].notna().any():
             right, wrong = img[img["correct"]], img[~img["correct"]]
@@ -339,7 +345,7 @@ def _sparsity_readings(runs_tables: dict[str, pd.DataFrame]) -> list[Reading]:
                 sentences.append(f"Correctly classified images keep {_num(right['mean_keep'].mean())} on average (n={len(right)}), "
                                  f"misclassified ones {_num(wrong['mean_keep'].mean())} (n={len(wrong)}).")
         cls = per_class[(per_class["series"] == series)].dropna(subset=["mean_keep"])
-        if len(cls) >= 2:
+        if len(cls) >= 2 and _num(cls["mean_keep"].min()) != _num(cls["mean_keep"].max()):
             lo, hi = cls.loc[cls["mean_keep"].idxmin()], cls.loc[cls["mean_keep"].idxmax()]
             sentences.append(f"Per class, the keep rate ranges from {_num(lo['mean_keep'])} ({_words(str(lo['class_name']))}) "
                              f"to {_num(hi['mean_keep'])} ({_words(str(hi['class_name']))}).")
@@ -494,7 +500,7 @@ def _provenance(run: Run, out_dir: Path) -> dict[str, Any]:
             rel = Path(os.path.relpath(path.resolve(), out_dir.resolve())).as_posix()
             files.append({"name": name, "href": urllib.parse.quote(rel, safe="/.-_~")})
     present = [n for n in (SUMMARY_JSON, MAPS_NPZ) if (run.path / n).is_file()]
-    return {"label": run.label, "folder": str(run.path), "items": _flatten(run.summary), "files": files,
+    return {"label": f"{run.label}: {run.path.name}", "folder": str(run.path), "items": _flatten(run.summary), "files": files,
             "other_files": present, "notes": run.notes}
 
 
@@ -555,7 +561,7 @@ def _gallery_section(runs: list[Run], figures: _Figures) -> Section | None:
         if run.maps is None:
             continue
         slug = _slug(run.label)
-        sub = Section(id=f"gallery-{slug}", title=run.label)
+        sub = Section(id=f"gallery-{slug}-{_slug(run.path.name)}", title=run.label)
         n_maps = len(run.maps["index"])
         plain = plain_examples(run)
         sentences = [f"maps.npz holds {n_maps} images chosen by the sparsity run; the mask gallery shows the first {len(plain)}."]
@@ -594,7 +600,7 @@ def _gallery_section(runs: list[Run], figures: _Figures) -> Section | None:
 
 
 def build_report(
-    runs: list[Run],
+    runs: list[Run | str | Path],
     out_html: str | Path,
     figures_dir: str | Path | None = None,
     claims: list[dict] | None = None,
@@ -603,7 +609,9 @@ def build_report(
     """Write every figure (PNG + SVG) and one self-contained HTML report.
 
     Args:
-        runs: loaded run folders (:func:`reports.load_run`); several give a comparative report.
+        runs: loaded run folders (:func:`reports.load_run`) or their paths; several give a comparative
+            report. Runs sharing a label (one model's deletion, occlusion and sparsity folders) are
+            shown as one model.
         out_html: the HTML file, written atomically (temporary name, then rename).
         figures_dir: where PNG and SVG files go; default ``<out_html parent>/figures``.
         claims: optional list of ``{"claim": str, "supported": "yes"|"no"|"partly"|"not measured"
@@ -618,6 +626,7 @@ def build_report(
     """
     if not runs:
         raise ReportError("no runs to report on; pass at least one run folder")
+    runs = as_runs(runs)
     out_html = Path(out_html)
     out_dir = out_html.parent
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -671,7 +680,7 @@ def build_report(
                             "lies on the object (SPEC §4).")
         sec.readings += _sparsity_readings({"sparsity_summary.csv": stats, "per_image.csv": per_image, "per_class_keep.csv": per_class})
         if _has(hist):
-            sec.figures.append(figures.add(lambda: plot_keep_histogram(hist), "keep_histogram", "Distribution of keep probabilities (keep_histogram.csv)."))
+            sec.figures.append(figures.add(lambda: plot_keep_histogram(hist), "keep_histogram", "Distribution of per-image keep rates (keep_histogram.csv)."))
         if _has(per_class) and per_class["mean_keep"].notna().any():
             sec.figures.append(figures.add(lambda: plot_per_class_keep(per_class), "per_class_keep",
                                            "Mean keep probability per class, and class accuracy against it."))
@@ -692,6 +701,7 @@ def build_report(
         sections.append(gallery)
 
     summary = _summary_blocks(summary_table(runs, labels))
+    models = list(dict.fromkeys(labels.values()))
     try:
         version = metadata.version("ersm-eval")
     except metadata.PackageNotFoundError:
@@ -701,8 +711,9 @@ def build_report(
         autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
     )
     html = env.get_template(_TEMPLATE).render(
-        title=title or "ERSM evaluation report: " + ", ".join(r.label for r in runs),
-        runs=[r.label for r in runs],
+        title=title or "ERSM evaluation report: " + ", ".join(models),
+        models=models,
+        n_folders=len(runs),
         summary=summary,
         claims=claim_rows,
         sections=sections,

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from reports.figures_style import ranking_order
-from reports.tables import HEADLINE_LOCALIZATION, MAP_NAMES, Run, series_labels
+from reports.tables import HEADLINE_LOCALIZATION, MAP_NAMES, Run, as_runs, series_labels, unique_labels
 
 __all__ = ["GAP_RANKINGS", "paper_table", "summary_table", "write_paper_table"]
 
@@ -22,42 +22,48 @@ __all__ = ["GAP_RANKINGS", "paper_table", "summary_table", "write_paper_table"]
 GAP_RANKINGS = ("energy", "unary", "cam", "magnitude")
 
 
-def _rows_for(run: Run, name: str, checkpoint: str) -> pd.DataFrame | None:
-    table = run.table(name)
-    if table is None:
-        return None
-    rows = table[table["checkpoint"] == checkpoint]
-    return rows if not rows.empty else None
+Group = list[tuple[Run, str]]  # the (run, checkpoint) pairs shown as one model
 
 
-def _accuracy(run: Run, ckpt: str) -> tuple[float, str]:
-    stats = _rows_for(run, "sparsity_summary.csv", ckpt)
+def _rows_for(group: Group, name: str) -> pd.DataFrame | None:
+    """Rows of table ``name`` for the first (run, checkpoint) pair of the group that has them."""
+    for run, checkpoint in group:
+        table = run.table(name)
+        if table is not None:
+            rows = table[table["checkpoint"] == checkpoint]
+            if not rows.empty:
+                return rows
+    return None
+
+
+def _accuracy(group: Group) -> tuple[float, str]:
+    stats = _rows_for(group, "sparsity_summary.csv")
     if stats is not None:
         hit = stats.loc[stats["metric"] == "accuracy", "value"].dropna()
         if len(hit):
             return float(hit.iloc[0]), "sparsity"
-    images = _rows_for(run, "per_image.csv", ckpt)
+    images = _rows_for(group, "per_image.csv")
     if images is not None:
         return float(images["correct"].mean()), "sparsity (per image)"
-    deletion = _rows_for(run, "deletion_summary.csv", ckpt)
+    deletion = _rows_for(group, "deletion_summary.csv")
     if deletion is not None and deletion["acc_k0"].notna().any():
         return float(deletion["acc_k0"].median()), "deletion k=0"
-    occlusion = _rows_for(run, "occlusion_summary.csv", ckpt)
+    occlusion = _rows_for(group, "occlusion_summary.csv")
     if occlusion is not None and occlusion["acc0"].notna().any():
         return float(occlusion["acc0"].median()), "occlusion severity 0"
     return math.nan, ""
 
 
-def _mean_keep(run: Run, ckpt: str) -> float:
-    stats = _rows_for(run, "sparsity_summary.csv", ckpt)
+def _mean_keep(group: Group) -> float:
+    stats = _rows_for(group, "sparsity_summary.csv")
     if stats is not None:
         hit = stats[stats["metric"] == "mean_keep"].sort_values("map", key=lambda m: m != "keep")["value"].dropna()
         if len(hit):
             return float(hit.iloc[0])
-    images = _rows_for(run, "per_image.csv", ckpt)
+    images = _rows_for(group, "per_image.csv")
     if images is not None and images["mean_keep"].notna().any():
         return float(images["mean_keep"].mean())
-    classes = _rows_for(run, "per_class_keep.csv", ckpt)
+    classes = _rows_for(group, "per_class_keep.csv")
     if classes is not None and classes["mean_keep"].notna().any():
         rows = classes.dropna(subset=["mean_keep"])
         return float(np.average(rows["mean_keep"], weights=rows["n"].clip(lower=0) + 1e-12))
@@ -74,7 +80,9 @@ def _localization_key(column: str) -> tuple[int, int]:
 
 
 def summary_table(runs: list[Run], labels: dict[tuple[str, str], str] | None = None) -> pd.DataFrame:
-    """Every headline number, one row per (run, checkpoint).
+    """Every headline number, one row per (run label, checkpoint).
+
+    Runs sharing a label (one model's deletion, occlusion and sparsity folders) give one row.
 
     Columns: ``run``, ``model`` (display label), ``checkpoint``, ``accuracy`` (fraction) and
     ``accuracy_source``, ``mean_keep``, ``auc_<ranking>`` per ranking, the largest gap to
@@ -84,20 +92,23 @@ def summary_table(runs: list[Run], labels: dict[tuple[str, str], str] | None = N
     metrics of :data:`reports.tables.HEADLINE_LOCALIZATION` (IoU at 0.5 of the map's max).
     Missing numbers are NaN.
     """
-    labels = labels if labels is not None else series_labels(runs)
+    if labels is None:
+        runs = unique_labels(as_runs(runs))
+        labels = series_labels(runs)
     all_rankings = ranking_order(
         r for run in runs if run.table("deletion_summary.csv") is not None for r in run.table("deletion_summary.csv")["ranking"]
     )
     loc_columns: list[str] = []
     records = []
-    for (run_label, ckpt), model in labels.items():
-        run = next(r for r in runs if r.label == run_label)
-        accuracy, source = _accuracy(run, ckpt)
+    for model in dict.fromkeys(labels.values()):
+        # one model, possibly evaluated in several folders (and as one checkpoint of an occlusion run)
+        group = [(run, ckpt) for (run_label, ckpt), m in labels.items() if m == model for run in runs if run.label == run_label]
+        accuracy, source = _accuracy(group)
         record: dict[str, object] = {
-            "run": run_label, "model": model, "checkpoint": ckpt,
-            "accuracy": accuracy, "accuracy_source": source, "mean_keep": _mean_keep(run, ckpt),
+            "run": group[0][0].label, "model": model, "checkpoint": group[0][1],
+            "accuracy": accuracy, "accuracy_source": source, "mean_keep": _mean_keep(group),
         }
-        deletion = _rows_for(run, "deletion_summary.csv", ckpt)
+        deletion = _rows_for(group, "deletion_summary.csv")
         for ranking in all_rankings:
             hit = deletion.loc[deletion["ranking"] == ranking, "auc"] if deletion is not None else pd.Series(dtype=float)
             record[f"auc_{ranking}"] = float(hit.iloc[0]) if len(hit) else math.nan
@@ -109,9 +120,9 @@ def summary_table(runs: list[Run], labels: dict[tuple[str, str], str] | None = N
                     row = hit.iloc[0]
                     record.update(gap_ranking=ranking, **{c: float(row[c]) for c in ("max_gap_to_random", "max_gap_k", "max_gap_ci_low", "max_gap_ci_high")})
                     break
-        occlusion = _rows_for(run, "occlusion_summary.csv", ckpt)
+        occlusion = _rows_for(group, "occlusion_summary.csv")
         record["occlusion_robustness"] = float(occlusion["mean_relative_robustness"].mean()) if occlusion is not None else math.nan
-        stats = _rows_for(run, "sparsity_summary.csv", ckpt)
+        stats = _rows_for(group, "sparsity_summary.csv")
         if stats is not None:
             for metric, threshold in HEADLINE_LOCALIZATION:
                 for map_name in MAP_NAMES:
@@ -133,13 +144,13 @@ def summary_table(runs: list[Run], labels: dict[tuple[str, str], str] | None = N
     return table[base + loc_columns].reset_index(drop=True)
 
 
-def paper_table(runs: list[Run]) -> pd.DataFrame:
+def paper_table(runs: list[Run | str | Path]) -> pd.DataFrame:
     """One row per run/checkpoint: accuracy, mean keep, deletion AUC per ranking, occlusion robustness.
 
     ``accuracy`` is a fraction; ``accuracy_source`` says which evaluation it comes from
     (the sparsity run's model accuracy when present, else the deletion protocol's k = 0).
     """
-    table = summary_table(runs)
+    table = summary_table(as_runs(runs))
     keep = ["model", "checkpoint", "accuracy", "accuracy_source", "mean_keep"]
     keep += [c for c in table.columns if c.startswith("auc_")] + ["occlusion_robustness"]
     return table[keep]

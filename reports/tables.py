@@ -33,6 +33,7 @@ __all__ = [
     "series_labels",
     "stack",
     "unique_labels",
+    "as_runs",
 ]
 
 # columns holding text; "correct" is boolean; every other schema column is numeric
@@ -266,14 +267,27 @@ def load_run(path: str | Path, label: str | None = None) -> Run:
 
 
 def unique_labels(runs: Iterable[Run]) -> list[Run]:
-    """Copies of ``runs`` whose labels are unique (" (2)", " (3)" appended to repeats)."""
-    seen: dict[str, int] = {}
+    """Copies of ``runs`` where no two runs of the same label hold the same table.
+
+    Runs sharing a label are one model evaluated by several commands (a deletion
+    folder, a sparsity folder, ...) and stay merged under that label; a run whose
+    tables clash with an earlier run of its label is renamed "label (2)", "label (3)".
+    """
+    held: dict[str, set[str]] = {}
     out = []
     for run in runs:
-        count = seen.get(run.label, 0) + 1
-        seen[run.label] = count
-        out.append(run if count == 1 else replace(run, label=f"{run.label} ({count})"))
+        label, n = run.label, 1
+        while label in held and held[label] & set(run.tables):
+            n += 1
+            label = f"{run.label} ({n})"
+        held.setdefault(label, set()).update(run.tables)
+        out.append(run if label == run.label else replace(run, label=label))
     return out
+
+
+def as_runs(items: Iterable[Run | str | Path]) -> list[Run]:
+    """Runs as given, loading any folder path among them with :func:`load_run`."""
+    return [item if isinstance(item, Run) else load_run(item) for item in items]
 
 
 def _short(checkpoint: str) -> str:
@@ -287,8 +301,10 @@ def _short(checkpoint: str) -> str:
 def series_labels(runs: list[Run]) -> dict[tuple[str, str], str]:
     """Display label of every (run label, checkpoint) pair found in the runs' tables.
 
-    One checkpoint per run: the run label. One run with several checkpoints: the
-    checkpoint's file stem. Otherwise "run · checkpoint" for runs holding several.
+    A run with one checkpoint is shown under its label; a run comparing several
+    checkpoints (occlusion) shows each under its ``checkpoint`` value (file stem for a
+    path). Equal display labels are the same model: an occlusion run's "ERSM" line and
+    the "ERSM" deletion run end up in one series and one summary row.
     """
     pairs: dict[str, list[str]] = {}
     for run in runs:
@@ -303,12 +319,7 @@ def series_labels(runs: list[Run]) -> dict[tuple[str, str], str]:
         if len(set(shorts)) < len(shorts):
             shorts = list(ckpts)
         for ckpt, short in zip(ckpts, shorts):
-            if len(ckpts) == 1:
-                labels[(run_label, ckpt)] = run_label
-            elif len(pairs) == 1:
-                labels[(run_label, ckpt)] = short
-            else:
-                labels[(run_label, ckpt)] = f"{run_label} · {short}"
+            labels[(run_label, ckpt)] = run_label if len(ckpts) == 1 else short
     return labels
 
 

@@ -164,10 +164,19 @@ def test_duplicate_labels_are_made_unique(tmp_path, run_writer):
     assert "ERSM-Full (2)" in html
 
 
+def test_one_model_in_several_folders_is_one_row(tmp_path, run_writer):
+    folders = [run_writer(tmp_path / kind, kinds=(kind,)) for kind in ("deletion", "occlusion", "sparsity")]
+    table = paper_table(folders)  # paths are loaded
+    assert list(table["model"]) == ["ERSM-Full"]
+    row = table.iloc[0]
+    assert row["accuracy_source"] == "sparsity"
+    assert pd.notna(row["mean_keep"]) and pd.notna(row["auc_energy"]) and pd.notna(row["occlusion_robustness"])
+
+
 def test_paper_table(comparative, tmp_path):
     _, runs = comparative
     table = paper_table(runs)
-    assert list(table["model"]) == ["ERSM-Full · ersm_full", "ERSM-Full · ersm_unary", "Baseline"]
+    assert list(table["model"]) == ["ersm_full", "ersm_unary", "Baseline"]
     assert {"accuracy", "mean_keep", "auc_energy", "auc_random", "occlusion_robustness"} <= set(table.columns)
     full = table.iloc[0]
     assert full["accuracy_source"] == "sparsity" and 0 < full["accuracy"] < 1

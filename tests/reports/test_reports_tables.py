@@ -130,7 +130,7 @@ def test_series_labels_and_stack(tmp_path, run_writer):
     labels = series_labels([one])
     assert list(labels.values()) == ["a", "b"]  # one run: checkpoint stems
     labels = series_labels([one, two])
-    assert list(labels.values()) == ["ERSM-Full · a", "ERSM-Full · b", "Baseline"]
+    assert list(labels.values()) == ["a", "b", "Baseline"]
     stacked = stack([one, two], "occlusion.csv", labels)
     assert list(stacked.columns[:2]) == ["run", "series"]
     assert set(stacked["series"]) == set(labels.values())
