@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ersm_core.errors import ConfigError, ERSMError
 
 __all__ = [
-    "console", "err_console", "handle_errors", "progress_bar", "parse_int_list", "parse_name_list",
+    "console", "err_console", "handle_errors", "report_skipped", "progress_bar", "parse_int_list", "parse_name_list",
     "Split", "Checkpoint", "Checkpoints", "DatasetName", "DataRoot", "SplitOpt", "Limit", "BatchSize",
     "Workers", "Device", "Seeds", "Out", "Overwrite", "NoReport", "Cache", "SkipBadImages", "Quiet",
 ]
@@ -80,6 +80,22 @@ def progress_bar(total: int, description: str, enabled: bool = True) -> Iterator
     with Progress(*columns, console=err_console, transient=False) as bar:
         task = bar.add_task(description, total=total)
         yield lambda n: bar.advance(task, n)
+
+
+def report_skipped(skipped: list[tuple[int, str]]) -> list[dict[str, object]]:
+    """Gather the images skipped by ``--skip-bad-images`` from every process, print them once,
+    and return them (sorted by dataset index) for summary.json."""
+    from ersm_eval import distributed
+    from ersm_eval.context import gather_skipped
+
+    merged = gather_skipped(skipped)
+    if merged and distributed.is_main():
+        err_console.print(f"[yellow]Skipped {len(merged)} unreadable image(s):[/]", highlight=False)
+        for item in merged[:20]:
+            err_console.print(f"  index {item['index']}: {item['error']}", highlight=False, soft_wrap=True)
+        if len(merged) > 20:
+            err_console.print(f"  ... and {len(merged) - 20} more (all listed in summary.json)", highlight=False)
+    return merged
 
 
 def parse_int_list(text: str, option: str) -> list[int]:

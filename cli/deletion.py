@@ -14,8 +14,8 @@ from rich.table import Table
 
 from cli.app import app
 from cli.common import (
-    BatchSize, Cache, Checkpoint, DataRoot, DatasetName, Device, Limit, NoReport, Out, Overwrite, Quiet, Seeds,
-    Split, SplitOpt, Workers, console, err_console, handle_errors, parse_int_list, parse_name_list, progress_bar,
+    BatchSize, Cache, Checkpoint, SkipBadImages, DataRoot, DatasetName, Device, Limit, NoReport, Out, Overwrite, Quiet, Seeds,
+    Split, SplitOpt, Workers, console, err_console, handle_errors, report_skipped, parse_int_list, parse_name_list, progress_bar,
 )
 from ersm_core.errors import ConfigError, ERSMError
 from ersm_eval.schema import REPORT_HTML
@@ -132,6 +132,7 @@ def deletion(
         "--save-token-scores", help="Also write token_scores.npz: every ranking's score and order per image and token.",
     )] = False,
     cache: Cache = None,
+    skip_bad_images: SkipBadImages = False,
     no_report: NoReport = False,
     quiet: Quiet = False,
 ) -> None:
@@ -169,6 +170,7 @@ def deletion(
             err_console.print(f"[yellow]Skipped ranking {name}:[/] {reason}", highlight=False)
 
     feature_cache = None
+    skipped: list[tuple[int, str]] = []
     with progress_bar(len(setup.indices), f"deletion ({label})", enabled=not quiet and distributed.is_main()) as advance:
         if level is Level.feature:
             from ersm_eval.features import feature_batches
@@ -180,12 +182,14 @@ def deletion(
                     setup.checkpoint.sha256, dataset, split.value, asdict(setup.dataset.transform), setup.options,
                 ))
             batches = feature_batches(setup.model, setup.dataset, setup.indices, batch_size, workers, setup.device,
-                                      feature_cache, advance)
+                                      feature_cache, advance, skip_bad_images=skip_bad_images, skipped=skipped)
         else:
-            batches = iterate_batches(setup.dataset, setup.indices, batch_size, workers, setup.device, advance)
+            batches = iterate_batches(setup.dataset, setup.indices, batch_size, workers, setup.device, advance,
+                                      skip_bad_images=skip_bad_images, skipped=skipped)
         for batch in batches:
             evaluator.update(batch)
 
+    skipped = report_skipped(skipped)
     records = distributed.gather_records(evaluator.records())
     if records is None:  # not rank 0: rank 0 writes
         distributed.shutdown()
@@ -209,6 +213,7 @@ def deletion(
             },
             **setup.describe(),
             "deletion": evaluator.describe(),
+            "skipped_images": skipped,
             "cache": None if feature_cache is None else {
                 "dir": str(feature_cache.dir), "hits": feature_cache.hits, "misses": feature_cache.misses,
                 "rebuilt": feature_cache.rebuilt,

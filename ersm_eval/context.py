@@ -16,7 +16,7 @@ from ersm_core.data import ERSMDataset, build_dataset, model_transform
 from ersm_core.device import select_device
 from ersm_core.errors import DatasetError
 
-__all__ = ["EvalSetup", "load_eval_dataset", "prepare", "iterate_batches", "check_finite", "shard", "Progress"]
+__all__ = ["EvalSetup", "load_eval_dataset", "prepare", "iterate_batches", "check_finite", "gather_skipped", "shard", "Progress"]
 
 Progress = Callable[[int], None]  # called with the number of images just processed
 
@@ -130,6 +130,16 @@ def check_finite(values: torch.Tensor, indices: torch.Tensor, what: str = "featu
             f"non-finite {what} (NaN or inf) for {len(bad)} image(s) of this batch, dataset indices {bad[:10]}; "
             "the checkpoint's weights or these images are broken (a diverged training run?), so no accuracy is reported"
         )
+
+
+def gather_skipped(skipped: list[tuple[int, str]]) -> list[dict[str, Any]]:
+    """Every process's skipped images, merged and sorted by dataset index."""
+    items = list(skipped)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        parts: list[Any] = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(parts, items)
+        items = [it for part in parts for it in part]
+    return [{"index": int(i), "error": msg} for i, msg in sorted(items)]
 
 
 def shard(indices: list[int]) -> list[int]:
