@@ -500,7 +500,13 @@ def _provenance(run: Run, out_dir: Path) -> dict[str, Any]:
             rel = Path(os.path.relpath(path.resolve(), out_dir.resolve())).as_posix()
             files.append({"name": name, "href": urllib.parse.quote(rel, safe="/.-_~")})
     present = [n for n in (SUMMARY_JSON, MAPS_NPZ) if (run.path / n).is_file()]
-    return {"label": f"{run.label}: {run.path.name}", "folder": str(run.path), "items": _flatten(run.summary), "files": files,
+    # relative to the report: stays right when the folder is renamed (the commands write into a
+    # temporary folder renamed when complete) or copied together with the report
+    rel = Path(os.path.relpath(run.path.resolve(), out_dir.resolve())).as_posix()
+    here = rel == "."
+    return {"label": run.label if here else f"{run.label}: {rel}",
+            "folder": "the folder of this report" if here else f"{rel} (relative to this report)",
+            "items": _flatten(run.summary), "files": files,
             "other_files": present, "notes": run.notes}
 
 
@@ -557,11 +563,11 @@ def _has(table: pd.DataFrame) -> bool:
 def _gallery_section(runs: list[Run], figures: _Figures) -> Section | None:
     baseline = next((r for r in runs if r.is_baseline and r.table("per_image.csv") is not None), None)
     subsections = []
-    for run in runs:
+    for number, run in enumerate(runs):
         if run.maps is None:
             continue
         slug = _slug(run.label)
-        sub = Section(id=f"gallery-{slug}-{_slug(run.path.name)}", title=run.label)
+        sub = Section(id=f"gallery-{number + 1}-{slug}", title=run.label)
         n_maps = len(run.maps["index"])
         plain = plain_examples(run)
         sentences = [f"maps.npz holds {n_maps} images chosen by the sparsity run; the mask gallery shows the first {len(plain)}."]
