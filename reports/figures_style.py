@@ -139,6 +139,7 @@ def save_figure(fig: Figure, out_dir: str | Path, name: str, tight: bool = True)
         out_dir: folder, created if needed.
         name: file name without suffix.
         tight: crop to the drawn content (off for figures laid out by hand, which is faster).
+            The figure's layout is frozen by the first draw.
 
     Returns:
         The PNG and SVG paths.
@@ -147,7 +148,13 @@ def save_figure(fig: Figure, out_dir: str | Path, name: str, tight: bool = True)
     out_dir.mkdir(parents=True, exist_ok=True)
     png, svg = out_dir / f"{name}.png", out_dir / f"{name}.svg"
     with mpl.rc_context(RC):
-        bbox = "tight" if tight else None
+        bbox = None
+        if tight:
+            # lay out and measure once, then freeze the layout: both files get the same
+            # crop and neither save repeats the layout passes
+            fig.canvas.draw()
+            bbox = fig.get_tightbbox(fig.canvas.get_renderer()).padded(RC["savefig.pad_inches"])
+            fig.set_layout_engine("none")
         fig.savefig(png, format="png", metadata={"Software": None}, bbox_inches=bbox)
         fig.savefig(svg, format="svg", metadata={"Date": None, "Creator": None}, bbox_inches=bbox)
     return png, svg
