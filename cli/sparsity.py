@@ -1,0 +1,186 @@
+"""``ersm-eval sparsity``: keep statistics, mask coherence and localization (SPEC §4) for one checkpoint."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from cli.app import app
+from cli.common import (
+    BatchSize, Checkpoint, DataRoot, DatasetName, Device, Limit, NoReport, Overwrite, Quiet, Seeds, Split, SplitOpt,
+    Workers, console, err_console, handle_errors, parse_int_list, progress_bar,
+)
+from ersm_core.errors import ConfigError, ERSMError
+from ersm_eval.schema import MAPS_NPZ, REPORT_HTML
+
+__all__ = ["sparsity"]
+
+_SHOWN = (  # (map, metric, threshold or None) rows of the printed summary
+    ("", "accuracy", None), ("keep", "mean_keep", None), ("keep", "frac_below_half", None),
+    ("keep", "keep_entropy", None), ("keep", "n_components", None), ("keep", "largest_component_share", None),
+    ("keep", "neighbour_agreement", None), ("keep", "mean_keep_correct", None), ("keep", "mean_keep_wrong", None),
+)
+_LOCALIZATION = (("mass_in_object", None), ("iou", 0.5), ("iou_absolute", 0.5), ("pointing_game", None),
+                 ("box_iou", None), ("box_accuracy", None))
+
+
+def _write_report(out_dir: Path) -> None:
+    """The report hook (its single call site is in :func:`sparsity`): report.html from the
+    tables just written. Skipped while the ``reports`` package lacks build_report/load_run."""
+    try:
+        from reports import build_report, load_run  # type: ignore[attr-defined]
+    except ImportError:
+        return
+    try:
+        build_report([load_run(out_dir)], out_dir / REPORT_HTML)
+    except ERSMError as err:
+        err_console.print(f"[yellow]Warning:[/] report.html not written: {err}", highlight=False)
+
+
+def _value(rows, map_name: str, metric: str, threshold: float | None):
+    sel = rows[(rows["map"].fillna("") == map_name) & (rows["metric"] == metric)]
+    if threshold is not None:
+        sel = sel[np.isclose(sel["threshold"], threshold)]
+    return None if sel.empty else sel.iloc[0]
+
+
+def _fmt(row) -> str:
+    if row is None:
+        return "–"
+    ci = "" if row.ci_low != row.ci_low else f" [{row.ci_low:.3f}, {row.ci_high:.3f}]"
+    return f"{row.value:.3f}{ci}"
+
+
+def _tables(summary, label: str, title: str) -> list[Table]:
+    stats = Table(title=title, title_justify="left")
+    stats.add_column("statistic")
+    stats.add_column("value [95% CI]", justify="right")
+    for map_name, metric, thr in _SHOWN:
+        row = _value(summary, map_name, metric, thr)
+        if row is not None:
+            stats.add_row(f"{map_name + ' ' if map_name else ''}{metric}", _fmt(row))
+    out = [stats]
+    maps = [m for m in ("keep", "energy", "cam") if ((summary["map"] == m) & (summary["metric"] == "box_accuracy")).any()]
+    if maps:
+        loc = Table(title=f"Localization of {label} (threshold: share of the map's max; iou_absolute: keep >= 0.5)",
+                    title_justify="left")
+        loc.add_column("metric")
+        for m in maps:
+            loc.add_column(f"{m} map", justify="right")
+        for metric, thr in _LOCALIZATION:
+            cells = [_fmt(_value(summary, m, metric, thr)) for m in maps]
+            if any(c != "–" for c in cells):
+                loc.add_row(metric + (f" @{thr:g}" if thr is not None else ""), *cells)
+        out.append(loc)
+    return out
+
+
+@app.command()
+@handle_errors
+def sparsity(
+    checkpoint: Checkpoint,
+    dataset: DatasetName,
+    data_root: DataRoot = None,
+    split: SplitOpt = Split.test,
+    localization: Annotated[bool, typer.Option(
+        "--localization/--no-localization",
+        help="Compare keep / energy / CAM maps with the object masks or boxes (skipped, with a note, on datasets without them).",
+    )] = True,
+    gallery_indices: Annotated[str, typer.Option(
+        "--gallery-indices", help="Comma-separated dataset indices always stored in maps.npz for the report's galleries.",
+    )] = "",
+    seeds: Seeds = "0",
+    batch_size: BatchSize = 64,
+    workers: Workers = 0,
+    device: Device = "auto",
+    limit: Limit = None,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", help="Output folder (written under a temporary name, then renamed). Default: runs/sparsity-<label>.",
+    )] = None,
+    overwrite: Overwrite = False,
+    label: Annotated[Optional[str], typer.Option(
+        "--label", help="Name of the model in the tables' checkpoint column. Default: the checkpoint's file name stem.",
+    )] = None,
+    no_report: NoReport = False,
+    quiet: Quiet = False,
+) -> None:
+    """Sparsity and mask statistics: keep rates, coherence of the hard mask, localization of keep / energy / CAM maps, per-image records.
+
+    Nothing here is random; the first of --seeds seeds the bootstrap intervals.
+    """
+    from ersm_core.device import select_device
+    from ersm_eval import distributed
+    from ersm_eval.context import iterate_batches, prepare
+    from ersm_eval.output import check_output_dir, output_folder, run_info, write_json, write_table
+    from ersm_eval.sparsity import SparsityEvaluator, gallery_arrays, select_gallery
+
+    started = time.time()
+    label = label or Path(checkpoint).stem
+    out = out if out is not None else Path("runs") / f"sparsity-{label}"
+    boot_seed = parse_int_list(seeds, "--seeds")[0]
+    extra = parse_int_list(gallery_indices, "--gallery-indices") if gallery_indices.strip() else []
+    if any(i < 0 for i in extra):
+        raise ConfigError(f"--gallery-indices are dataset indices (0 or more), got {extra}")
+    check_output_dir(out, overwrite)  # before any work
+
+    distributed.init_from_env(select_device(device))
+    main = distributed.is_main()
+    setup = prepare(checkpoint, dataset, split.value, data_root, limit,
+                    str(distributed.local_device(select_device(device))))
+    data = setup.dataset
+    evaluator = SparsityEvaluator(setup.model, localize=localization)
+    early = evaluator.notes(has_masks=bool(data.has_masks or data.has_boxes))
+    if main:
+        for note in early:
+            err_console.print(f"[yellow]Note:[/] {note}", highlight=False)
+
+    with progress_bar(len(setup.indices), f"sparsity ({label})", enabled=not quiet and main) as advance:
+        for batch in iterate_batches(data, setup.indices, batch_size, workers, setup.device, advance):
+            evaluator.update(batch)
+
+    records = distributed.gather_records(evaluator.records())
+    if records is None:  # not rank 0: rank 0 writes
+        distributed.shutdown()
+        return
+    result = evaluator.compute(records, label, setup.checkpoint.class_names, seed=boot_seed)
+    chosen = select_gallery(result.tables["per_image.csv"], extra)
+    missing = sorted(set(extra) - set(chosen))
+    if missing:
+        result.notes.append(f"--gallery-indices {missing} were not evaluated (outside --limit or the split) and are not in {MAPS_NPZ}")
+    arrays = gallery_arrays(data, records, chosen, evaluator.map_names)
+    with output_folder(out, overwrite) as folder:
+        for name, table in result.tables.items():
+            write_table(folder, name, table)
+        np.savez_compressed(folder / MAPS_NPZ, **arrays)
+        write_json(folder, {
+            "command": "sparsity",
+            "label": label,
+            "options": {
+                "checkpoint": str(checkpoint), "dataset": dataset, "data_root": data_root, "split": split.value,
+                "localization": localization, "gallery_indices": gallery_indices, "seeds": seeds,
+                "batch_size": batch_size, "workers": workers, "device": device, "limit": limit, "out": str(out),
+                "overwrite": overwrite, "label": label, "no_report": no_report,
+            },
+            **setup.describe(),
+            "sparsity": {**result.info, "gallery_indices": chosen},
+            "notes": result.notes,
+            "tables": sorted(result.tables),
+            "world_size": distributed.world_size(),
+            **run_info(started),
+        })
+        if not no_report:
+            _write_report(folder)
+    distributed.shutdown()
+
+    title = f"Sparsity, {label} ({setup.checkpoint.config.variant}) on {dataset}/{split.value}: {len(records['index'])} images"
+    for table in _tables(result.tables["sparsity_summary.csv"], label, title):
+        console.print(table)
+    for note in result.notes:
+        if note not in early:
+            console.print(f"Note: {note}", highlight=False)
+    console.print(f"Wrote {out}/", highlight=False)
