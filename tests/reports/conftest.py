@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-# The editable install was made before reports/__init__.py existed, so outside the
-# repository root `reports` imports as a bare namespace package without its API;
-# putting the root first makes the tests see the real package however pytest is run.
+# tests/conftest.py puts tests/ on sys.path, where the folder tests/reports would shadow the
+# `reports` package as an empty namespace package under a plain `pytest` run (`python -m
+# pytest` puts the repository first and is unaffected); the repository root goes first here.
 _ROOT = str(Path(__file__).resolve().parents[2])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
