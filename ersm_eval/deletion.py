@@ -7,7 +7,8 @@ over the remaining positions, GAP × N/(N−k) (``rescale=False``: the plain mea
 Everything after the insertion point is pool → head, so the backbone runs once
 per image: the kept tokens after k deletions are a suffix of the order, and
 suffix sums of the per-token channel sums, taken in float64, give the pooled
-vector of every k and ranking at once; one batched head call gives every logit.
+vector of every k and ranking at once; one batched head call gives every logit
+(with a linear head, the head's weights go first and the sums run over logits).
 :func:`deletion_logits_general` rebuilds the masked map and re-runs pool → head
 for each k instead; the tests hold the two together.
 
@@ -50,6 +51,7 @@ __all__ = [
     "DeletionEvaluator",
     "deletion_steps",
     "token_sums",
+    "suffix_sums",
     "kept_pooled",
     "deletion_logits",
     "deletion_logits_general",
@@ -136,12 +138,36 @@ def token_sums(feature_map: torch.Tensor, patch_size: int) -> torch.Tensor:
     return x.reshape(batch, channels, grid_h * grid_w).transpose(1, 2)
 
 
+def suffix_sums(values: torch.Tensor, orders: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+    """Sum of the per-token ``values`` over the tokens kept after deleting the first k of each order.
+
+    The kept tokens are order[k:], a suffix of the order: one cumulative sum over the
+    ordered tokens gives them for every k (total − prefix, in the wide dtype of ``values``).
+
+    Args:
+        values: per-token vectors [B, N, D] (float64 for exactness).
+        orders: deletion orders [B, R, N].
+        steps: the k values [S] (long, same device).
+
+    Returns:
+        [B, R, S, D].
+    """
+    rows = torch.arange(values.shape[0], device=values.device)[:, None, None]
+    ordered = values[rows, orders]  # [B, R, N, D]
+    prefix = ordered.cumsum(2)  # prefix[:, :, j] = sum of order[:j + 1]
+    total = prefix[:, :, -1:]
+    return total - prefix.index_select(2, steps) + ordered.index_select(2, steps)
+
+
+def _denominator(n_tokens: int, steps: torch.Tensor, rescale: bool, positions: int, dtype: torch.dtype) -> torch.Tensor:
+    """Positions pooled over at each k: (N−k)·P² with rescaling, else N·P²; [S]."""
+    if rescale:
+        return (n_tokens - steps).to(dtype) * positions
+    return torch.full(steps.shape, float(n_tokens * positions), dtype=dtype, device=steps.device)
+
+
 def kept_pooled(sums: torch.Tensor, orders: torch.Tensor, steps: torch.Tensor, rescale: bool, positions: int) -> torch.Tensor:
     """Pooled vectors after deleting the first k tokens of each order, for every k in ``steps``.
-
-    The kept tokens are order[k:], so their sum is a suffix sum of the ordered
-    token sums (a prefix sum over the reversed order), free of the cancellation
-    that total − prefix would suffer when few tokens remain.
 
     Args:
         sums: token sums [B, N, C] (see :func:`token_sums`).
@@ -153,20 +179,8 @@ def kept_pooled(sums: torch.Tensor, orders: torch.Tensor, steps: torch.Tensor, r
     Returns:
         [B, R, S, C] in the dtype of ``sums``.
     """
-    batch, n_tokens, channels = sums.shape
-    n_curves = orders.shape[1]
-    ordered = torch.gather(
-        sums[:, None].expand(batch, n_curves, n_tokens, channels),
-        2,
-        orders[..., None].expand(batch, n_curves, n_tokens, channels),
-    )
-    suffix = ordered.flip(2).cumsum(2).flip(2)  # suffix[:, :, k] = sum of order[k:]
-    kept = suffix.index_select(2, steps)
-    if rescale:
-        denom = (n_tokens - steps).to(sums.dtype) * positions
-    else:
-        denom = torch.full_like(steps, n_tokens * positions, dtype=sums.dtype)
-    return kept / denom[:, None]
+    denom = _denominator(sums.shape[1], steps, rescale, positions, sums.dtype)
+    return suffix_sums(sums, orders, steps) / denom[:, None]
 
 
 def _head(model: Any, pooled: torch.Tensor, rows: int) -> torch.Tensor:
@@ -187,19 +201,36 @@ def deletion_logits(
     """Fast path: logits [B, R, S, K] after deleting the first k tokens of each order, every k in ``steps``.
 
     ``feature_map`` is the map deletion acts on (X, or Y = gate(X) for soft gating).
+    With a linear head (logits = W·pooled + b) the head's weights are applied to the N
+    token sums first and the suffix sums run over logit contributions (K numbers per
+    token instead of C): the same affine map, in another order, and far cheaper for
+    wide maps. Otherwise the pooled vectors of every (ranking, k) go through the head
+    in batched calls of ``head_rows``.
     """
     batch, n_curves, n_tokens = orders.shape
     channels = feature_map.shape[1]
     patch = model.config.patch_size
     steps_t = torch.as_tensor(np.asarray(steps), dtype=torch.long, device=feature_map.device)
-    per_image = max(1, _POOL_BUDGET // max(1, n_curves * n_tokens * channels))
+    n_steps = len(steps_t)
+    linear = model.head_is_linear
+    width = model.head.out_features if linear else channels
+    per_image = max(1, _POOL_BUDGET // max(1, n_curves * n_tokens * max(width, channels)))
     out = []
     for start in range(0, batch, per_image):
         sl = slice(start, start + per_image)
-        pooled = kept_pooled(token_sums(feature_map[sl], patch), orders[sl], steps_t, rescale, patch * patch)
-        b = pooled.shape[0]
-        logits = _head(model, pooled.to(feature_map.dtype).reshape(-1, channels), head_rows)
-        out.append(logits.reshape(b, n_curves, len(steps_t), -1))
+        sums = token_sums(feature_map[sl], patch)  # [b, N, C], wide
+        b = sums.shape[0]
+        denom = _denominator(n_tokens, steps_t, rescale, patch * patch, sums.dtype)
+        if linear:
+            contributions = sums @ model.head.weight.to(sums.dtype).T  # [b, N, K]
+            logits = suffix_sums(contributions, orders[sl], steps_t) / denom[:, None]
+            if model.head.bias is not None:
+                logits = logits + model.head.bias.to(sums.dtype)
+            logits = logits.to(feature_map.dtype)
+        else:
+            pooled = kept_pooled(sums, orders[sl], steps_t, rescale, patch * patch)
+            logits = _head(model, pooled.to(feature_map.dtype).reshape(-1, channels), head_rows)
+        out.append(logits.reshape(b, n_curves, n_steps, -1))
     return torch.cat(out) if len(out) > 1 else out[0]
 
 
