@@ -196,11 +196,22 @@ class ERSMModel(nn.Module):
 
     # -- pieces -----------------------------------------------------------------------
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Map at the insertion point, [B, C, H, W]."""
+        """Map at the insertion point, [B, C, H, W].
+
+        In eval mode a lone image is run beside a copy of itself: CPU convolution
+        kernels take another code path for a batch of one, whose results differ in
+        the last float bits, and evaluations must not depend on batch size or
+        process count (a shard's last batch may hold a single image).
+        """
+        lone = not self.training and x.shape[0] == 1
+        if lone:
+            x = x.expand(2, *x.shape[1:])
         if self.config.freeze_backbone:
             with torch.no_grad():
-                return self.backbone.forward_features(x)
-        return self.backbone.forward_features(x)
+                out = self.backbone.forward_features(x)
+        else:
+            out = self.backbone.forward_features(x)
+        return out[:1] if lone else out
 
     def token_scores(self, features: torch.Tensor) -> dict[str, Any]:
         """Per-token scores [B, N] of a feature map (deterministic, eval-mode gate).
