@@ -12,8 +12,8 @@ from rich.table import Table
 
 from cli.app import app
 from cli.common import (
-    BatchSize, Checkpoints, DataRoot, DatasetName, Device, Limit, NoReport, Overwrite, Quiet, Seeds, Split, SplitOpt,
-    Workers, console, err_console, handle_errors, parse_int_list, parse_name_list, progress_bar,
+    BatchSize, Checkpoints, DataRoot, DatasetName, Device, Limit, NoReport, Overwrite, Quiet, Seeds, SkipBadImages, Split, SplitOpt,
+    Workers, console, err_console, handle_errors, report_skipped, parse_int_list, parse_name_list, progress_bar,
 )
 from ersm_core.errors import ConfigError, DatasetError, ERSMError
 from ersm_eval.schema import REPORT_HTML
@@ -114,6 +114,7 @@ def occlusion(
         "--label", help="Names of the checkpoints in the tables (repeat the option or give a comma list, one per "
         "checkpoint). Default: the checkpoint file name stems.",
     )] = None,
+    skip_bad_images: SkipBadImages = False,
     no_report: NoReport = False,
     quiet: Quiet = False,
 ) -> None:
@@ -171,8 +172,12 @@ def occlusion(
         evaluator = OcclusionEvaluator(setup.model, config, data.transform.mean, data.transform.std, active, batch_size)
         passes = evaluator.forward_count(len(setup.indices))
         with progress_bar(len(setup.indices), f"occlusion ({name}, {passes} forward passes)", enabled=not quiet and main) as advance:
-            for batch in iterate_batches(data, setup.indices, batch_size, workers, setup.device, advance):
+            bad_images: list[tuple[int, str]] = []
+            for batch in iterate_batches(data, setup.indices, batch_size, workers, setup.device, advance,
+                                         skip_bad_images=skip_bad_images, skipped=bad_images):
                 evaluator.update(batch)
+        if not described:  # the same files are unreadable for every checkpoint: report them once
+            skipped_images = report_skipped(bad_images)
         records = distributed.gather_records(evaluator.records())
         if records is not None:
             runs[name] = records
@@ -204,6 +209,7 @@ def occlusion(
             "checkpoints": described,
             "notes": notes,
             "tables": sorted(tables),
+            "skipped_images": skipped_images,
             "world_size": distributed.world_size(),
             **run_info(started),
         })

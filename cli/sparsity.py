@@ -12,8 +12,8 @@ from rich.table import Table
 
 from cli.app import app
 from cli.common import (
-    BatchSize, Checkpoint, DataRoot, DatasetName, Device, Limit, NoReport, Overwrite, Quiet, Seeds, Split, SplitOpt,
-    Workers, console, err_console, handle_errors, parse_int_list, progress_bar,
+    BatchSize, Checkpoint, DataRoot, DatasetName, Device, Limit, NoReport, Overwrite, Quiet, Seeds, SkipBadImages, Split, SplitOpt,
+    Workers, console, err_console, handle_errors, report_skipped, parse_int_list, progress_bar,
 )
 from ersm_core.errors import ConfigError, ERSMError
 from ersm_eval.schema import MAPS_NPZ, REPORT_HTML
@@ -106,6 +106,7 @@ def sparsity(
     label: Annotated[Optional[str], typer.Option(
         "--label", help="Name of the model in the tables' checkpoint column. Default: the checkpoint's file name stem.",
     )] = None,
+    skip_bad_images: SkipBadImages = False,
     no_report: NoReport = False,
     quiet: Quiet = False,
 ) -> None:
@@ -140,9 +141,12 @@ def sparsity(
             err_console.print(f"[yellow]Note:[/] {note}", highlight=False)
 
     with progress_bar(len(setup.indices), f"sparsity ({label})", enabled=not quiet and main) as advance:
-        for batch in iterate_batches(data, setup.indices, batch_size, workers, setup.device, advance):
+        skipped: list[tuple[int, str]] = []
+        for batch in iterate_batches(data, setup.indices, batch_size, workers, setup.device, advance,
+                                     skip_bad_images=skip_bad_images, skipped=skipped):
             evaluator.update(batch)
 
+    skipped_images = report_skipped(skipped)
     records = distributed.gather_records(evaluator.records())
     if records is None:  # not rank 0: rank 0 writes
         distributed.shutdown()
@@ -170,6 +174,7 @@ def sparsity(
             "sparsity": {**result.info, "gallery_indices": chosen},
             "notes": result.notes,
             "tables": sorted(result.tables),
+            "skipped_images": skipped_images,
             "world_size": distributed.world_size(),
             **run_info(started),
         })

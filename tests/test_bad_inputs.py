@@ -210,3 +210,16 @@ def test_non_finite_features_are_reported(tmp_path, ckpt2):
     assert r.exit_code == 2
     assert "non-finite" in _message(r) and "no accuracy is reported" in _message(r)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command", ["occlusion", "sparsity"])
+def test_corrupt_image_in_other_commands(tmp_path, ckpt2, command):
+    root = _imagefolder(tmp_path / "data", corrupt="broken.png")
+    args = [command, ckpt2, "--dataset", "imagefolder", "--data-root", root, "--no-report", "--quiet"]
+    r = _run(*args, "--out", tmp_path / "a")
+    assert r.exit_code == 2 and "broken.png" in _message(r)
+    assert not (tmp_path / "a").exists()
+    r = _run(*args, "--out", tmp_path / "b", "--skip-bad-images")
+    assert r.exit_code == 0, r.output
+    summary = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert len(summary["skipped_images"]) == 1 and "broken.png" in summary["skipped_images"][0]["error"]
