@@ -40,6 +40,7 @@ import torchvision.transforms.functional as TF
 
 from ersm_core.errors import ConfigError, DatasetError
 from ersm_eval.agreement import ranking_agreement
+from ersm_eval.context import check_finite
 from ersm_eval.rankings import DEFAULT_RANKINGS, RankingInputs, resolve_rankings
 from ersm_eval.schema import TABLES
 from ersm_eval.stats import bootstrap_weights, mcnemar_exact, normalized_auc, paired_bootstrap_test, wilson_interval
@@ -51,6 +52,7 @@ __all__ = [
     "DeletionEvaluator",
     "deletion_steps",
     "token_sums",
+    "token_values",
     "suffix_sums",
     "kept_pooled",
     "deletion_logits",
@@ -134,29 +136,52 @@ def token_sums(feature_map: torch.Tensor, patch_size: int) -> torch.Tensor:
     batch, channels, height, width = feature_map.shape
     grid_h, grid_w = height // patch_size, width // patch_size
     x = feature_map.to(_wide(feature_map.device))
-    x = x.reshape(batch, channels, grid_h, patch_size, grid_w, patch_size).sum((3, 5))
+    if patch_size > 1:
+        x = x.reshape(batch, channels, grid_h, patch_size, grid_w, patch_size).sum((3, 5))
     return x.reshape(batch, channels, grid_h * grid_w).transpose(1, 2)
+
+
+def token_values(model: Any, feature_map: torch.Tensor) -> torch.Tensor:
+    """What the fast path sums over the kept tokens, [B, N, D] in float64.
+
+    With a linear head (logits = W·pooled + b): each token's logit contributions
+    W·(token sum), D = K. Otherwise the token sums themselves, D = C.
+    """
+    sums = token_sums(feature_map, model.config.patch_size)
+    if model.head_is_linear:
+        return sums @ model.head.weight.to(sums.dtype).T
+    return sums
+
+
+def _kept_sums_descending(values: torch.Tensor, orders: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+    """:func:`suffix_sums` with the k axis in descending order (no flip of the big tensor)."""
+    n_tokens = values.shape[1]
+    rows = torch.arange(values.shape[0], device=values.device)[:, None, None]
+    reverse = values[rows, orders.flip(2)]  # [B, R, N, D]: tokens from the last deleted to the first
+    reverse.cumsum_(2)  # reverse[:, :, j] = sum of order[N−1−j:], the kept set after N−1−j deletions
+    positions = n_tokens - 1 - steps.flip(0)  # ascending j for descending k
+    if len(positions) == n_tokens and bool((positions == torch.arange(n_tokens, device=steps.device)).all()):
+        return reverse
+    # advanced indexing: index_select along an inner dim is far slower on the CPU
+    return reverse[:, :, positions]
 
 
 def suffix_sums(values: torch.Tensor, orders: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
     """Sum of the per-token ``values`` over the tokens kept after deleting the first k of each order.
 
-    The kept tokens are order[k:], a suffix of the order: one cumulative sum over the
-    ordered tokens gives them for every k (total − prefix, in the wide dtype of ``values``).
+    The kept tokens are order[k:], a suffix of the order: a cumulative sum over the
+    reversed order gives them for every k at once, with no subtraction (so no
+    cancellation when few tokens remain).
 
     Args:
         values: per-token vectors [B, N, D] (float64 for exactness).
         orders: deletion orders [B, R, N].
-        steps: the k values [S] (long, same device).
+        steps: the k values [S], ascending (long, same device).
 
     Returns:
         [B, R, S, D].
     """
-    rows = torch.arange(values.shape[0], device=values.device)[:, None, None]
-    ordered = values[rows, orders]  # [B, R, N, D]
-    prefix = ordered.cumsum(2)  # prefix[:, :, j] = sum of order[:j + 1]
-    total = prefix[:, :, -1:]
-    return total - prefix.index_select(2, steps) + ordered.index_select(2, steps)
+    return _kept_sums_descending(values, orders, steps).flip(2)
 
 
 def _denominator(n_tokens: int, steps: torch.Tensor, rescale: bool, positions: int, dtype: torch.dtype) -> torch.Tensor:
@@ -197,6 +222,7 @@ def deletion_logits(
     steps: np.ndarray | torch.Tensor,
     rescale: bool = True,
     head_rows: int = 16384,
+    values: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Fast path: logits [B, R, S, K] after deleting the first k tokens of each order, every k in ``steps``.
 
@@ -205,31 +231,38 @@ def deletion_logits(
     token sums first and the suffix sums run over logit contributions (K numbers per
     token instead of C): the same affine map, in another order, and far cheaper for
     wide maps. Otherwise the pooled vectors of every (ranking, k) go through the head
-    in batched calls of ``head_rows``.
+    in batched calls of ``head_rows``. ``values`` passes :func:`token_values` when the
+    caller has them already.
     """
+    return _deletion_logits_descending(model, feature_map, orders, steps, rescale, head_rows, values).flip(2)
+
+
+def _deletion_logits_descending(model, feature_map, orders, steps, rescale=True, head_rows=16384, values=None):
+    """:func:`deletion_logits` with the k axis in descending order (the evaluator flips its small results)."""
     batch, n_curves, n_tokens = orders.shape
     channels = feature_map.shape[1]
     patch = model.config.patch_size
     steps_t = torch.as_tensor(np.asarray(steps), dtype=torch.long, device=feature_map.device)
     n_steps = len(steps_t)
     linear = model.head_is_linear
-    width = model.head.out_features if linear else channels
-    per_image = max(1, _POOL_BUDGET // max(1, n_curves * n_tokens * max(width, channels)))
+    if values is None:
+        values = token_values(model, feature_map)
+    per_image = max(1, _POOL_BUDGET // max(1, n_curves * n_tokens * values.shape[2]))
+    dtype = feature_map.dtype
+    # 1 / pooled positions per k (descending), applied after the exact wide sums are rounded
+    scale = (1.0 / _denominator(n_tokens, steps_t.flip(0), rescale, patch * patch, values.dtype)).to(dtype)[:, None]
+    bias = model.head.bias.to(dtype) if linear and model.head.bias is not None else None
     out = []
     for start in range(0, batch, per_image):
         sl = slice(start, start + per_image)
-        sums = token_sums(feature_map[sl], patch)  # [b, N, C], wide
-        b = sums.shape[0]
-        denom = _denominator(n_tokens, steps_t, rescale, patch * patch, sums.dtype)
-        if linear:
-            contributions = sums @ model.head.weight.to(sums.dtype).T  # [b, N, K]
-            logits = suffix_sums(contributions, orders[sl], steps_t) / denom[:, None]
-            if model.head.bias is not None:
-                logits = logits + model.head.bias.to(sums.dtype)
-            logits = logits.to(feature_map.dtype)
+        kept = _kept_sums_descending(values[sl], orders[sl], steps_t).to(dtype)  # [b, R, S, D]
+        # in place and in the model's dtype (mixed-dtype kernels are several times slower on the CPU)
+        if bias is not None:
+            torch.addcmul(bias, kept, scale, out=kept)  # logits of a linear head
         else:
-            pooled = kept_pooled(sums, orders[sl], steps_t, rescale, patch * patch)
-            logits = _head(model, pooled.to(feature_map.dtype).reshape(-1, channels), head_rows)
+            kept.mul_(scale)
+        b = kept.shape[0]
+        logits = kept if linear else _head(model, kept.reshape(-1, channels), head_rows)
         out.append(logits.reshape(b, n_curves, n_steps, -1))
     return torch.cat(out) if len(out) > 1 else out[0]
 
@@ -262,7 +295,7 @@ def deletion_logits_general(
     return torch.stack(out, 1)
 
 
-def cam_scores(model: Any, feature_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def cam_scores(model: Any, feature_map: torch.Tensor, values: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Each token's contribution to the predicted class's logit, and the prediction, on a map.
 
     The pooled vector is the sum of the tokens' shares z_i = (token sum_i)/(H·W). With a
@@ -271,25 +304,31 @@ def cam_scores(model: Any, feature_map: torch.Tensor) -> tuple[torch.Tensor, tor
     ∇_pooled logit_c · z_i, a first-order approximation. c is the prediction on the
     whole map (k = 0 under the evaluated gate mode).
 
+    Args:
+        values: :func:`token_values` of the map, when the caller has them already.
+
     Returns:
         (cam [B, N] float32, predicted class [B] long).
     """
     batch, channels, height, width = feature_map.shape
-    sums = token_sums(feature_map, model.config.patch_size)  # [B, N, C] wide
-    shares = sums / (height * width)
-    pooled = shares.sum(1).to(feature_map.dtype)
+    if values is None:
+        values = token_values(model, feature_map)
+    positions = float(height * width)
     if model.head_is_linear:
-        with torch.no_grad():
-            pred = model.forward_head(pooled).argmax(1)
-            direction = model.head.weight[pred].to(shares.dtype)  # [B, C]
-    else:
-        with torch.enable_grad():
-            leaf = pooled.detach().clone().requires_grad_(True)
-            logits = model.forward_head(leaf)
-            pred = logits.argmax(1)
-            (grad,) = torch.autograd.grad(logits.gather(1, pred[:, None]).sum(), leaf)
-        direction = grad.detach().to(shares.dtype)
-    cam = torch.einsum("bnc,bc->bn", shares, direction)
+        logits = values.sum(1) / positions  # [B, K], wide
+        if model.head.bias is not None:
+            logits = logits + model.head.bias.to(values.dtype)
+        pred = logits.argmax(1)
+        cam = values.gather(2, pred[:, None, None].expand(batch, values.shape[1], 1))[:, :, 0] / positions
+        return cam.float(), pred
+    shares = values / positions  # token sums → shares of the pooled vector
+    pooled = shares.sum(1).to(feature_map.dtype)
+    with torch.enable_grad():
+        leaf = pooled.detach().clone().requires_grad_(True)
+        logits = model.forward_head(leaf)
+        pred = logits.argmax(1)
+        (grad,) = torch.autograd.grad(logits.gather(1, pred[:, None]).sum(), leaf)
+    cam = torch.einsum("bnc,bc->bn", shares, grad.detach().to(shares.dtype))
     return cam.float(), pred.detach()
 
 
@@ -426,32 +465,40 @@ class DeletionEvaluator:
                 features = model.forward_features(images)
             else:
                 raise ConfigError("input-level deletion needs images; feature batches (--cache) only serve --level feature")
+            check_finite(features, torch.from_numpy(indices), "backbone features")
             scores = {k: v for k, v in model.token_scores(features).items() if k != "grid"}
             soft = st.soft_gate or st.level == "input"
             deletion_map = model.gate(features) if soft else features
-            cam = cam_scores(model, deletion_map)[0] if self._need_cam else None
+            values = token_values(model, deletion_map) if st.level == "feature" or self._need_cam else None
+            cam = cam_scores(model, deletion_map, values)[0] if self._need_cam else None
             inputs = RankingInputs(scores=scores, indices=indices, n_tokens=self.n_tokens, cam=cam)
             orders = torch.stack([r.order(inputs, s).to(device) for r, s in self._specs], 1)  # [B, R, N]
             if st.level == "feature":
-                logits = deletion_logits(model, deletion_map, orders, self.steps, st.rescale, st.head_rows)
+                logits = _deletion_logits_descending(model, deletion_map, orders, self.steps, st.rescale,
+                                                     st.head_rows, values)
+                descending = True
             else:
                 fills = fill_images(images, st.fill, tuple(model.mean), tuple(model.std), indices, st.fill_seed, model.grid)
                 logits = input_deletion_logits(model, images, fills, orders, self.steps, st.input_chunk)
-            self._store(logits, labels, indices, orders, scores, cam)
+                descending = False
+            self._store(logits, labels, indices, orders, scores, cam, descending)
         finally:
             model.train(was_training)
 
-    def _store(self, logits, labels, indices, orders, scores, cam) -> None:
+    def _store(self, logits, labels, indices, orders, scores, cam, descending=False) -> None:
         batch, n_curves, n_steps, _ = logits.shape
-        correct = logits.argmax(-1) == labels[:, None, None]
+        correct = (logits.argmax(-1) == labels[:, None, None]).cpu().numpy()
         log_prob = torch.log_softmax(logits.float(), -1)
         true = log_prob.gather(-1, labels[:, None, None, None].expand(batch, n_curves, n_steps, 1)).squeeze(-1)
+        true = true.exp().cpu().numpy().astype(np.float32)
+        if descending:  # k axis back to ascending order
+            correct, true = correct[:, :, ::-1], true[:, :, ::-1]
         order_dtype = np.int16 if self.n_tokens <= np.iinfo(np.int16).max else np.int32
         part = {
             "index": indices,
             "label": labels.cpu().numpy().astype(np.int64),
-            "correct": correct.cpu().numpy(),
-            "true_prob": true.exp().cpu().numpy().astype(np.float32),
+            "correct": np.ascontiguousarray(correct),
+            "true_prob": np.ascontiguousarray(true),
             "orders": orders.cpu().numpy().astype(order_dtype),
         }
         if self.settings.save_token_scores:
