@@ -210,6 +210,7 @@ def deletion(
                 "no_rescale": no_rescale, "level": level.value, "fill": fill.value, "batch_size": batch_size,
                 "workers": workers, "device": device, "limit": limit, "out": str(out), "overwrite": overwrite,
                 "label": label, "save_token_scores": save_token_scores, "cache": cache, "no_report": no_report,
+                "skip_bad_images": skip_bad_images,
             },
             **setup.describe(),
             "deletion": evaluator.describe(),

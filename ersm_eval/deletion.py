@@ -5,10 +5,11 @@ k tokens of an order are zeroed on the ungated map X (kept tokens × 1; with
 ``soft_gate`` on the gated map Y = X ⊙ π instead) and the map is pooled by the mean
 over the remaining positions, GAP × N/(N−k) (``rescale=False``: the plain mean).
 Everything after the insertion point is pool → head, so the backbone runs once
-per image: the kept tokens after k deletions are a suffix of the order, and
-suffix sums of the per-token channel sums, taken in float64, give the pooled
-vector of every k and ranking at once; one batched head call gives every logit
-(with a linear head, the head's weights go first and the sums run over logits).
+per image: the kept tokens after k deletions are a suffix of the order, so a
+cumulative sum (in float64) of the per-token channel sums over the reversed order
+gives the pooled vector of every k and ranking at once, and one batched head call
+gives every logit. With a linear head the head's weights go first: the sums run
+over each token's logit contributions W·(token sum), K numbers instead of C.
 :func:`deletion_logits_general` rebuilds the masked map and re-runs pool → head
 for each k instead; the tests hold the two together.
 
@@ -24,7 +25,17 @@ and the deletion orders (never features); ``records`` returns them as numpy
 arrays keyed by name with the image axis first (so records of several processes
 can be gathered); ``compute`` sorts them by dataset index and builds the tables
 of :mod:`ersm_eval.schema`. Nothing depends on batch size, worker count or
-process count, and bootstrap seeds are fixed.
+process count, and bootstrap seeds are fixed. (One caveat: CPU convolution
+backends may pick batch-size-dependent algorithms, so backbone features, and with
+them probabilities, can differ in the last float32 digits between batch sizes.)
+
+Statistics: accuracy intervals are Wilson 95% intervals per (ranking, seed, k).
+Each ranking is compared with ``random`` per image, using the random correctness
+averaged over seeds: the largest gap (signed: the largest advantage over random)
+with a paired-bootstrap 95% interval at that k, and a test at every k, exact
+McNemar with one random seed, else a paired bootstrap (statistic = mean
+difference / bootstrap standard error). The normalized AUC is the trapezoidal area
+under accuracy vs fraction removed (k/N) divided by the range of the fraction.
 """
 
 from __future__ import annotations

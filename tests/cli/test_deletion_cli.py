@@ -22,7 +22,7 @@ def _run(*args):
 @pytest.fixture(scope="module")
 def run_dir(tiny_checkpoint, tmp_path_factory):
     out = tmp_path_factory.mktemp("del") / "run"
-    result = _run(tiny_checkpoint, "--dataset", "synthetic", "--limit", "24", "--seeds", "0,1", "--out", out,
+    result = _run(tiny_checkpoint, "--dataset", "synthetic", "--limit", "16", "--seeds", "0,1", "--out", out,
                   "--save-token-scores", "--no-report", "--quiet", "-b", "7")
     assert result.exit_code == 0, result.output
     return out, result.output
@@ -36,14 +36,14 @@ def test_writes_every_table_and_the_summary(run_dir, tiny_checkpoint):
         assert (table.checkpoint == tiny_checkpoint.stem).all()
     curves = pd.read_csv(out / "deletion_curves.csv")
     assert set(curves.ranking) == {"energy", "unary", "magnitude", "cam", "random"}
-    assert sorted(curves.k.unique()) == list(range(16)) and (curves.n_images == 24).all()
+    assert sorted(curves.k.unique()) == list(range(16)) and (curves.n_images == 16).all()
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["checkpoint_sha256"] and summary["n_images"] == 24 and summary["label"] == tiny_checkpoint.stem
+    assert summary["checkpoint_sha256"] and summary["n_images"] == 16 and summary["label"] == tiny_checkpoint.stem
     assert summary["deletion"]["settings"]["rescale"] is True and summary["deletion"]["settings"]["soft_gate"] is False
     assert "command_line" in summary and "versions" in summary and summary["run_seconds"] >= 0
     assert summary["options"]["no_report"] is True
     with np.load(out / "token_scores.npz", allow_pickle=False) as npz:
-        assert npz["energy"].shape == (24, 16) and npz["index"].tolist() == list(range(24))
+        assert npz["energy"].shape == (16, 16) and npz["index"].tolist() == list(range(16))
     assert not (out / "report.html").exists()
     assert "energy" in output and "AUC" in output  # the terminal summary
 
@@ -52,7 +52,7 @@ def test_batch_sizes_give_the_same_tables(run_dir, tiny_checkpoint, tmp_path):
     out, _ = run_dir
     for bs in (1, 32):
         other = tmp_path / f"bs{bs}"
-        result = _run(tiny_checkpoint, "--dataset", "synthetic", "--limit", "24", "--seeds", "0,1", "--out", other,
+        result = _run(tiny_checkpoint, "--dataset", "synthetic", "--limit", "16", "--seeds", "0,1", "--out", other,
                       "--no-report", "--quiet", "-b", bs)
         assert result.exit_code == 0, result.output
         for name in TABLE_NAMES:
