@@ -42,7 +42,8 @@ class BiasKind(str, Enum):
 
 
 class _RichProgress(TrainProgress):
-    """One rich bar per epoch (train then test batches) showing loss, accuracy and mean keep."""
+    """One rich bar per epoch (train, then test batches): running loss and train accuracy, then
+    the epoch's test accuracy and mean keep probability."""
 
     def __init__(self, bar: Progress) -> None:
         self.bar = bar
@@ -71,9 +72,9 @@ class _RichProgress(TrainProgress):
 def _bar() -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),
-        BarColumn(),
+        BarColumn(bar_width=12),
         MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]}  train acc {task.fields[acc]}  test acc {task.fields[test]}  keep {task.fields[keep]}"),
+        TextColumn("loss {task.fields[loss]} acc {task.fields[acc]} test {task.fields[test]} keep {task.fields[keep]}"),
         TimeElapsedColumn(),
         console=err_console,
     )

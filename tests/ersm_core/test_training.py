@@ -47,12 +47,13 @@ class _Recorder(TrainProgress):
 
 
 def test_learns_far_above_chance():
-    # measured: seeds 0-4 reach ... (see the report); the bound is 2.5x chance
+    # 10 classes at 32 px (a 2×2 map): measured test accuracy after 3 epochs of 1000 images is
+    # 34-44% for seeds 0, 1, 2 (on two versions of the generator); 64 px learns more slowly per CPU second
     result = train(
-        ModelConfig(num_classes=4, variant="ersm_full", image_size=64),
-        TrainConfig(dataset="synthetic", num_classes=4, n_train=640, n_test=200, epochs=3, device="cpu"),
+        ModelConfig(num_classes=10, variant="ersm_full", image_size=32),
+        TrainConfig(dataset="synthetic", n_train=1000, n_test=200, epochs=3, device="cpu"),
     )
-    assert result.metrics["test_acc"] >= 2.5 * 0.25, result.history
+    assert result.metrics["test_acc"] >= 2.5 * 0.10, result.history
     assert result.history["train_loss"].iloc[-1] < result.history["train_loss"].iloc[0]
 
 
