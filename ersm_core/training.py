@@ -44,6 +44,9 @@ __all__ = [
     "write_history",
 ]
 
+# train_* are means over the epoch's training images (model in training mode, as it learnt);
+# test_acc and mean_keep (NaN without a gate) come from the end-of-epoch evaluation in eval
+# mode; lr is the learning rate of the epoch's first step; seconds include the evaluation
 HISTORY_COLUMNS = [
     "epoch", "train_loss", "train_ce", "train_reg", "train_acc", "test_acc", "mean_keep", "lr", "seconds",
 ]
