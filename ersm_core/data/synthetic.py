@@ -2,8 +2,9 @@
 
 Each image holds one foreground object whose class is its shape × fill pattern
 (``disk-solid``, ``disk-striped``, ``square-solid``, ...), drawn at a random
-position, scale, rotation and colour over a cluttered background: smooth noise
-texture plus small distractor blobs and lines. The background has a *style*
+position and scale, in a random colour brighter than everything behind it,
+over a cluttered background: smooth noise texture plus small distractor blobs
+and lines. The background has a *style*
 (dominant hue and texture frequency, one per class index). With
 ``spurious=p`` the training background's style equals the label with
 probability p, so a model can cheat on the context; in the test split the style
@@ -36,11 +37,13 @@ CLASS_NAMES = tuple(f"{shape}-{pattern}" for shape in SHAPES for pattern in PATT
 SPLIT_IDS = {"train": 0, "test": 1}
 
 _MIN_SIZE = 16
-_OBJECT_SIDE = (0.30, 0.55)  # object diameter as a fraction of the image side
-_MAX_TILT = math.radians(0)  # rotation of polygonal shapes
+_OBJECT_SIDE = (0.40, 0.60)  # object diameter as a fraction of the image side
 _TEXTURE_CELLS = (3, 9)  # noise grid cells per side: coarse and fine background styles
-_BACKGROUND_VALUE = (0.35, 0.70)  # HSV value range of the background texture
-_CLUTTER_VALUE = (0.30, 0.75)  # HSV value range of the distractors
+_BACKGROUND_LUMA = (0.28, 0.58)  # luma range of the background texture
+_CLUTTER_LUMA = (0.26, 0.62)  # luma range of the distractors
+_OBJECT_LUMA = (0.85, 0.97)  # the object is brighter than anything behind it ...
+_STRIPE_LUMA = (0.64, 0.72)  # ... and so are its second-colour stripes, so its outline stays clear
+_N_BLOBS, _N_LINES = (2, 5), (1, 3)  # distractor counts [low, high)
 
 
 def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
@@ -59,6 +62,19 @@ def _hsv_to_rgb(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.asarray(Image.fromarray(hsv, mode="HSV").convert("RGB"))
 
 
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def _coloured(hue: np.ndarray, sat: np.ndarray, luma: np.ndarray) -> np.ndarray:
+    """uint8 RGB [..., 3] of the given hue and saturation, lightened or darkened to the given luma (Rec. 601)."""
+    full = _hsv_to_rgb(hue, sat, np.ones_like(hue)).astype(np.float32) / 255.0
+    base = np.maximum(full @ _LUMA, 1e-3)[..., None]
+    luma = np.asarray(luma, dtype=np.float32)[..., None]
+    lighter = full + (1.0 - full) * np.clip((luma - base) / np.maximum(1.0 - base, 1e-3), 0.0, 1.0)
+    darker = full * np.minimum(luma / base, 1.0)
+    return (np.where(luma >= base, lighter, darker) * 255.0 + 0.5).clip(0, 255).astype(np.uint8)
+
+
 def _background(rng: np.random.Generator, size: int, style: int, n_styles: int) -> np.ndarray:
     """Textured background [size, size, 3] uint8 whose hue and texture frequency are set by ``style``."""
     cells = _TEXTURE_CELLS[style % 2]
@@ -67,22 +83,21 @@ def _background(rng: np.random.Generator, size: int, style: int, n_styles: int) 
     tint = _smooth_noise(rng, size, 2)
     h = hue + 0.05 * (tint - 0.5)
     s = 0.45 + 0.35 * tint
-    v = _BACKGROUND_VALUE[0] + (_BACKGROUND_VALUE[1] - _BACKGROUND_VALUE[0]) * tex
-    return _hsv_to_rgb(h, s, v)
+    luma = _BACKGROUND_LUMA[0] + (_BACKGROUND_LUMA[1] - _BACKGROUND_LUMA[0]) * tex
+    return _coloured(h, s, luma)
 
 
 def _distractors(rng: np.random.Generator, image: Image.Image) -> None:
     """Small blobs and short lines in random hues, none of them a class shape.
 
-    Their brightness stays in the background's range, so the object (much
-    brighter or darker) remains the most salient thing in the image.
+    Their brightness stays in the background's range, so the (brighter) object
+    remains the most salient thing in the image.
     """
     size = image.size[0]
     draw = ImageDraw.Draw(image)
-    n_blobs, n_lines = int(rng.integers(3, 7)), int(rng.integers(2, 5))
-    colours = _hsv_to_rgb(
-        rng.random(n_blobs + n_lines), rng.uniform(0.3, 1.0, n_blobs + n_lines), rng.uniform(*_CLUTTER_VALUE, n_blobs + n_lines)
-    )
+    n_blobs, n_lines = int(rng.integers(*_N_BLOBS)), int(rng.integers(*_N_LINES))
+    n = n_blobs + n_lines
+    colours = _coloured(rng.random(n), rng.uniform(0.3, 1.0, n), rng.uniform(*_CLUTTER_LUMA, n))
     colours = [tuple(int(c) for c in colour) for colour in colours]
     for k in range(n_blobs):
         rx, ry = rng.uniform(0.02, 0.06, size=2) * size
@@ -97,8 +112,8 @@ def _distractors(rng: np.random.Generator, image: Image.Image) -> None:
         draw.line((x0, y0, x0 + length * math.cos(angle), y0 + length * math.sin(angle)), fill=colour, width=width)
 
 
-def _polygon(shape: str, radius: float, tilt: float) -> list[tuple[float, float]]:
-    """Vertices of a polygonal shape around the origin (y down)."""
+def _polygon(shape: str, radius: float) -> list[tuple[float, float]]:
+    """Vertices of an upright polygonal shape around the origin (y down)."""
     if shape == "square":
         h = 0.8 * radius  # half side
         pts = [(-h, -h), (h, -h), (h, h), (-h, h)]
@@ -112,11 +127,10 @@ def _polygon(shape: str, radius: float, tilt: float) -> list[tuple[float, float]
         pts = [(r * math.cos(a), r * math.sin(a)) for r, a in zip(radii, np.arange(10) * math.pi / 5 - math.pi / 2)]
     else:  # pragma: no cover - guarded by SHAPES
         raise ValueError(shape)
-    c, s = math.cos(tilt), math.sin(tilt)
-    return [(x * c - y * s, x * s + y * c) for x, y in pts]
+    return pts
 
 
-def _object_mask(shape: str, size: int, cx: float, cy: float, radius: float, tilt: float) -> np.ndarray:
+def _object_mask(shape: str, size: int, cx: float, cy: float, radius: float) -> np.ndarray:
     """Boolean [size, size] mask of the object's pixels."""
     canvas = Image.new("L", (size, size), 0)
     draw = ImageDraw.Draw(canvas)
@@ -126,15 +140,15 @@ def _object_mask(shape: str, size: int, cx: float, cy: float, radius: float, til
             inner = 0.55 * radius
             draw.ellipse((cx - inner, cy - inner, cx + inner, cy + inner), fill=0)
     else:
-        draw.polygon([(cx + x, cy + y) for x, y in _polygon(shape, radius, tilt)], fill=255)
+        draw.polygon([(cx + x, cy + y) for x, y in _polygon(shape, radius)], fill=255)
     return np.asarray(canvas) > 127
 
 
-def _extent(shape: str, radius: float, tilt: float) -> tuple[float, float, float, float]:
+def _extent(shape: str, radius: float) -> tuple[float, float, float, float]:
     """(min x, min y, max x, max y) of the shape around the origin."""
     if shape in ("disk", "ring"):
         return -radius, -radius, radius, radius
-    pts = np.array(_polygon(shape, radius, tilt))
+    pts = np.array(_polygon(shape, radius))
     return pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max()
 
 
@@ -147,32 +161,32 @@ def render_item(rng: np.random.Generator, size: int, label: int, style: int, n_s
     shape, pattern = SHAPES[label // len(PATTERNS)], PATTERNS[label % len(PATTERNS)]
     # object geometry
     radius = rng.uniform(*_OBJECT_SIDE) * size / 2
-    tilt = rng.uniform(-_MAX_TILT, _MAX_TILT)
-    x_lo, y_lo, x_hi, y_hi = _extent(shape, radius, tilt)
+    x_lo, y_lo, x_hi, y_hi = _extent(shape, radius)
     cx = rng.uniform(-x_lo + 1, size - 2 - x_hi)
     cy = rng.uniform(-y_lo + 1, size - 2 - y_hi)
-    # object colour: saturated, and clearly brighter or darker than any background
-    bright = rng.random() < 0.5
-    hue, sat = rng.random(), rng.uniform(0.55, 1.0)
-    value = rng.uniform(0.88, 1.0) if bright else rng.uniform(0.04, 0.18)
-    other = rng.uniform(0.04, 0.18) if bright else rng.uniform(0.88, 1.0)
-    colours = _hsv_to_rgb(np.array([hue, hue]), np.array([sat, sat]), np.array([value, other]))
-    stripe_angle = rng.uniform(0, math.pi)
+    # object colour: any hue, brighter than the background; stripes in the complementary hue
+    hue, sat = rng.random(), rng.uniform(0.5, 1.0)
+    luma = np.array([rng.uniform(*_OBJECT_LUMA), rng.uniform(*_STRIPE_LUMA)])
+    colours = _coloured(np.array([hue, hue + 0.5]), np.array([sat, 1.0]), luma)
+    angle = rng.uniform(0, math.pi)
     period = max(4.0, rng.uniform(0.05, 0.08) * size)
 
     image = Image.fromarray(_background(rng, size, style, n_styles), mode="RGB")
     _distractors(rng, image)
     pixels = np.array(image)
-    mask = _object_mask(shape, size, cx, cy, radius, tilt)
-    if pattern == "solid":
-        pixels[mask] = colours[0]
-    else:
-        yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-        phase = (xx * math.cos(stripe_angle) + yy * math.sin(stripe_angle)) / period
-        stripe = (phase % 1.0) < 0.5
-        pixels[mask & stripe] = colours[0]
-        pixels[mask & ~stripe] = colours[1]
+    mask = _object_mask(shape, size, cx, cy, radius)
+    first = _pattern_field(pattern, size, angle, period)
+    pixels[mask & first] = colours[0]
+    pixels[mask & ~first] = colours[1]
     return pixels, mask
+
+
+def _pattern_field(pattern: str, size: int, angle: float, period: float) -> np.ndarray:
+    """Boolean [size, size]: True where the object takes its first colour, False for the second."""
+    if pattern == "solid":
+        return np.ones((size, size), dtype=bool)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    return ((xx * math.cos(angle) + yy * math.sin(angle)) / period) % 1.0 < 0.5  # striped
 
 
 class SyntheticShapes(ERSMDataset):
