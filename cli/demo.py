@@ -22,8 +22,10 @@ __all__ = ["demo", "DEMO_SETTINGS"]
 
 # sized so that the full demo takes at most about 5 minutes on 2 CPU cores
 DEMO_SETTINGS = {
-    "full": {"n_train": 1500, "n_test": 400, "epochs": 4, "image_size": 128, "seeds": "0,1,2,3,4", "steps": "all"},
-    "quick": {"n_train": 400, "n_test": 120, "epochs": 2, "image_size": 64, "seeds": "0,1", "steps": "all"},
+    "full": {"n_train": 1200, "n_test": 300, "epochs": 3, "image_size": 128, "seeds": "0,1,2,3,4",
+             "steps": "all", "severities": "0,0.2,0.4,0.6"},
+    "quick": {"n_train": 400, "n_test": 120, "epochs": 2, "image_size": 64, "seeds": "0,1",
+              "steps": "all", "severities": "0,0.3,0.6"},
 }
 
 
@@ -68,6 +70,7 @@ def demo(
         compare_into(
             tmp, checkpoints, "synthetic", seeds=settings["seeds"], workers=workers, device=device,
             quiet=quiet, deletion_steps=settings["steps"], limit=settings["n_test"],
+            occlusion_severities=settings["severities"],
             claims_for={"baseline": "baseline", "ersm": "ersm_full", "init_keep": 0.9, "spurious": spurious},
             title="ersm-eval demo: baseline vs ERSM-Full on synthetic shapes with a spurious training background",
         )
