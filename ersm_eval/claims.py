@@ -5,7 +5,8 @@ and the numbers behind it. The rules are fixed here, stated in each evidence
 string, and conservative: a claim is "yes" only when a 95% interval supports it.
 
 1. Accuracy is kept: paired difference ERSM − baseline on the same test images,
-   non-inferiority margin 3 points (interval's lower end ≥ −3 points).
+   non-inferiority margin 3 points (interval's lower end ≥ −3 points); "not
+   measured" when both models are below 1.5× chance.
 2. Emergent sparsity: mean keep probability at least 5 points below the layer's
    initial keep (``init_keep``), or ≥ 10% of tokens with π < 0.5.
 3. Energy-guided deletion beats random: the largest gap to random is positive with
@@ -47,6 +48,12 @@ def _pts(x: float) -> str:
     return f"{100 * x:+.1f}"
 
 
+def _chance(per_image: pd.DataFrame) -> float:
+    """Accuracy of guessing: 1 / the number of classes seen among the labels."""
+    n = per_image["label"].nunique() if "label" in per_image else 0
+    return 1.0 / n if n > 1 else 0.0
+
+
 def _paired_accuracy(base: pd.DataFrame, ersm: pd.DataFrame) -> tuple[float, float, float, float, float, int] | None:
     merged = base[["index", "correct"]].merge(ersm[["index", "correct"]], on="index", suffixes=("_b", "_e"))
     if merged.empty:
@@ -83,10 +90,18 @@ def evaluate_claims(
 
     # 1. accuracy kept
     acc = None
+    chance = 0.0
     if "per_image.csv" in baseline and "per_image.csv" in ersm:
         acc = _paired_accuracy(baseline["per_image.csv"], ersm["per_image.csv"])
+        chance = _chance(ersm["per_image.csv"])
+    at_chance = acc is not None and chance > 0 and max(acc[0], acc[1]) < 1.5 * chance
     if acc is None:
         add("Accuracy is kept", "not measured", "needs per_image.csv of both models on the same images")
+    elif at_chance:
+        add("Accuracy is kept", "not measured",
+            f"both models are near chance on the test images ({ersm_label} {100 * acc[0]:.1f}%, {baseline_label} "
+            f"{100 * acc[1]:.1f}%, chance {100 * chance:.1f}%): comparing them says nothing; train longer or on "
+            "less biased data")
     else:
         e, b, d, lo, hi, n = acc
         add("Accuracy is kept", "yes" if lo >= -0.03 else "no",
@@ -157,6 +172,11 @@ def evaluate_claims(
         add("Ignores a spurious training background", "not measured", "the training data had no spurious background")
     elif acc is None:
         add("Ignores a spurious training background", "not measured", "needs per_image.csv of both models")
+    elif at_chance:
+        add("Ignores a spurious training background", "no",
+            f"both models fell into the trap: trained with backgrounds predicting the class {100 * spurious:.0f}% of "
+            f"the time, on independent test backgrounds {ersm_label} reaches {100 * acc[0]:.1f}% and {baseline_label} "
+            f"{100 * acc[1]:.1f}% (chance {100 * chance:.1f}%)")
     else:
         e, b, d, lo, hi, n = acc
         verdict = "yes" if lo > 0 else ("no" if hi < 0 or d <= 0 else "partly")

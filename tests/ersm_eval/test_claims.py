@@ -6,8 +6,9 @@ import pandas as pd
 from ersm_eval.claims import evaluate_claims
 
 
-def _per_image(correct):
-    return pd.DataFrame({"index": np.arange(len(correct)), "correct": correct})
+def _per_image(correct, n_classes=2):
+    return pd.DataFrame({"index": np.arange(len(correct)), "label": np.arange(len(correct)) % n_classes,
+                         "correct": correct})
 
 
 def _sparsity(mean_keep, below, mass, area):
@@ -68,3 +69,12 @@ def test_none_supported_and_not_measured():
 def test_missing_tables_are_not_measured():
     v = _verdicts(evaluate_claims({}, {}, None))
     assert set(v.values()) == {"not measured"} and len(v) == 6
+
+
+def test_models_at_chance_say_nothing_about_kept_accuracy():
+    rng = np.random.default_rng(1)
+    guess = (rng.random(500) < 0.1).astype(int)  # 10 classes, ~10% correct
+    v = _verdicts(evaluate_claims({"per_image.csv": _per_image(guess, 10)}, {"per_image.csv": _per_image(guess, 10)},
+                                  None, "b", "e", spurious=0.9))
+    assert v["Accuracy is kept"] == "not measured"
+    assert v["Ignores a spurious training background"] == "no"
