@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import fields
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
+import torch
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -154,11 +156,17 @@ def train_command(
         limit_train=limit,
         limit_test=limit,
     )
-    if quiet:
+    main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 shows progress and writes
+    if quiet or not main_process:
         result = train(model_config, train_config, weights=weights)
     else:
         with _bar() as bar:
             result = train(model_config, train_config, weights=weights, progress=_RichProgress(bar))
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+    if not main_process:
+        return
     ckpt, history = result.save(out)
     keep = result.metrics["mean_keep"]
     console.print(

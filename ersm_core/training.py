@@ -203,12 +203,37 @@ def _subset(dataset: Dataset, limit: int | None, seed: int, stream: int) -> Data
     return Subset(dataset, sorted(int(i) for i in picked))
 
 
-def _loader(dataset: Dataset, batch_size: int, workers: int, device: torch.device, *, shuffle: bool, seed: int) -> DataLoader:
+def _join_process_group(device: torch.device) -> tuple[int, int, torch.device]:
+    """Under torchrun (WORLD_SIZE > 1) join the process group (NCCL on CUDA, gloo otherwise).
+
+    Returns (world size, rank, this process's device).
+    """
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not torch.distributed.is_available():
+        return 1, 0, device
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return torch.distributed.get_world_size(), torch.distributed.get_rank(), device
+
+
+def _loader(dataset: Dataset, batch_size: int, workers: int, device: torch.device, *, shuffle: bool, seed: int,
+            world: int = 1, rank: int = 0) -> DataLoader:
     generator = torch.Generator().manual_seed(seed)
+    sampler = None
+    if world > 1 and shuffle:
+        # each process trains on its own share of every epoch (batch size is per process)
+        from torch.utils.data.distributed import DistributedSampler
+
+        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed)
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle,
+        shuffle=shuffle and sampler is None,
+        sampler=sampler,
         num_workers=workers,
         worker_init_fn=_seed_worker if workers else None,
         generator=generator,
@@ -293,6 +318,7 @@ def train(
     progress = progress or TrainProgress()
     started = time.time()
     device = select_device(train_config.device)
+    world, rank, device = _join_process_group(device)
     torch.manual_seed(train_config.seed)
     model = build_model(model_config, weights=str(weights) if weights else None)
 
@@ -313,7 +339,8 @@ def train(
     model = _sized_for(model, len(class_names)).to(device)
     train_set = _subset(data["train"], train_config.limit_train, train_config.seed, 1)
     test_set = _subset(data["test"], train_config.limit_test, train_config.seed, 2)
-    train_loader = _loader(train_set, train_config.batch_size, train_config.workers, device, shuffle=True, seed=train_config.seed)
+    train_loader = _loader(train_set, train_config.batch_size, train_config.workers, device, shuffle=True, seed=train_config.seed,
+                           world=world, rank=rank)
     test_loader = _loader(test_set, train_config.batch_size, train_config.workers, device, shuffle=False, seed=train_config.seed)
 
     params = [p for p in model.parameters() if p.requires_grad]
@@ -321,6 +348,11 @@ def train(
     total_steps = max(1, train_config.epochs * len(train_loader))
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
 
+    net: torch.nn.Module = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     progress.start(train_config.epochs, len(train_loader), len(test_loader))
     rows: list[dict[str, float]] = []
     step = 0
@@ -329,12 +361,14 @@ def train(
         progress.epoch_start(epoch)
         epoch_lr = optimizer.param_groups[0]["lr"]
         model.train()
+        if world > 1:
+            train_loader.sampler.set_epoch(epoch)
         sums = {"loss": 0.0, "ce": 0.0, "reg": 0.0, "correct": 0.0}
         seen = 0
         for batch in train_loader:
             images = batch["image"].to(device, non_blocking=True)
             labels = batch["label"].to(device, non_blocking=True)
-            logits, aux = model(images, return_aux=True)
+            logits, aux = net(images, return_aux=True)
             ce = F.cross_entropy(logits, labels)
             reg = aux["reg_loss"]
             loss = ce + reg
@@ -353,6 +387,11 @@ def train(
             sums["reg"] += float(reg.detach()) * n
             sums["correct"] += float((logits.detach().argmax(1) == labels).sum())
             progress.train_step(n, {"loss": sums["loss"] / seen, "acc": sums["correct"] / seen})
+        if world > 1:  # every process's share of the epoch, summed
+            totals = torch.tensor([sums["loss"], sums["ce"], sums["reg"], sums["correct"], float(seen)], dtype=torch.float64, device=device)
+            torch.distributed.all_reduce(totals)
+            sums = dict(zip(("loss", "ce", "reg", "correct"), totals[:4].tolist()))
+            seen = int(totals[4].item())
         if seen and not all(math.isfinite(p.detach().abs().sum().item()) for p in params):
             raise _diverged(epoch, step, float("nan"), float("nan"), float("nan"), epoch_lr)
         test = evaluate(model, test_loader, device, progress)
@@ -393,6 +432,7 @@ def train(
         "weights": str(weights) if weights else None,
         "weights_sha256": file_sha256(weights) if weights else None,
         "device": str(device),
+        "world_size": world,
         "history": [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in rows],
         "wall_seconds": round(time.time() - started, 3),
     }

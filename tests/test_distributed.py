@@ -71,3 +71,16 @@ def test_two_processes_equal_one(tmp_path, ckpt, command):
     assert summary["world_size"] == 2
     # only rank 0 wrote: no stray partial folders beside the output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]
+
+
+def test_training_under_torchrun_writes_one_checkpoint(tmp_path):
+    out = tmp_path / "ddp.pt"
+    r = _torchrun(["train", "--dataset", "synthetic", "--image-size", "32", "--n-train", "64", "--n-test", "16",
+                   "--epochs", "1", "--batch-size", "8", "--variant", "ersm_full", "--quiet", "--out", str(out)])
+    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])
+    from ersm_core.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(out)
+    assert ckpt.provenance["world_size"] == 2
+    assert ckpt.provenance["train_size"] == 64
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ddp.history.csv", "ddp.pt"]
