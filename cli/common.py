@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ersm_core.errors import ConfigError, ERSMError
 
 __all__ = [
-    "console", "err_console", "handle_errors", "report_skipped", "progress_bar", "parse_int_list", "parse_name_list",
+    "console", "err_console", "handle_errors", "report_skipped", "write_report", "progress_bar", "parse_int_list", "parse_name_list",
     "Split", "Checkpoint", "Checkpoints", "DatasetName", "DataRoot", "SplitOpt", "Limit", "BatchSize",
     "Workers", "Device", "Seeds", "Out", "Overwrite", "NoReport", "Cache", "SkipBadImages", "Quiet",
 ]
@@ -80,6 +80,20 @@ def progress_bar(total: int, description: str, enabled: bool = True) -> Iterator
     with Progress(*columns, console=err_console, transient=False) as bar:
         task = bar.add_task(description, total=total)
         yield lambda n: bar.advance(task, n)
+
+
+def write_report(out_dir: Path) -> None:
+    """report.html for one evaluation folder, from the tables just written into it.
+
+    A report that cannot be built is a warning: the tables are the result.
+    """
+    from ersm_eval.schema import REPORT_HTML
+    from reports import build_report, load_run
+
+    try:
+        build_report([load_run(out_dir)], out_dir / REPORT_HTML)
+    except ERSMError as err:
+        err_console.print(f"[yellow]Warning:[/] report.html not written: {err}", highlight=False)
 
 
 def report_skipped(skipped: list[tuple[int, str]]) -> list[dict[str, object]]:

@@ -15,10 +15,9 @@ from rich.table import Table
 from cli.app import app
 from cli.common import (
     BatchSize, Cache, Checkpoint, SkipBadImages, DataRoot, DatasetName, Device, Limit, NoReport, Out, Overwrite, Quiet, Seeds,
-    Split, SplitOpt, Workers, console, err_console, handle_errors, report_skipped, parse_int_list, parse_name_list, progress_bar,
+    Split, SplitOpt, Workers, console, err_console, handle_errors, report_skipped, write_report, parse_int_list, parse_name_list, progress_bar,
 )
-from ersm_core.errors import ConfigError, ERSMError
-from ersm_eval.schema import REPORT_HTML
+from ersm_core.errors import ConfigError
 
 __all__ = ["deletion"]
 
@@ -48,17 +47,6 @@ def _parse_steps(text: str) -> int | None:
     return value
 
 
-def _write_report(out_dir: Path) -> None:
-    """The report hook (its single call site is in :func:`deletion`): report.html from the
-    tables just written. Skipped while the ``reports`` package lacks build_report/load_run."""
-    try:
-        from reports import build_report, load_run  # type: ignore[attr-defined]
-    except ImportError:
-        return
-    try:
-        build_report([load_run(out_dir)], out_dir / REPORT_HTML)
-    except ERSMError as err:
-        err_console.print(f"[yellow]Warning:[/] report.html not written: {err}", highlight=False)
 
 
 def _fmt(value, percent: bool = True) -> str:
@@ -224,7 +212,7 @@ def deletion(
             **run_info(started),
         })
         if not no_report:
-            _write_report(folder)
+            write_report(folder)
     distributed.shutdown()
 
     console.print(_summary_table(

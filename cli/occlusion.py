@@ -13,10 +13,9 @@ from rich.table import Table
 from cli.app import app
 from cli.common import (
     BatchSize, Checkpoints, DataRoot, DatasetName, Device, Limit, NoReport, Overwrite, Quiet, Seeds, SkipBadImages, Split, SplitOpt,
-    Workers, console, err_console, handle_errors, report_skipped, parse_int_list, parse_name_list, progress_bar,
+    Workers, console, err_console, handle_errors, report_skipped, write_report, parse_int_list, parse_name_list, progress_bar,
 )
-from ersm_core.errors import ConfigError, DatasetError, ERSMError
-from ersm_eval.schema import REPORT_HTML
+from ersm_core.errors import ConfigError, DatasetError
 
 __all__ = ["occlusion", "parse_float_list", "checkpoint_labels"]
 
@@ -50,17 +49,6 @@ def checkpoint_labels(checkpoints: list[Path], labels: list[str] | None) -> list
     return names
 
 
-def _write_report(out_dir: Path) -> None:
-    """The report hook (its single call site is in :func:`occlusion`): report.html from the
-    tables just written. Skipped while the ``reports`` package lacks build_report/load_run."""
-    try:
-        from reports import build_report, load_run  # type: ignore[attr-defined]
-    except ImportError:
-        return
-    try:
-        build_report([load_run(out_dir)], out_dir / REPORT_HTML)
-    except ERSMError as err:
-        err_console.print(f"[yellow]Warning:[/] report.html not written: {err}", highlight=False)
 
 
 def _pct(value) -> str:
@@ -214,7 +202,7 @@ def occlusion(
             **run_info(started),
         })
         if not no_report:
-            _write_report(folder)
+            write_report(folder)
     distributed.shutdown()
 
     console.print(_summary_table(

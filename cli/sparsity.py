@@ -13,10 +13,10 @@ from rich.table import Table
 from cli.app import app
 from cli.common import (
     BatchSize, Checkpoint, DataRoot, DatasetName, Device, Limit, NoReport, Overwrite, Quiet, Seeds, SkipBadImages, Split, SplitOpt,
-    Workers, console, err_console, handle_errors, report_skipped, parse_int_list, progress_bar,
+    Workers, console, err_console, handle_errors, report_skipped, write_report, parse_int_list, progress_bar,
 )
-from ersm_core.errors import ConfigError, ERSMError
-from ersm_eval.schema import MAPS_NPZ, REPORT_HTML
+from ersm_core.errors import ConfigError
+from ersm_eval.schema import MAPS_NPZ
 
 __all__ = ["sparsity"]
 
@@ -29,17 +29,6 @@ _LOCALIZATION = (("mass_in_object", None), ("iou", 0.5), ("iou_absolute", 0.5), 
                  ("box_iou", None), ("box_accuracy", None))
 
 
-def _write_report(out_dir: Path) -> None:
-    """The report hook (its single call site is in :func:`sparsity`): report.html from the
-    tables just written. Skipped while the ``reports`` package lacks build_report/load_run."""
-    try:
-        from reports import build_report, load_run  # type: ignore[attr-defined]
-    except ImportError:
-        return
-    try:
-        build_report([load_run(out_dir)], out_dir / REPORT_HTML)
-    except ERSMError as err:
-        err_console.print(f"[yellow]Warning:[/] report.html not written: {err}", highlight=False)
 
 
 def _value(rows, map_name: str, metric: str, threshold: float | None):
@@ -179,7 +168,7 @@ def sparsity(
             **run_info(started),
         })
         if not no_report:
-            _write_report(folder)
+            write_report(folder)
     distributed.shutdown()
 
     title = f"Sparsity, {label} ({setup.checkpoint.config.variant}) on {dataset}/{split.value}: {len(records['index'])} images"

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from ersm_core.model import ModelConfig
 from ersm_core.training import TrainConfig, train
@@ -43,3 +44,12 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 def tiny_baseline_checkpoint(tmp_path_factory) -> Path:
     """The baseline counterpart of ``tiny_checkpoint`` (same data, seed and schedule)."""
     return train_tiny(tmp_path_factory.mktemp("tiny") / "baseline.pt", "baseline")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a test module: tiny tensors stall under oversubscription on busy machines."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -14,13 +14,7 @@ from ersm_eval.occlusion import OcclusionConfig, OcclusionEvaluator, compute_occ
 from ersm_eval.schema import TABLES
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids oversubscription stalls on busy machines."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 CONFIG = OcclusionConfig(fills=("gray", "noise"), patterns=("random_squares", "center", "object"),
