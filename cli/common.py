@@ -21,7 +21,7 @@ from ersm_core.errors import ConfigError, ERSMError
 
 __all__ = [
     "console", "err_console", "handle_errors", "report_skipped", "write_report", "progress_bar", "parse_int_list", "parse_name_list",
-    "Split", "Checkpoint", "Checkpoints", "DatasetName", "DataRoot", "SplitOpt", "Limit", "BatchSize",
+    "Split", "Checkpoint", "Checkpoints", "DatasetName", "DataRoot", "SplitOpt", "Limit", "SubsetSeed", "BatchSize",
     "Workers", "Device", "Seeds", "Out", "Overwrite", "NoReport", "Cache", "SkipBadImages", "Quiet",
 ]
 
@@ -39,7 +39,8 @@ Checkpoints = Annotated[list[Path], typer.Argument(help="One or more checkpoint 
 DatasetName = Annotated[str, typer.Option("--dataset", "-d", help="synthetic, cub, food101, pets or imagefolder.")]
 DataRoot = Annotated[Optional[Path], typer.Option("--data-root", help="Folder holding the dataset (not needed for synthetic).")]
 SplitOpt = Annotated[Split, typer.Option("--split", help="Dataset split to evaluate.")]
-Limit = Annotated[Optional[int], typer.Option("--limit", help="Evaluate only the first N images of the split.")]
+Limit = Annotated[Optional[int], typer.Option("--limit", help="Use N images: a seeded, class-stratified subset (equal per class), the same in every command for the same N and --subset-seed.")]
+SubsetSeed = Annotated[int, typer.Option("--subset-seed", help="Seed of the --limit subset (and of train's validation split).")]
 BatchSize = Annotated[int, typer.Option("--batch-size", "-b", help="Images per batch (results do not depend on it).")]
 Workers = Annotated[int, typer.Option("--workers", "-j", help="DataLoader worker processes (results do not depend on it).")]
 Device = Annotated[str, typer.Option("--device", help="auto (cuda if present, else cpu), cpu, cuda or cuda:N.")]

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from cli.app import app
 from cli.common import (
-    BatchSize, Cache, Checkpoint, SkipBadImages, DataRoot, DatasetName, Device, Limit, NoReport, Out, Overwrite, Quiet, Seeds,
+    BatchSize, SubsetSeed, Cache, Checkpoint, SkipBadImages, DataRoot, DatasetName, Device, Limit, NoReport, Out, Overwrite, Quiet, Seeds,
     Split, SplitOpt, Workers, console, err_console, handle_errors, report_skipped, write_report, parse_int_list, parse_name_list, progress_bar,
 )
 from ersm_core.errors import ConfigError
@@ -109,6 +109,7 @@ def deletion(
     workers: Workers = 0,
     device: Device = "auto",
     limit: Limit = None,
+    subset_seed: SubsetSeed = 0,
     out: Annotated[Optional[Path], typer.Option(
         "--out", "-o", help="Output folder (written under a temporary name, then renamed). Default: runs/deletion-<label>.",
     )] = None,
@@ -151,7 +152,7 @@ def deletion(
 
     distributed.init_from_env(select_device(device))
     setup = prepare(checkpoint, dataset, split.value, data_root, limit,
-                    str(distributed.local_device(select_device(device))))
+                    str(distributed.local_device(select_device(device))), subset_seed=subset_seed)
     evaluator = DeletionEvaluator(setup.model, settings)
     if distributed.is_main():
         for name, reason in evaluator.skipped.items():
@@ -196,7 +197,7 @@ def deletion(
                 "checkpoint": str(checkpoint), "dataset": dataset, "data_root": data_root, "split": split.value,
                 "rankings": rankings, "seeds": seeds, "steps": steps, "soft_gate": soft_gate,
                 "no_rescale": no_rescale, "level": level.value, "fill": fill.value, "batch_size": batch_size,
-                "workers": workers, "device": device, "limit": limit, "out": str(out), "overwrite": overwrite,
+                "workers": workers, "device": device, "limit": limit, "subset_seed": subset_seed, "out": str(out), "overwrite": overwrite,
                 "label": label, "save_token_scores": save_token_scores, "cache": cache, "no_report": no_report,
                 "skip_bad_images": skip_bad_images,
             },

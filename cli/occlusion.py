@@ -12,7 +12,7 @@ from rich.table import Table
 
 from cli.app import app
 from cli.common import (
-    BatchSize, Checkpoints, DataRoot, DatasetName, Device, Limit, NoReport, Overwrite, Quiet, Seeds, SkipBadImages, Split, SplitOpt,
+    BatchSize, SubsetSeed, Checkpoints, DataRoot, DatasetName, Device, Limit, NoReport, Overwrite, Quiet, Seeds, SkipBadImages, Split, SplitOpt,
     Workers, console, err_console, handle_errors, report_skipped, write_report, parse_int_list, parse_name_list, progress_bar,
 )
 from ersm_core.errors import ConfigError, DatasetError
@@ -94,6 +94,7 @@ def occlusion(
     workers: Workers = 0,
     device: Device = "auto",
     limit: Limit = None,
+    subset_seed: SubsetSeed = 0,
     out: Annotated[Optional[Path], typer.Option(
         "--out", "-o", help="Output folder (written under a temporary name, then renamed). Default: runs/occlusion-<label>.",
     )] = None,
@@ -133,7 +134,7 @@ def occlusion(
     active: list[str] | None = None
     reference = None  # (dataset length, classes, image size, indices) of the first checkpoint
     for path, name in zip(checkpoints, labels):
-        setup = prepare(path, dataset, split.value, data_root, limit, run_device)
+        setup = prepare(path, dataset, split.value, data_root, limit, run_device, subset_seed=subset_seed)
         data = setup.dataset
         has_masks = bool(data.has_masks or data.has_boxes)
         if active is None:
@@ -188,7 +189,7 @@ def occlusion(
                 "checkpoints": [str(c) for c in checkpoints], "dataset": dataset, "data_root": data_root,
                 "split": split.value, "fills": fills, "patterns": patterns, "severities": severities,
                 "grid_size": grid_size, "seeds": seeds, "batch_size": batch_size, "workers": workers,
-                "device": device, "limit": limit, "out": str(out), "overwrite": overwrite, "label": label,
+                "device": device, "limit": limit, "subset_seed": subset_seed, "out": str(out), "overwrite": overwrite, "label": label,
                 "no_report": no_report,
             },
             "occlusion": {**config.to_dict(), "patterns_run": active, "severity": "area fraction of the image; "

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from cli.app import app
 from cli.common import (
-    BatchSize, Checkpoint, DataRoot, DatasetName, Device, Limit, NoReport, Overwrite, Quiet, Seeds, SkipBadImages, Split, SplitOpt,
+    BatchSize, SubsetSeed, Checkpoint, DataRoot, DatasetName, Device, Limit, NoReport, Overwrite, Quiet, Seeds, SkipBadImages, Split, SplitOpt,
     Workers, console, err_console, handle_errors, report_skipped, write_report, parse_int_list, progress_bar,
 )
 from ersm_core.errors import ConfigError
@@ -88,6 +88,7 @@ def sparsity(
     workers: Workers = 0,
     device: Device = "auto",
     limit: Limit = None,
+    subset_seed: SubsetSeed = 0,
     out: Annotated[Optional[Path], typer.Option(
         "--out", "-o", help="Output folder (written under a temporary name, then renamed). Default: runs/sparsity-<label>.",
     )] = None,
@@ -121,7 +122,7 @@ def sparsity(
     distributed.init_from_env(select_device(device))
     main = distributed.is_main()
     setup = prepare(checkpoint, dataset, split.value, data_root, limit,
-                    str(distributed.local_device(select_device(device))))
+                    str(distributed.local_device(select_device(device))), subset_seed=subset_seed)
     data = setup.dataset
     evaluator = SparsityEvaluator(setup.model, localize=localization)
     early = evaluator.notes(has_masks=bool(data.has_masks or data.has_boxes))
@@ -156,7 +157,7 @@ def sparsity(
             "options": {
                 "checkpoint": str(checkpoint), "dataset": dataset, "data_root": data_root, "split": split.value,
                 "localization": localization, "gallery_indices": gallery_indices, "seeds": seeds,
-                "batch_size": batch_size, "workers": workers, "device": device, "limit": limit, "out": str(out),
+                "batch_size": batch_size, "workers": workers, "device": device, "limit": limit, "subset_seed": subset_seed, "out": str(out),
                 "overwrite": overwrite, "label": label, "no_report": no_report,
             },
             **setup.describe(),

@@ -13,10 +13,11 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 
 from ersm_core.checkpoint import LoadedCheckpoint, load_checkpoint
 from ersm_core.data import ERSMDataset, build_dataset, model_transform
+from ersm_core.data.subset import dataset_labels, stratified_subset, subset_record
 from ersm_core.device import select_device
 from ersm_core.errors import DatasetError
 
-__all__ = ["EvalSetup", "load_eval_dataset", "prepare", "iterate_batches", "check_finite", "gather_skipped", "shard", "Progress"]
+__all__ = ["EvalSetup", "load_eval_dataset", "prepare", "iterate_batches", "check_finite", "check_class_names", "gather_skipped", "shard", "Progress"]
 
 Progress = Callable[[int], None]  # called with the number of images just processed
 
@@ -31,6 +32,7 @@ class EvalSetup:
     device: torch.device
     dataset_name: str = ""
     options: dict[str, Any] = field(default_factory=dict)  # dataset options, for provenance
+    subset: dict[str, Any] = field(default_factory=dict)  # --limit / --subset-seed selection (subset_record)
 
     @property
     def model(self):
@@ -46,6 +48,7 @@ class EvalSetup:
             "provenance": self.checkpoint.provenance,
             "dataset": {**self.dataset.describe(), "dataset": self.dataset_name, "options": self.options},
             "n_images": len(self.indices),
+            "subset": self.subset or subset_record(self.indices, None, 0, len(self.dataset)),
             "device": str(self.device),
         }
 
@@ -57,8 +60,13 @@ def load_eval_dataset(
     data_root: str | Path | None = None,
     limit: int | None = None,
     dataset_options: dict[str, Any] | None = None,
+    subset_seed: int = 0,
 ) -> tuple[ERSMDataset, list[int]]:
     """The dataset as the checkpoint's model sees it, and the indices to evaluate.
+
+    ``limit`` picks a seeded (``subset_seed``), class-stratified subset of that many
+    images (:func:`ersm_core.data.subset.stratified_subset`): the same images in
+    every command for the same limit and seed.
 
     Raises DatasetError if the class count differs from the checkpoint's or the
     selection is empty.
@@ -72,10 +80,13 @@ def load_eval_dataset(
             f"dataset {dataset!r} has {len(data.classes)} classes but the checkpoint {checkpoint.path} "
             f"was trained for {checkpoint.config.num_classes}; evaluate it on the dataset it was trained on"
         )
+    check_class_names(checkpoint.class_names, data.classes, checkpoint.path, dataset)
     if limit is not None and limit < 1:
         raise DatasetError(f"--limit must be at least 1 (got {limit}): there would be no images to evaluate")
-    n = len(data) if limit is None else min(limit, len(data))
-    return data, list(range(n))
+    if limit is None or limit >= len(data):
+        return data, list(range(len(data)))
+    # the one subset rule of every command: seeded, class-stratified, sorted
+    return data, stratified_subset(dataset_labels(data), limit, subset_seed)
 
 
 def prepare(
@@ -86,13 +97,15 @@ def prepare(
     limit: int | None = None,
     device: str | None = None,
     dataset_options: dict[str, Any] | None = None,
+    subset_seed: int = 0,
 ) -> EvalSetup:
     """Load the checkpoint (untrusted: weights only), the dataset and pick the device."""
     dev = select_device(device)
     ckpt = load_checkpoint(checkpoint_path)
     ckpt.model.to(dev).eval()
-    data, indices = load_eval_dataset(ckpt, dataset, split, data_root, limit, dataset_options)
-    return EvalSetup(ckpt, data, indices, dev, dataset, dict(dataset_options or {}))
+    data, indices = load_eval_dataset(ckpt, dataset, split, data_root, limit, dataset_options, subset_seed)
+    return EvalSetup(ckpt, data, indices, dev, dataset, dict(dataset_options or {}),
+                     subset=subset_record(indices, limit, subset_seed, len(data)))
 
 
 class _Guarded(Dataset):
@@ -119,6 +132,27 @@ def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     batch = default_collate(good) if good else {}
     batch["_bad"] = bad
     return batch
+
+
+def check_class_names(checkpoint_names: list[str], dataset_names: list[str], checkpoint_path: Any = "the checkpoint",
+                      dataset: str = "the dataset") -> None:
+    """Raise DatasetError at the first class whose name differs between checkpoint and dataset.
+
+    Labels are class indices, so renamed or reordered classes would silently permute
+    them; the message names the index and both names.
+    """
+    for i, (mine, theirs) in enumerate(zip(checkpoint_names, dataset_names)):
+        if str(mine) != str(theirs):
+            raise DatasetError(
+                f"class {i} is {mine!r} in the checkpoint {checkpoint_path} but {theirs!r} in dataset {dataset!r}: "
+                "class folders renamed or reordered since training would permute the labels; evaluate on the "
+                "dataset the checkpoint was trained on (same class names, same order)"
+            )
+    if len(checkpoint_names) != len(dataset_names):
+        raise DatasetError(
+            f"the checkpoint {checkpoint_path} has {len(checkpoint_names)} classes but dataset {dataset!r} has "
+            f"{len(dataset_names)}; evaluate it on the dataset it was trained on"
+        )
 
 
 def check_finite(values: torch.Tensor, indices: torch.Tensor, what: str = "features") -> None:
