@@ -13,18 +13,41 @@ from autograd and the map is gradient × input, an approximation.
 For localization every map is turned into a non-negative *saliency* where larger
 means "object": keep as is (π ∈ [0, 1]), CAM clipped at 0 (as Grad-CAM), and
 energy as max(E) − E per image, since high energy marks what ERSM deletes first.
+
+Two *baseline* maps know nothing about the image and say how much a localization
+score owes to the object's size and position alone: ``uniform`` (every token the
+same, 1) and ``center`` (token value exp(−d²/2σ²), d the distance in tokens from
+the token's centre to the grid's centre, σ = min(h, w)/4).
+
+:func:`model_maps` runs the model in fixed-size chunks
+(:func:`ersm_eval.forward.fixed_chunks`), so every map is bitwise the same for
+every batch size.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["MAP_NAMES", "model_maps", "cam_tokens", "saliency", "upsample"]
+from ersm_eval.forward import FORWARD_CHUNK, fixed_chunks
+
+__all__ = [
+    "MAP_NAMES",
+    "BASELINE_MAPS",
+    "model_maps",
+    "cam_tokens",
+    "saliency",
+    "upsample",
+    "token_center_distance",
+    "baseline_tokens",
+    "baseline_saliency",
+]
 
 MAP_NAMES = ("keep", "energy", "cam")
+BASELINE_MAPS = ("uniform", "center")  # maps that ignore the image: the references of every localization score
 
 
 def cam_tokens(model: Any, gated: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -51,12 +74,19 @@ def cam_tokens(model: Any, gated: torch.Tensor, target: torch.Tensor) -> torch.T
     return per_position.reshape(batch, -1)
 
 
-def model_maps(model: Any, images: torch.Tensor) -> dict[str, Any]:
+def model_maps(model: Any, images: torch.Tensor, chunk: int = FORWARD_CHUNK) -> dict[str, Any]:
     """One forward pass giving the logits and every map the model has, each [B, h, w].
+
+    The images go through the model in chunks of exactly ``chunk`` (the last one
+    padded), so the numbers do not depend on how many images are passed at once.
 
     Returns a dict with ``logits`` [B, K], ``grid`` (h, w), ``cam`` and, where the
     model has them, ``keep`` (ERSM, L0) and ``energy`` (ERSM).
     """
+    return fixed_chunks(lambda x: _model_maps(model, x), images, chunk)
+
+
+def _model_maps(model: Any, images: torch.Tensor) -> dict[str, Any]:
     features = model.forward_features(images)
     scores = model.token_scores(features)
     gated = model.gate(features)
@@ -87,3 +117,43 @@ def upsample(values: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
     """Bilinear upsampling (align_corners=False) of token maps [B, h, w] to [B, S, S]."""
     size = (size, size) if isinstance(size, int) else tuple(size)
     return F.interpolate(values[:, None].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
+
+
+def token_center_distance(height: int, width: int) -> np.ndarray:
+    """Euclidean distance [h, w], in tokens, from each token's centre to the grid's centre.
+
+    Token (r, c) has its centre at (r + ½, c + ½) and the grid's centre is
+    (h/2, w/2), so the distance is √((r − (h−1)/2)² + (c − (w−1)/2)²).
+    """
+    rows = np.arange(height, dtype=np.float64) - (height - 1) / 2.0
+    cols = np.arange(width, dtype=np.float64) - (width - 1) / 2.0
+    return np.sqrt(rows[:, None] ** 2 + cols[None, :] ** 2)
+
+
+def baseline_tokens(name: str, height: int, width: int) -> np.ndarray:
+    """A baseline map [h, w] on the token grid (float64).
+
+    ``uniform``: 1 everywhere. ``center``: exp(−d²/2σ²) with d from
+    :func:`token_center_distance` and σ = min(h, w)/4.
+    """
+    if name == "uniform":
+        return np.ones((height, width))
+    if name == "center":
+        sigma = min(height, width) / 4.0
+        return np.exp(-token_center_distance(height, width) ** 2 / (2.0 * sigma * sigma))
+    raise ValueError(f"unknown baseline map {name!r}; valid names: {', '.join(BASELINE_MAPS)}")
+
+
+def baseline_saliency(name: str, grid: tuple[int, int], size: int | tuple[int, int]) -> np.ndarray:
+    """A baseline map upsampled to the image [S, S] (float64), the same for every image.
+
+    ``center`` goes through :func:`upsample` like the model's maps. ``uniform`` is 1
+    at every pixel: bilinear upsampling of a constant is that constant, and
+    building it exactly keeps its scores exact (its mass on the object *is* the
+    object's area fraction).
+    """
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    if name == "uniform":
+        return np.ones(size)
+    tokens = torch.from_numpy(baseline_tokens(name, *grid)).float()[None]
+    return upsample(tokens, size)[0].numpy().astype(np.float64)

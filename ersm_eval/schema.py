@@ -46,6 +46,14 @@ TABLES: dict[str, list[str]] = {
     # sparsity (ersm_eval.sparsity): scalar statistics in long form
     # map is keep, energy or cam (or '' for statistics of no map); threshold is NaN where unused
     "sparsity_summary.csv": ["checkpoint", "map", "metric", "threshold", "value", "ci_low", "ci_high"],
+    # localization (ersm_eval.localization): one row per (map, metric); map is keep/energy/cam or a
+    # baseline (uniform, center); metric is mass_in_object, iou@<t>, box_iou, box_gt_known, box_accuracy,
+    # pointing_game; excess = this map minus the better baseline, paired per image (NaN on baseline rows);
+    # verdict in ersm_eval.verdicts.LOCALIZATION_VERDICTS; extra columns after these: baseline, n_images
+    "localization.csv": [
+        "checkpoint", "map", "metric", "value", "ci_low", "ci_high", "excess", "excess_ci_low",
+        "excess_ci_high", "verdict",
+    ],
     "keep_histogram.csv": ["checkpoint", "bin_low", "bin_high", "count"],
     "per_class_keep.csv": ["checkpoint", "class_index", "class_name", "n", "mean_keep", "accuracy"],
     "per_image.csv": [

@@ -23,7 +23,14 @@ Definitions (documented choices):
   see :mod:`ersm_eval.localization` and :mod:`ersm_eval.maps`. ``iou`` thresholds
   the upsampled map at 0.25 / 0.5 / 0.75 of its max; ``iou_absolute`` thresholds
   the upsampled keep map at π = 0.5 (the hard mask); ``pointing_game`` is 1 when
-  the map's maximum falls inside the object.
+  the map's maximum falls inside the object (tied maxima: the share of them on
+  the object). Every score is also computed for the ``uniform`` and ``center``
+  baseline maps on the same images; localization.csv holds them all with each
+  real map's excess over the better baseline and its verdict. The localization
+  rows of sparsity_summary.csv are copied from that table (one computation),
+  except ``iou_absolute``, which has no baseline. When the object covers ≥ 80%
+  of the image in more than half of the images, a note says the localization
+  figures are uninformative.
 - *failure category* of a wrong prediction: ``high_confidence`` when its
   confidence is ≥ 0.9; otherwise ``focused`` when the model's primary map (keep
   where the model has a gate, else CAM) puts at least half its mass on the
@@ -51,20 +58,22 @@ from ersm_eval.localization import (
     BOX_THRESHOLD,
     IOU_THRESHOLDS,
     bounding_box,
-    box_correct,
-    box_from_map,
-    box_iou,
+    iou_metric,
+    localization_metrics,
+    localization_table,
+    map_scores,
     mask_iou,
-    mass_inside,
-    threshold_map,
+    per_image_metrics,
 )
-from ersm_eval.maps import MAP_NAMES, model_maps, saliency, upsample
+from ersm_eval.maps import BASELINE_MAPS, MAP_NAMES, baseline_saliency, model_maps, saliency, upsample
 from ersm_eval.schema import TABLES
 from ersm_eval.stats import bootstrap_mean_ci, bootstrap_weights, wilson_interval
+from ersm_eval.verdicts import LARGE_OBJECT_FRACTION, boxes_uninformative, uninformative_boxes_sentence
 
 __all__ = [
     "FOCUS_MASS",
     "NO_MASKS_NOTE",
+    "NOT_ASKED_NOTE",
     "HIGH_CONFIDENCE",
     "HIST_BINS",
     "SparsityEvaluator",
@@ -81,7 +90,8 @@ FOCUS_MASS = 0.5  # object mass of the primary map at or above which a failure i
 HIGH_CONFIDENCE = 0.9  # confidence of a wrong prediction at or above which it is "high_confidence"
 HIST_BINS = 20  # bins of the per-image keep-rate histogram over [0, 1]
 ABSOLUTE_KEEP = 0.5  # the hard mask: π ≥ 0.5
-NO_MASKS_NOTE = "localization skipped: the dataset has no object masks or boxes (the other statistics were still computed)"
+NO_MASKS_NOTE = "localization not measured: the dataset has no object masks or boxes (the other statistics were still computed)"
+NOT_ASKED_NOTE = "localization not measured: --no-localization was given"
 _QUANTILES = (("keep_rate_q05", 0.05), ("keep_rate_q25", 0.25), ("keep_rate_median", 0.5),
               ("keep_rate_q75", 0.75), ("keep_rate_q95", 0.95))
 _EIGHT = np.ones((3, 3), dtype=bool)
@@ -190,6 +200,7 @@ class SparsityEvaluator:
     def reset(self) -> None:
         """Forget every record."""
         self._parts: list[dict[str, np.ndarray]] = []
+        self._baselines: dict[tuple, np.ndarray] = {}
 
     def notes(self, has_masks: bool | None = None) -> list[str]:
         """What this model (and, given ``has_masks``, the dataset) cannot give, in words."""
@@ -201,7 +212,9 @@ class SparsityEvaluator:
             out.append(f"energy map skipped: the {variant} model has no energy")
         if not self.model.head_is_linear:
             out.append("CAM is gradient x input on the pooled map (approximate): the head has a non-linear pre-logits step")
-        if self.localize and has_masks is False:
+        if not self.localize:
+            out.append(NOT_ASKED_NOTE)
+        elif has_masks is False:
             out.append(NO_MASKS_NOTE)
         return out
 
@@ -230,7 +243,7 @@ class SparsityEvaluator:
         n_thr = len(self.iou_thresholds)
         nan = np.full(batch_size, np.nan)
         rec["object_area"] = nan.copy()
-        for name in self.map_names:
+        for name in [*self.map_names, *BASELINE_MAPS]:
             rec[f"{name}_mass"] = nan.copy()
             rec[f"{name}_iou"] = np.full((batch_size, n_thr), np.nan)
             rec[f"{name}_box_iou"] = nan.copy()
@@ -244,17 +257,24 @@ class SparsityEvaluator:
             gt_boxes = [tuple(b) if b[0] >= 0 else bounding_box(o) for b, o in zip(boxes, obj)]
             rec["object_area"][sel] = obj.mean(axis=(1, 2))
             sel_t = torch.as_tensor(sel, device=images.device)
+            maps: dict[str, np.ndarray] = {}
             for name in self.map_names:
                 values = out[name].float()[sel_t]
-                up = upsample(saliency(name, values), size).cpu().numpy().astype(np.float64)
-                rec[f"{name}_mass"][sel] = mass_inside(up, obj)
-                rec[f"{name}_iou"][sel] = np.stack([mask_iou(threshold_map(up, t), obj) for t in self.iou_thresholds], axis=1)
-                rec[f"{name}_box_iou"][sel] = [box_iou(box_from_map(m, self.box_threshold), g) for m, g in zip(up, gt_boxes)]
-                peak = up.reshape(len(sel), -1).argmax(1)
-                rec[f"{name}_pointing"][sel] = obj.reshape(len(sel), -1)[np.arange(len(sel)), peak].astype(np.float64)
+                maps[name] = upsample(saliency(name, values), size).cpu().numpy().astype(np.float64)
                 if name == "keep":
                     raw = upsample(values, size).cpu().numpy()
                     rec["keep_iou_absolute"][sel] = mask_iou(raw >= ABSOLUTE_KEEP, obj)
+            for name in BASELINE_MAPS:  # the same for every image: computed once per grid and size
+                key = (name, tuple(out["grid"]), size)
+                if key not in self._baselines:
+                    self._baselines[key] = baseline_saliency(name, out["grid"], size)
+                maps[name] = np.broadcast_to(self._baselines[key], (len(sel), size, size))
+            for name, up in maps.items():
+                scores = map_scores(up, obj, gt_boxes, self.iou_thresholds, self.box_threshold)
+                rec[f"{name}_mass"][sel] = scores["mass"]
+                rec[f"{name}_iou"][sel] = scores["iou"]
+                rec[f"{name}_box_iou"][sel] = scores["box_iou"]
+                rec[f"{name}_pointing"][sel] = scores["pointing"]
         self._parts.append(rec)
 
     def records(self) -> dict[str, np.ndarray]:
@@ -284,6 +304,9 @@ class SparsityEvaluator:
             notes.append(NO_MASKS_NOTE)
         elif localized and not rec["has_mask"].all():
             notes.append(f"localization on the {int(rec['has_mask'].sum())} of {n} images that have an object mask or box")
+        loc_info = self._localization_info(rec, localized)
+        if loc_info["uninformative"]:
+            notes.append(loc_info["note"])
 
         rows: list[dict[str, Any]] = []
 
@@ -340,19 +363,21 @@ class SparsityEvaluator:
             add_prop("keep", "nothing_kept", n_comp == 0, threshold=ABSOLUTE_KEEP)
             per_image.update(frac_below_half=below, keep_entropy=entropy, n_components=n_comp,
                              largest_component_share=largest, neighbour_agreement=agree)
+        localization = None
         if localized:
-            for name in self.map_names:
-                add_mean(name, "mass_in_object", rec[f"{name}_mass"])
-                for j, t in enumerate(self.iou_thresholds):
-                    add_mean(name, "iou", rec[f"{name}_iou"][:, j], threshold=t)
-                if name == "keep":
-                    add_mean(name, "iou_absolute", rec["keep_iou_absolute"], threshold=ABSOLUTE_KEEP)
-                box = rec[f"{name}_box_iou"]
-                known = np.isfinite(box)
-                add_mean(name, "box_iou", box, threshold=self.box_threshold)
-                add_prop(name, "box_gt_known", np.where(known, box > 0.5, np.nan), threshold=self.box_threshold)
-                add_prop(name, "box_accuracy", np.where(known, box_correct(box, correct), np.nan), threshold=self.box_threshold)
-                add_prop(name, "pointing_game", rec[f"{name}_pointing"])
+            localization = self._localization(rec, correct, checkpoint, seed, n_boot)
+            # the summary's localization rows are copies of localization.csv's, in the summary's naming
+            metric_names = {"mass_in_object": ("mass_in_object", np.nan), "box_iou": ("box_iou", self.box_threshold),
+                            "box_gt_known": ("box_gt_known", self.box_threshold),
+                            "box_accuracy": ("box_accuracy", self.box_threshold), "pointing_game": ("pointing_game", np.nan),
+                            **{iou_metric(t): ("iou", t) for t in self.iou_thresholds}}
+            last_iou = iou_metric(self.iou_thresholds[-1]) if self.iou_thresholds else "mass_in_object"
+            for row in localization[localization["map"].isin(self.map_names)].itertuples(index=False):
+                metric, threshold = metric_names[row.metric]
+                if row.n_images:
+                    add(row.map, metric, row.value, row.ci_low, row.ci_high, threshold)
+                if row.map == "keep" and row.metric == last_iou:
+                    add_mean("keep", "iou_absolute", rec["keep_iou_absolute"], threshold=ABSOLUTE_KEEP)
 
         primary = "keep" if gated else "cam"
         mass = rec[f"{primary}_mass"] if localized else None
@@ -388,6 +413,8 @@ class SparsityEvaluator:
             "per_image.csv": table,
             "per_class_keep.csv": self._per_class(rec, correct, keep_rate, checkpoint, class_names),
         }
+        if localization is not None:
+            tables["localization.csv"] = localization
         if gated:
             counts, edges = np.histogram(keep_rate, bins=HIST_BINS, range=(0.0, 1.0))
             tables["keep_histogram.csv"] = pd.DataFrame(
@@ -397,6 +424,7 @@ class SparsityEvaluator:
             "maps": list(self.map_names),
             "cam": "exact (linear head)" if self.model.head_is_linear else "gradient x input (approximate)",
             "localized_images": int(rec["has_mask"].sum()),
+            "localization": loc_info,
             "iou_thresholds": list(self.iou_thresholds),
             "box_threshold": self.box_threshold,
             "failure_rule": {"high_confidence": HIGH_CONFIDENCE, "focus_mass": FOCUS_MASS, "primary_map": primary,
@@ -405,6 +433,34 @@ class SparsityEvaluator:
             "bootstrap": {"n_boot": n_boot, "seed": seed},
         }
         return SparsityResult(tables=tables, notes=notes, info=info)
+
+    def _localization(self, rec, correct, checkpoint: str, seed: int, n_boot: int) -> pd.DataFrame:
+        """localization.csv from the records: every map's scores on the images that have an object."""
+        sel = rec["has_mask"]
+        per_map = {
+            name: per_image_metrics(rec[f"{name}_mass"][sel], rec[f"{name}_iou"][sel], rec[f"{name}_box_iou"][sel],
+                                    rec[f"{name}_pointing"][sel], correct[sel], self.iou_thresholds)
+            for name in [*self.map_names, *BASELINE_MAPS]
+        }
+        return localization_table(per_map, checkpoint, localization_metrics(self.iou_thresholds), seed, n_boot)
+
+    def _localization_info(self, rec, localized: bool) -> dict[str, Any]:
+        """summary.json's account of localization: measured or not, and whether the boxes can tell anything."""
+        if not localized:
+            return {"measured": False, "images": 0, "uninformative": False, "large_object_share": None,
+                    "note": NO_MASKS_NOTE if self.localize else NOT_ASKED_NOTE}
+        areas = rec["object_area"][rec["has_mask"]]
+        share = float((areas >= LARGE_OBJECT_FRACTION).mean())
+        uninformative = boxes_uninformative(areas)
+        return {
+            "measured": True,
+            "images": int(len(areas)),
+            "baselines": list(BASELINE_MAPS),
+            "large_object_fraction": LARGE_OBJECT_FRACTION,
+            "large_object_share": share,
+            "uninformative": uninformative,
+            "note": uninformative_boxes_sentence(share) if uninformative else None,
+        }
 
     @staticmethod
     def _correct_vs_wrong(add, keep_rate: np.ndarray, correct: np.ndarray, seed: int, n_boot: int) -> None:
