@@ -49,6 +49,7 @@ class ModelConfig:
     mean: tuple[float, ...] = ()  # input normalization; empty = the backbone's own
     std: tuple[float, ...] = ()
     crop_pct: float = 0.0  # eval resize = image_size / crop_pct; 0 = the backbone's own
+    interpolation: str = ""  # image resize filter (bilinear, bicubic, ...); empty = the backbone's own
 
     def __post_init__(self) -> None:
         if self.num_classes < 2:
@@ -57,6 +58,7 @@ class ModelConfig:
             raise ConfigError(f"unknown variant {self.variant!r}; valid names: {', '.join(VARIANTS.names())}")
         if self.image_size < 8:
             raise ConfigError(f"image_size must be at least 8, got {self.image_size}")
+        _check_ranges(self)  # options out of range: one message each (see _check_ranges)
         if self.variant == "ersm_unary" and self.beta != 0.0:
             object.__setattr__(self, "beta", 0.0)
         if self.variant == "ersm_full" and self.beta <= 0.0:
@@ -76,6 +78,36 @@ class ModelConfig:
         if unknown:
             raise ConfigError(f"model config has unknown keys {unknown}; was it written by a newer ersm-eval?")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+def _check_ranges(cfg: "ModelConfig") -> None:
+    """Range checks of the numeric options, each a ConfigError naming the option and its valid range."""
+    import math
+
+    if cfg.patch_size < 1:
+        raise ConfigError(f"patch_size must be at least 1, got {cfg.patch_size}")
+    if cfg.backbone == "compact_cnn" and cfg.image_size // 16 < cfg.patch_size:
+        raise ConfigError(
+            f"image_size {cfg.image_size} is too small for compact_cnn with patch size {cfg.patch_size}: its feature "
+            f"map is image_size/16 = {cfg.image_size // 16} positions wide; use --image-size {16 * cfg.patch_size} or more"
+        )
+    for name in ("alpha", "beta", "tau", "init_keep", "drop_prob", "l0_lambda", "crop_pct"):
+        value = getattr(cfg, name)
+        if not math.isfinite(value):
+            raise ConfigError(f"{name} must be a finite number, got {value}")
+    for name in ("alpha", "beta", "l0_lambda", "crop_pct"):
+        if getattr(cfg, name) < 0:
+            raise ConfigError(f"{name} must be 0 or more, got {getattr(cfg, name)}")
+    if cfg.tau <= 0:
+        raise ConfigError(f"tau must be positive, got {cfg.tau}")
+    if not 0.0 < cfg.init_keep < 1.0:
+        raise ConfigError(f"init_keep is a probability strictly between 0 and 1, got {cfg.init_keep}")
+    if not 0.0 <= cfg.drop_prob < 1.0:
+        raise ConfigError(f"drop_prob must lie in [0, 1), got {cfg.drop_prob} (1 would drop every position)")
+    if cfg.block_size < 1:
+        raise ConfigError(f"block_size must be at least 1, got {cfg.block_size}")
+    if cfg.crop_pct > 1.0:
+        raise ConfigError(f"crop_pct must lie in (0, 1] (0 = the backbone's own), got {cfg.crop_pct}")
 
 
 SpatialBuilder = Callable[[int, ModelConfig, int], nn.Module]

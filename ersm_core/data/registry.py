@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from ersm_core.data.base import ERSMDataset, ImageTransform
+from ersm_core.data.base import INTERPOLATIONS, ERSMDataset, ImageTransform
 from ersm_core.errors import DatasetError
 from ersm_core.registry import Registry
 
@@ -17,14 +17,28 @@ DATASETS: Registry[DatasetBuilder] = Registry("dataset")
 
 
 def model_transform(model: Any, train: bool = False) -> ImageTransform:
-    """The transform a model expects: its image size, crop and normalization."""
+    """The transform a model expects: its image size, crop, resize filter and normalization.
+
+    Values left empty in the model's config are the backbone's own (for a timm
+    backbone its pretrained config; see :mod:`ersm_core.data.transforms`). With
+    ``train``, images are also flipped at random.
+    """
+    interpolation = getattr(model.config, "interpolation", "") or _backbone_interpolation(model)
     return ImageTransform(
         image_size=model.config.image_size,
         mean=tuple(model.mean),
         std=tuple(model.std),
         crop_pct=float(model.crop_pct),
         hflip=train,
+        interpolation=interpolation,
     )
+
+
+def _backbone_interpolation(model: Any) -> str:
+    """The resize filter of a timm backbone's pretrained config; bilinear for the compact CNN."""
+    cfg = getattr(getattr(model, "backbone", None), "pretrained_cfg", None) or {}
+    interpolation = cfg.get("interpolation") if isinstance(cfg, dict) else None
+    return interpolation if interpolation in INTERPOLATIONS else "bilinear"
 
 
 def build_dataset(
