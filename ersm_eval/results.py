@@ -97,6 +97,11 @@ class RunSummary:
     run_seconds: float = 0.0  # wall time of the evaluation
     schema_version: int = SUMMARY_SCHEMA_VERSION  # version of summary_schema.json this follows
 
+    def __post_init__(self) -> None:
+        # plain JSON values from the start (tuples → lists, numpy scalars → numbers), so a summary read back equals it
+        for name in ("settings", "evaluation", "provenance", "versions", "class_names", "notes", "tables", "files"):
+            setattr(self, name, _plain(getattr(self, name)))
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (what ``summary.json`` holds)."""
         return _plain(asdict(self))
