@@ -22,13 +22,15 @@ def combine_by_checkpoint(runs: list[Run]) -> list[Run]:
 
     Each combined run holds the rows of every table that belong to its checkpoint,
     the summary.json of the first single-checkpoint run for it (or of the first run
-    mentioning it), and the gallery maps of the run that has them.
+    mentioning it), the gallery maps of the run that has them, and every folder its rows come
+    from (``sources``).
     """
     order: list[str] = []
     tables: dict[str, dict[str, list[pd.DataFrame]]] = {}
     summaries: dict[str, dict[str, Any]] = {}
     maps: dict[str, Any] = {}
     sources: dict[str, Run] = {}
+    folders: dict[str, list] = {}
     for run in runs:
         names_here: list[str] = []
         for name, table in run.tables.items():
@@ -42,6 +44,9 @@ def combine_by_checkpoint(runs: list[Run]) -> list[Run]:
                 tables.setdefault(ckpt, {}).setdefault(name, []).append(part)
         for ckpt in names_here:
             sources.setdefault(ckpt, run)
+            for folder in run.folders:
+                if folder not in folders.setdefault(ckpt, []):
+                    folders[ckpt].append(folder)
             if len(names_here) == 1 and ckpt not in summaries:
                 summaries[ckpt] = run.summary
             if len(names_here) == 1 and run.maps is not None and ckpt not in maps:
@@ -57,5 +62,6 @@ def combine_by_checkpoint(runs: list[Run]) -> list[Run]:
             tables=merged,
             maps=maps.get(ckpt),
             notes=list(src.notes),
+            sources=folders[ckpt],
         ))
     return combined

@@ -53,11 +53,13 @@ def _k0_accuracy(rows: pd.DataFrame) -> float | None:
 
 
 @styled
-def plot_deletion_curves(curves: pd.DataFrame) -> Figure:
+def plot_deletion_curves(curves: pd.DataFrame, no_information: frozenset[str] | set[str] = frozenset()) -> Figure:
     """Accuracy (%) against patches removed: one panel per series, one line per ranking.
 
     Args:
         curves: deletion_curves.csv rows, optionally stacked over runs with a ``series`` column.
+        no_information: series whose model is at chance; their panels are faded and marked as
+            carrying no information.
 
     Returns:
         The figure (legend below the panels, so it never covers a curve).
@@ -97,6 +99,13 @@ def plot_deletion_curves(curves: pd.DataFrame) -> Figure:
             level = ax.axhline(acc0 * 100, color="#555555", linewidth=0.9, linestyle=(0, (1, 2)), zorder=2)
             handles.setdefault("Accuracy with no deletion (k = 0)", level)
             title = f"{name}: {acc0 * 100:.1f}% at k = 0"
+        if name in no_information:
+            title += " (at chance)"
+            for artist in [*ax.lines, *ax.collections]:
+                artist.set_alpha(0.25)
+            ax.text(0.5, 0.5, "at chance:\nthese curves carry no information", transform=ax.transAxes, ha="center",
+                    va="center", fontsize=10, color="#8a3600", zorder=5,
+                    bbox={"facecolor": "white", "edgecolor": "#8a3600", "boxstyle": "round,pad=0.4"})
         ax.set_title(title, loc="left")
         ax.set_xlabel("Patches removed (k)")
         ax.set_xlim(panel["k"].min(), panel["k"].max())
@@ -119,7 +128,10 @@ def plot_deletion_curves(curves: pd.DataFrame) -> Figure:
 
 @styled
 def plot_deletion_summary(summary: pd.DataFrame) -> Figure:
-    """Bars of the deletion AUC per ranking and the largest gap to random with its 95% CI.
+    """Bars of the deletion AUC per ranking and, where measured, ΔAUC to random with its 95% CI.
+
+    The largest per-step gap is not drawn: picked at the best k it flatters any ranking; the
+    report shows it only as a secondary number beside the smallest gap.
 
     Args:
         summary: deletion_summary.csv rows, optionally stacked with a ``series`` column.
@@ -127,11 +139,16 @@ def plot_deletion_summary(summary: pd.DataFrame) -> Figure:
     summary = series_of(summary)
     series = list(pd.unique(summary["series"]))
     rankings = ranking_order(summary["ranking"])
-    gap_rankings = [r for r in rankings if r != "random" and summary.loc[summary["ranking"] == r, "max_gap_to_random"].notna().any()]
+    has_diff = "auc_diff" in summary.columns
+    diff_rankings = [r for r in rankings if r != "random" and has_diff
+                     and summary.loc[summary["ranking"] == r, "auc_diff"].notna().any()]
     colours = series_colours(series)
     width = 0.8 / len(series)
-    fig = new_figure(min(11.0, max(6.6, 0.8 * len(rankings) * max(1, len(series) / 1.5) + 0.7 * len(gap_rankings) + 1.5)), 3.6)
-    ax_auc, ax_gap = fig.subplots(1, 2, width_ratios=[max(1, len(rankings)), max(1, len(gap_rankings))])
+    fig = new_figure(min(11.0, max(6.6, 0.8 * len(rankings) * max(1, len(series) / 1.5) + 0.7 * len(diff_rankings) + 1.5)), 3.6)
+    if diff_rankings:
+        ax_auc, ax_diff = fig.subplots(1, 2, width_ratios=[max(1, len(rankings)), max(1, len(diff_rankings))])
+    else:
+        ax_auc, ax_diff = fig.subplots(1, 1), None
     for i, name in enumerate(series):
         rows = summary[summary["series"] == name].set_index("ranking")
         offset = (i - (len(series) - 1) / 2) * width
@@ -142,30 +159,27 @@ def plot_deletion_summary(summary: pd.DataFrame) -> Figure:
                           edgecolor="white" if len(series) == 1 else "#333333", linewidth=0.4, label=name)
         if len(series) * len(rankings) <= 16:
             ax_auc.bar_label(bars, fmt="%.2f", fontsize=7, padding=1)
-        xg = np.arange(len(gap_rankings)) + offset
-        gap = np.array([rows["max_gap_to_random"].get(r, np.nan) for r in gap_rankings], dtype=float) * 100
-        low = np.array([rows["max_gap_ci_low"].get(r, np.nan) for r in gap_rankings], dtype=float) * 100
-        high = np.array([rows["max_gap_ci_high"].get(r, np.nan) for r in gap_rankings], dtype=float) * 100
-        err = np.vstack([np.clip(gap - low, 0, None), np.clip(high - gap, 0, None)])
-        err = np.where(np.isfinite(err), err, 0)
-        point_colours = [ranking_style(r).colour for r in gap_rankings] if len(series) == 1 else [colours[name]] * len(gap_rankings)
-        for xx, yy, e0, e1, c in zip(xg, gap, err[0], err[1], point_colours):
-            ax_gap.errorbar(xx, yy, yerr=[[e0], [e1]], fmt="o", color=c, ecolor=c, capsize=3, markersize=5)
-        for xx, top, r in zip(xg, gap + err[1], gap_rankings):
-            k = rows["max_gap_k"].get(r, np.nan)
-            if np.isfinite(top) and np.isfinite(k):
-                ax_gap.annotate(f"k={int(k)}", (xx, top), xytext=(0, 3), textcoords="offset points", fontsize=6.5,
-                                ha="center", va="bottom")
+        if ax_diff is None:
+            continue
+        xd = np.arange(len(diff_rankings)) + offset
+        diff = np.array([rows["auc_diff"].get(r, np.nan) for r in diff_rankings], dtype=float)
+        low = np.array([rows["auc_diff_ci_low"].get(r, np.nan) for r in diff_rankings], dtype=float)
+        high = np.array([rows["auc_diff_ci_high"].get(r, np.nan) for r in diff_rankings], dtype=float)
+        err = np.nan_to_num(np.vstack([np.clip(diff - low, 0, None), np.clip(high - diff, 0, None)]))
+        point_colours = [ranking_style(r).colour for r in diff_rankings] if len(series) == 1 else [colours[name]] * len(diff_rankings)
+        for xx, yy, e0, e1, c in zip(xd, diff, err[0], err[1], point_colours):
+            ax_diff.errorbar(xx, yy, yerr=[[e0], [e1]], fmt="o", color=c, ecolor=c, capsize=3, markersize=5)
     ax_auc.set_xticks(np.arange(len(rankings)), [r.replace("_", "\n") for r in rankings])
     ax_auc.set_ylabel("Deletion AUC (normalized)")
     ax_auc.set_title("Area under the deletion curve", loc="left")
     ax_auc.set_ylim(0, max(1.0, float(np.nanmax(summary["auc"])) * 1.1) if summary["auc"].notna().any() else 1.0)
-    ax_gap.axhline(0, color="#555555", linewidth=0.8)
-    ax_gap.set_xticks(np.arange(len(gap_rankings)), [r.replace("_", "\n") for r in gap_rankings])
-    ax_gap.set_xlim(-0.6, max(0.6, len(gap_rankings) - 0.4))
-    ax_gap.set_ylabel("Accuracy points above random")
-    ax_gap.set_title("Largest gap to random (95% CI; at k)", loc="left")
-    ax_gap.margins(y=0.12)
+    if ax_diff is not None:
+        ax_diff.axhline(0, color="#555555", linewidth=0.8)
+        ax_diff.set_xticks(np.arange(len(diff_rankings)), [r.replace("_", "\n") for r in diff_rankings])
+        ax_diff.set_xlim(-0.6, max(0.6, len(diff_rankings) - 0.4))
+        ax_diff.set_ylabel("ΔAUC to random (accuracy)")
+        ax_diff.set_title("ΔAUC to random (95% CI)", loc="left")
+        ax_diff.margins(y=0.12)
     if len(series) > 1:
         handles = [ax_auc.containers[i] for i in range(len(series))]
         fig.legend(handles, series, loc="outside lower center", ncols=min(4, len(series)))

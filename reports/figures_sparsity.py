@@ -68,7 +68,7 @@ def plot_per_class_keep(per_class: pd.DataFrame) -> Figure:
         if named:
             y = np.arange(len(rows))
             ax_bar.barh(y, rows["mean_keep"], color=colour, height=0.7)
-            ax_bar.set_yticks(y, rows["class_name"].astype(str).str.replace("_", " "), fontsize=7)
+            ax_bar.set_yticks(y, rows["class_name"].astype(str), fontsize=7)
             ax_bar.grid(axis="y", visible=False)
             ax_bar.set_xlabel("Mean keep probability")
         else:

@@ -57,6 +57,9 @@ RC = {
     "savefig.pad_inches": 0.05,
     "svg.hashsalt": "ersm-eval",  # fixed ids: the same figure gives the same SVG bytes
     "svg.fonttype": "path",
+    # labels, class names and titles are user strings: "$", "_" and "^" are drawn as they are,
+    # never read as math markup (the figures use no math text of their own)
+    "text.parse_math": False,
 }
 
 
@@ -78,6 +81,8 @@ RANKING_STYLES: dict[str, RankingStyle] = {
     "magnitude_desc": RankingStyle("Magnitude (highest first)", "#56B4E9", "-.", "v"),
     "cam": RankingStyle("CAM (lowest first)", "#009E73", "--", "D"),
     "energy_reversed": RankingStyle("Energy reversed (lowest first)", "#CC79A7", ":", "x"),
+    "center": RankingStyle("Centre first (position only)", "#777777", (0, (4, 2, 1, 2)), "+"),
+    "border": RankingStyle("Border first (position only)", "#BBBBBB", (0, (4, 2, 1, 2)), "1"),
 }
 
 _SPARE_STYLES = [("#999999", (0, (3, 1, 1, 1)), "P"), ("#F0E442", (0, (5, 2)), "*"), ("#7F3C8D", (0, (1, 1)), "h")]

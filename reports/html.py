@@ -1,19 +1,27 @@
-"""The self-contained HTML report: figures, plain-language readings, tables and provenance.
+"""The self-contained HTML report: verdicts first, then figures, tables and provenance.
 
 One file with everything embedded (PNG figures as base64 data URIs, inline CSS, no
 JavaScript, no network reference), so it opens as an e-mail attachment. The SVG
 and PNG files of every figure are written beside it for papers. Built from run
-folders alone (SPEC §6): no model is loaded.
+folders alone: no model is loaded.
+
+Every verdict and every sentence about what a result means comes from
+:mod:`ersm_eval.verdicts`; this module only lays those sentences and the numbers
+out. The page opens with the chance test of each model (a model at chance is said
+to be so before any curve), then the ΔAUC of each ranking against random with its
+interval and verdict.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import math
 import os
 import re
 import tempfile
 import urllib.parse
+import warnings
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -24,7 +32,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ersm_eval.schema import MAPS_NPZ, SUMMARY_JSON, TABLES
+from ersm_core.errors import ERSMError
+from ersm_eval import verdicts
+from ersm_eval.schema import MAPS_NPZ, SUMMARY_JSON
 from reports.figures_agreement import agreement_matrix, plot_ranking_agreement
 from reports.figures_deletion import plot_deletion_curves, plot_deletion_summary, random_band
 from reports.figures_gallery import (
@@ -34,27 +44,36 @@ from reports.figures_gallery import (
     plain_examples,
     plot_mask_gallery,
 )
-from reports.figures_localization import plot_localization
+from reports.figures_localization import BASELINE_MAPS, plot_localization, plot_localization_baselines
 from reports.figures_occlusion import plot_occlusion
 from reports.figures_sparsity import plot_keep_by_correctness, plot_keep_histogram, plot_per_class_keep
-from reports.figures_style import RC, ranking_order, ranking_style, save_figure
-from reports.paper_table import summary_table
+from reports.figures_style import RC, ranking_order, save_figure
+from reports.paper_table import NOT_MEASURED, row_verdict, summary_table
 from reports.tables import (
     HEADLINE_LOCALIZATION,
+    KNOWN_TABLES,
     MAP_NAMES,
+    Group,
     ReportError,
     Run,
     as_runs,
+    chance_test_of,
+    clean_path,
+    find_key,
     localization_rows,
+    model_groups,
+    rows_for,
     series_labels,
     stack,
     unique_labels,
 )
 
-__all__ = ["CLAIM_VERDICTS", "build_report"]
+__all__ = ["CLAIM_VERDICTS", "GENERATOR", "build_report", "is_own_report"]
 
 CLAIM_VERDICTS = ("yes", "no", "partly", "not measured")
 _TEMPLATE = "report.html.j2"
+GENERATOR = '<meta name="generator" content="ersm-eval'  # how a report written by this module starts its head
+_FIGURES_MARK = ".ersm-report-figures"  # marker in a figures folder this module created
 
 
 # ---------------------------------------------------------------- page parts
@@ -102,6 +121,21 @@ class Section:
     figures: list[FigureBlock] = field(default_factory=list)
     tables: list[TableBlock] = field(default_factory=list)
     subsections: list["Section"] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # shown before the figures, in warning style
+
+
+@dataclass
+class ModelVerdicts:
+    """What the page says first about one model: chance test, warnings, ΔAUC verdicts."""
+
+    label: str
+    chance: str  # verdicts.chance_sentence, or a "not measured" note
+    at_chance: bool
+    warnings: list[str] = field(default_factory=list)  # verdicts' position / uninformative-boxes sentences
+    table: TableBlock | None = None  # ΔAUC per ranking with interval and verdict
+    sentences: list[str] = field(default_factory=list)  # verdicts.deletion_sentence per ranking
+    localization: list[str] = field(default_factory=list)  # verdicts.localization_sentence per real map
+    notes: list[str] = field(default_factory=list)  # what was not measured
 
 
 # ---------------------------------------------------------------- formatting
@@ -174,72 +208,19 @@ def _slug(text: str) -> str:
 # ---------------------------------------------------------------- readings
 
 
-def _deletion_readings(curves: pd.DataFrame, summary: pd.DataFrame, tests: pd.DataFrame) -> list[Reading]:
+def _random_readings(summary: pd.DataFrame) -> list[Reading]:
+    """The reference: random deletion's AUC per model (numbers only; the verdicts are elsewhere)."""
     out = []
-    for series in pd.unique(pd.concat([curves["series"], summary["series"]])):
-        sentences = []
-        cur = curves[curves["series"] == series]
-        summ = summary[summary["series"] == series].set_index("ranking") if not summary.empty else pd.DataFrame()
-        rand = cur[cur["ranking"] == "random"]
-        rand_mean = random_band(rand)[0] if not rand.empty else None
-        rankings = ranking_order(list(cur["ranking"]) + list(summ.index))
-        for ranking in [r for r in rankings if r != "random"]:
-            label = ranking_style(ranking).label
-            label = label[0].lower() + label[1:] if label[1:2].islower() else label
-            parts = []
-            rows = cur[cur["ranking"] == ranking].groupby("k")["accuracy"].mean()
-            if rand_mean is not None and not rows.empty:
-                common = [k for k in rows.index if k > 0 and k in rand_mean.index]
-                if common:
-                    above = int(sum(rows[k] > rand_mean[k] for k in common))
-                    below = int(sum(rows[k] < rand_mean[k] for k in common))
-                    if above >= below:
-                        text = f"Deleting by {label} stays above random at {above} of {len(common)} steps"
-                    else:
-                        text = f"Deleting by {label} falls below random at {below} of {len(common)} steps"
-                    sel = tests[(tests["series"] == series) & (tests["ranking"] == ranking) & (tests["k"] > 0)] if not tests.empty else tests
-                    if not sel.empty:
-                        first = sel[sel["test"] == sel["test"].iloc[0]]
-                        has_ci = first["ci_low"].notna() & first["ci_high"].notna()
-                        up = (has_ci & (first["ci_low"] > 0)) | (~has_ci & (first["p_value"] < 0.05) & (first["difference"] > 0))
-                        down = (has_ci & (first["ci_high"] < 0)) | (~has_ci & (first["p_value"] < 0.05) & (first["difference"] < 0))
-                        n_sig = int(first.loc[up if above >= below else down, "k"].nunique())
-                        test = _words(str(first["test"].iloc[0]))
-                        test = test if "paired" in test else f"paired {test}"
-                        text += (f" ({'significantly' if n_sig else 'but never significantly'}"
-                                 f"{f' at {n_sig}' if n_sig else ''}: {test} 95% interval "
-                                 f"{'above' if above >= below else 'below'} zero)")
-                    parts.append(text)
-            if ranking in summ.index:
-                row = summ.loc[ranking]
-                row = row.iloc[0] if isinstance(row, pd.DataFrame) else row
-                if _finite(row["max_gap_to_random"]):
-                    interval = _ci(row["max_gap_ci_low"], row["max_gap_ci_high"], 100, 1)
-                    if float(row["max_gap_to_random"]) > 0:
-                        gap = (f"the largest gap is {_fmt(float(row['max_gap_to_random']) * 100, 1)} points "
-                               f"at k={_k(row['max_gap_k'])}")
-                        parts.append(gap + (f" ({interval})" if interval else ""))
-                    else:
-                        parts.append("it never beats random")
-                if _finite(row["peak_k"]) and row["peak_k"] > 0 and _finite(row["acc_k0"]) and row["peak_accuracy"] > row["acc_k0"] + 1e-9:
-                    parts.append(f"accuracy rises from {_pct(row['acc_k0'])} at k=0 to a peak of "
-                                 f"{_pct(row['peak_accuracy'])} at k={_k(row['peak_k'])}")
-                if ranking in ("energy", "unary") and _finite(row["half_accuracy_k"]):
-                    parts.append(f"half of the k=0 accuracy is lost at k={_k(row['half_accuracy_k'])}")
-                if _finite(row["auc"]):
-                    parts.append(f"AUC {_num(row['auc'])}")
-            if parts:
-                sentences.append("; ".join(parts) + ".")
-        if "random" in summ.index:
-            row = summ.loc["random"]
-            row = row.iloc[0] if isinstance(row, pd.DataFrame) else row
-            seeds = int(row["n_seeds"]) if _finite(row["n_seeds"]) else 1
-            text = f"Random deletion (mean of {seeds} seed{'s' if seeds != 1 else ''}) has AUC {_num(row['auc'])}"
-            if _finite(row["half_accuracy_k"]):
-                text += f" and loses half of the k=0 accuracy at k={_k(row['half_accuracy_k'])}"
-            sentences.append(text + ".")
-        if sentences:
-            out.append(Reading(str(series), sentences))
+    for series in pd.unique(summary["series"]):
+        rows = summary[(summary["series"] == series) & (summary["ranking"] == "random")]
+        if rows.empty:
+            continue
+        row = rows.iloc[0]
+        seeds = int(row["n_seeds"]) if _finite(row["n_seeds"]) else 1
+        text = f"Random deletion (mean of {seeds} seed{'s' if seeds != 1 else ''}) has AUC {_num(row['auc'])}"
+        if _finite(row["half_accuracy_k"]):
+            text += f" and loses half of the k=0 accuracy at k={_k(row['half_accuracy_k'])}"
+        out.append(Reading(str(series), [text + "."]))
     return out
 
 
@@ -261,8 +242,8 @@ def _agreement_readings(agreement: pd.DataFrame) -> list[Reading]:
             rnd = matrix.loc["random"].drop("random").dropna()
             if len(rnd):
                 top = float(rnd.abs().max())
-                sentences.append(f"Random orders correlate with every other ranking at |ρ| ≤ {_num(top, 2)}"
-                                 + (", as unrelated orders should." if top < 0.2 else "; expected near 0, so check the random seeds."))
+                sentences.append(f"Random orders correlate with every other ranking at |ρ| ≤ {_num(top, 2)} "
+                                 "(unrelated orders give values near 0).")
         if sentences:
             out.append(Reading(str(series), sentences))
     return out
@@ -284,9 +265,9 @@ def _occlusion_readings(occlusion: pd.DataFrame, summary: pd.DataFrame) -> list[
             diffs = summ[summ["diff_auc_to_first"].notna()]
             if not diffs.empty:
                 d = diffs["diff_auc_to_first"].mean()
-                excl = int(((diffs["diff_ci_low"].round(3) > 0) | (diffs["diff_ci_high"].round(3) < 0)).sum())
+                above, below, total = verdicts.step_counts(diffs["diff_ci_low"], diffs["diff_ci_high"])
                 sentences.append(f"Its occlusion AUC differs from the first checkpoint's by {_fmt(d, 3, sign=True)} on average; "
-                                 f"the 95% interval excludes zero for {excl} of {len(diffs)} combinations.")
+                                 f"the 95% interval lies above zero for {above} and below zero for {below} of {total} combinations.")
         occ = occlusion[occlusion["series"] == series]
         if not occ.empty:
             top = occ["severity"].max()
@@ -335,9 +316,9 @@ def _sparsity_readings(runs_tables: dict[str, pd.DataFrame]) -> list[Reading]:
                     f"on average, misclassified ones {_metric_value('keep', *wrong_row.iloc[0][['value', 'ci_low', 'ci_high']])}")
             if len(gap_row) and _finite(gap_row.iloc[0]["ci_low"]):
                 g = gap_row.iloc[0]
-                excludes = round(float(g["ci_low"]), 3) > 0 or round(float(g["ci_high"]), 3) < 0
+                above, below, _ = verdicts.step_counts([g["ci_low"]], [g["ci_high"]])
                 text += (f"; the difference {_fmt(g['value'], 3, sign=True)} ({_ci(g['ci_low'], g['ci_high'])}) "
-                         + ("excludes zero" if excludes else "includes zero"))
+                         + ("excludes zero" if above or below else "includes zero"))
             sentences.append(text + ".")
         elif not img.empty and img["mean_keep"].notna().any():
             right, wrong = img[img["correct"]], img[~img["correct"]]
@@ -377,41 +358,153 @@ def _localization_readings(rows: pd.DataFrame) -> list[Reading]:
             if bits:
                 sentences.append(f"With the {map_name} map: " + ", ".join(bits) + ".")
         if sentences:
+            sentences.append("Baselines not measured: this folder was written before the uniform and centre maps were "
+                             "measured, so these values have no reference (a map equal everywhere already scores the "
+                             "object's area fraction on mass in object); re-run `ersm-eval sparsity`.")
             out.append(Reading(str(series), sentences))
     return out
+
+
+# ---------------------------------------------------------------- verdicts
+
+
+def _gap(value: Any, k: Any, low: Any, high: Any) -> str:
+    if not _finite(value):
+        return "–"
+    interval = _range(low, high, 100, 1) if _finite(low) and _finite(high) else "no interval"
+    return f"{_signed_points(value)} at k={_k(k)} ({interval})"
+
+
+def _diff(value: Any, low: Any, high: Any, p_value: Any = None) -> str:
+    if not _finite(value):
+        return NOT_MEASURED
+    text = _fmt(value, 3, sign=True)
+    if _finite(low) and _finite(high):
+        text += f" ({_range(low, high)})"
+    if _finite(p_value):
+        text += f", p = {float(p_value):.3f}" if float(p_value) >= 0.001 else ", p < 0.001"
+    return text
+
+
+def _verdict_rows(dsum: pd.DataFrame, test: verdicts.ChanceTest | None) -> TableBlock:
+    rows = []
+    for ranking in [r for r in ranking_order(dsum["ranking"]) if r != "random"]:
+        r = dsum[dsum["ranking"] == ranking].iloc[0]
+        steps = "–"
+        if _finite(r.get("steps_above_random")) and _finite(r.get("steps_below_random")):
+            steps = f"{_k(r['steps_above_random'])} / {_k(r['steps_below_random'])}"
+            if _finite(r.get("n_steps")):
+                steps += f" of {_k(r['n_steps'])}"
+        gaps = [_gap(r["min_gap_to_random"], r["min_gap_k"], r["min_gap_ci_low"], r["min_gap_ci_high"]),
+                _gap(r["max_gap_to_random"], r["max_gap_k"], r["max_gap_ci_low"], r["max_gap_ci_high"])]
+        if not (_finite(r["min_gap_to_random"]) and _finite(r["max_gap_to_random"])):
+            gaps = [NOT_MEASURED, NOT_MEASURED]  # the largest gap is never shown without the smallest
+        rows.append([_words(ranking), _diff(r["auc_diff"], r["auc_diff_ci_low"], r["auc_diff_ci_high"], r["auc_diff_p_value"]),
+                     _words(row_verdict(r, test)),
+                     _diff(r["prob_auc_diff"], r["prob_auc_diff_ci_low"], r["prob_auc_diff_ci_high"]),
+                     *gaps, steps])
+    return TableBlock(
+        "Deletion against random, per ranking",
+        ["Ranking", "ΔAUC accuracy (95% CI)", "Verdict", "ΔAUC true-class prob. (95% CI)",
+         "Smallest gap (points)", "Largest gap (points)", "Steps above / below random"],
+        rows,
+        "ΔAUC: the ranking's area under the per-image correctness curve minus random's, mean over images, "
+        "paired bootstrap 95% interval. Verdict: above random when the interval lies above 0, below random when "
+        "below 0, indistinguishable otherwise, not testable when the model is at chance. The per-step gaps are "
+        "secondary and shown together; steps count only k whose paired interval excludes 0.",
+        text_columns=1,
+    )
+
+
+def _model_verdicts(label: str, group: Group, tables: dict[str, pd.DataFrame]) -> ModelVerdicts:
+    """The chance test, warnings and deletion/localization verdicts of one model, in verdicts' words."""
+    test = chance_test_of(group)
+    if test is not None:
+        out = ModelVerdicts(label, verdicts.chance_sentence(test, label), test.at_chance)
+    else:
+        out = ModelVerdicts(label, f"{label}: chance test not measured (the number of classes or the accuracy "
+                                   "before deletion is not in these folders).", False)
+    dsum = tables["deletion_summary.csv"]
+    dsum = dsum[dsum["series"] == label] if not dsum.empty else dsum
+    if not dsum.empty and (dsum["ranking"] != "random").any():
+        out.table = _verdict_rows(dsum, test)
+        measured = dsum[(dsum["ranking"] != "random") & dsum["verdict"].isin(verdicts.DELETION_VERDICTS)]
+        if measured.empty and not (test is not None and test.at_chance):
+            out.notes.append("ΔAUC to random and the deletion verdicts: not measured (this folder was written by an "
+                             "older ersm-eval; re-run `ersm-eval deletion`).")
+        for ranking in [r for r in ranking_order(dsum["ranking"]) if r != "random"]:
+            row = dsum[dsum["ranking"] == ranking].iloc[0]
+            if row["verdict"] in verdicts.DELETION_VERDICTS or (test is not None and test.at_chance):
+                out.sentences.append(verdicts.deletion_sentence(row.to_dict(), test, label))
+    diag = tables["energy_diagnostics.csv"]
+    diag = diag[diag["series"] == label] if not diag.empty else diag
+    if not diag.empty:
+        values = dict(zip(diag["metric"], diag["value"].astype(float)))
+        center, neighbours = values.get("spearman_center", math.nan), values.get("spearman_neighbours", math.nan)
+        if verdicts.follows_position(center, neighbours):
+            out.warnings.append(verdicts.position_sentence(center, neighbours, values.get("pairwise_share", math.nan)))
+    fraction = _fraction_large(group)
+    if fraction is not None and fraction[0]:
+        out.warnings.append(verdicts.uninformative_boxes_sentence(fraction[1]))
+    loc = tables["localization.csv"]
+    loc = loc[(loc["series"] == label) & (loc["verdict"] != "baseline") & ~loc["map"].isin(BASELINE_MAPS)] if not loc.empty else loc
+    out.localization = [verdicts.localization_sentence(r) for r in loc.to_dict("records")]
+    return out
+
+
+def _fraction_large(group: Group) -> tuple[bool, float] | None:
+    """(boxes uninformative, share of images whose object covers ≥ 80% of the image), when recorded.
+
+    Read from summary.json (``boxes_uninformative`` with ``fraction_large``), else applied by
+    :func:`ersm_eval.verdicts.boxes_uninformative` to a per-image ``object_area_fraction`` column.
+    """
+    for run, _ in group:
+        flag, share = find_key(run.summary, "boxes_uninformative"), find_key(run.summary, "fraction_large")
+        if isinstance(flag, bool):
+            return flag, float(share) if _finite(share) else math.nan
+    images = rows_for(group, "per_image.csv")
+    if images is not None and "object_area_fraction" in images:
+        values = pd.to_numeric(images["object_area_fraction"], errors="coerce").to_numpy(float)
+        values = values[np.isfinite(values)]
+        if values.size:
+            return (verdicts.boxes_uninformative(values),
+                    float((values >= verdicts.LARGE_OBJECT_FRACTION).mean()))
+    return None
 
 
 # ---------------------------------------------------------------- tables
 
 
 def _summary_blocks(summary: pd.DataFrame) -> list[TableBlock]:
-    """The headline table (accuracy, keep, deletion, occlusion) and, where measured, localization."""
-    aucs = [c for c in summary.columns if c.startswith("auc_") and summary[c].notna().any()]
+    """The headline table (accuracy, chance, keep, deletion ΔAUC and verdict, occlusion) and, where measured, localization."""
+    aucs = [c for c in summary.columns if c.startswith("auc_") and not c.startswith("auc_diff") and summary[c].notna().any()]
     show_keep = summary["mean_keep"].notna().any()
-    show_gap = summary["max_gap_to_random"].notna().any()
+    show_diff = (summary["gap_ranking"] != "").any()
     show_occ = summary["occlusion_robustness"].notna().any()
-    columns = ["Model", "Accuracy"] + (["Mean keep π"] if show_keep else []) + [f"AUC {_words(c[4:])}" for c in aucs]
-    columns += ["Largest gap to random (points)", "95% CI"] if show_gap else []
+    columns = ["Model", "Accuracy", "Chance"] + (["Mean keep π"] if show_keep else []) + [f"AUC {_words(c[4:])}" for c in aucs]
+    columns += ["Headline ranking", "ΔAUC to random (95% CI)", "Verdict"] if show_diff else []
     columns += ["Occlusion robustness"] if show_occ else []
     rows, marks = [], {}
     for r in summary.to_dict("records"):
         mark = ""
         if r["accuracy_source"] and r["accuracy_source"] != "sparsity":
             mark = marks.setdefault(r["accuracy_source"], "†" * (len(marks) + 1))
-        row = [r["model"], _pct(r["accuracy"]) + mark] + ([_num(r["mean_keep"])] if show_keep else [])
+        chance = "–" if not _finite(r["chance"]) else _pct(r["chance"]) + (" (at chance)" if r["at_chance"] is True else "")
+        row = [r["model"], _pct(r["accuracy"]) + mark, chance] + ([_num(r["mean_keep"])] if show_keep else [])
         row += [_num(r[c]) for c in aucs]
-        if show_gap:
-            if _finite(r["max_gap_to_random"]):
-                row.append(f"{_signed_points(r['max_gap_to_random'])} ({_words(r['gap_ranking'])}, k={_k(r['max_gap_k'])})")
-                row.append(_range(r["max_gap_ci_low"], r["max_gap_ci_high"], 100, 1) if _finite(r["max_gap_ci_low"]) else "–")
+        if show_diff:
+            if r["gap_ranking"]:
+                row += [_words(r["gap_ranking"]), _diff(r["auc_diff"], r["auc_diff_ci_low"], r["auc_diff_ci_high"]),
+                        _words(r["verdict"])]
             else:
-                row += ["–", "–"]
+                row += ["–", "–", "–"]
         row += [_num(r["occlusion_robustness"])] if show_occ else []
         rows.append(row)
     note = "Accuracy: top-1 of the model as trained (sparsity run)" + "".join(f"; {m} {s}" for s, m in marks.items())
-    note += ". AUC: normalized area under the deletion curve (higher = accuracy survives deletion longer)."
-    if show_gap:
-        note += " Largest gap: the ranking's accuracy minus random's, at its best k."
+    note += ". Chance: 1 / number of classes. AUC: normalized area under the deletion curve."
+    if show_diff:
+        note += (" ΔAUC: area difference to random deletion of the first of energy, unary, cam and magnitude "
+                 "present, with its verdict.")
     if show_occ:
         note += " Occlusion robustness: mean of acc(s)/acc(0) over fills, patterns and severities."
     blocks = [TableBlock("Summary per model", columns, rows, note)]
@@ -424,22 +517,41 @@ def _summary_blocks(summary: pd.DataFrame) -> list[TableBlock]:
         blocks.append(TableBlock("Localization per model (map in brackets)", ["Model", *headers], loc_rows,
                                  "Box accuracy: correct class and box IoU > 0.5, box around the largest region above 15% of "
                                  "the map's max. IoU @ 0.5: mask IoU of the map thresholded at half its max. Mass in object: "
-                                 "share of the map inside the object. All metrics are in sparsity_summary.csv."))
+                                 "share of the map inside the object. Compare with the uniform and centre baselines in "
+                                 "the localization section."))
     return blocks
 
 
 def _deletion_table(summary: pd.DataFrame) -> TableBlock:
     rows = []
     for r in summary.to_dict("records"):
-        gap = "–"
-        if _finite(r["max_gap_to_random"]):
-            interval = _ci(r["max_gap_ci_low"], r["max_gap_ci_high"], 100, 1)
-            gap = f"{_signed_points(r['max_gap_to_random'])} at k={_k(r['max_gap_k'])}" + (f" ({interval})" if interval else "")
         rows.append([r["series"], _words(r["ranking"]), _num(r["auc"]), _pct(r["acc_k0"]),
-                     f"{_pct(r['peak_accuracy'])} at k={_k(r['peak_k'])}", gap, _k(r["half_accuracy_k"])])
+                     f"{_pct(r['peak_accuracy'])} at k={_k(r['peak_k'])}", _k(r["half_accuracy_k"])])
     return TableBlock("Deletion summary per ranking (deletion_summary.csv)",
-                      ["Model", "Ranking", "AUC", "Acc. k=0", "Peak", "Largest gap to random (points)", "Half-accuracy k"], rows,
-                      text_columns=2)
+                      ["Model", "Ranking", "AUC", "Acc. k=0", "Peak", "Half-accuracy k"], rows, text_columns=2)
+
+
+def _localization_table(loc: pd.DataFrame) -> TableBlock:
+    rows = []
+    for r in loc.to_dict("records"):
+        baseline = r["verdict"] == "baseline" or r["map"] in BASELINE_MAPS
+        excess = "–" if baseline else _diff(r["excess"], r["excess_ci_low"], r["excess_ci_high"])
+        rows.append([r["series"], r["map"] + (" (baseline)" if baseline else ""), _words(r["metric"]),
+                     _metric_value(r["metric"], r["value"], r["ci_low"], r["ci_high"]), excess,
+                     _words(r["verdict"]) if r["verdict"] else NOT_MEASURED])
+    return TableBlock("Localization against the uniform and centre baselines (localization.csv)",
+                      ["Model", "Map", "Metric", "Value", "Excess over the better baseline (95% CI)", "Verdict"], rows,
+                      "A map localizes the object only when the paired 95% interval of its excess over the better of the "
+                      "uniform and centre maps lies above 0.", text_columns=3)
+
+
+def _diagnostics_table(diag: pd.DataFrame) -> TableBlock:
+    names = {"pairwise_share": "pairwise share of the energy", "spearman_center": "Spearman ρ of E with centre ranking",
+             "spearman_neighbours": "Spearman ρ of E with neighbour count"}
+    rows = [[r["series"], names.get(r["metric"], _words(r["metric"])),
+             _num(r["value"]) + (f" ({_ci(r['ci_low'], r['ci_high'])})" if _ci(r["ci_low"], r["ci_high"]) else "")]
+            for r in diag.to_dict("records")]
+    return TableBlock("Energy diagnostics (energy_diagnostics.csv)", ["Model", "Metric", "Value"], rows, text_columns=2)
 
 
 def _occlusion_table(summary: pd.DataFrame) -> TableBlock:
@@ -492,22 +604,46 @@ def _flatten(tree: Any, prefix: str = "") -> list[tuple[str, str]]:
     return [(prefix, "" if tree is None else str(tree))]
 
 
-def _provenance(run: Run, out_dir: Path) -> dict[str, Any]:
-    files = []
-    for name in [*TABLES, SUMMARY_JSON, MAPS_NPZ]:
-        path = run.path / name
-        if path.is_file() and name.endswith(".csv"):
-            rel = Path(os.path.relpath(path.resolve(), out_dir.resolve())).as_posix()
-            files.append({"name": name, "href": urllib.parse.quote(rel, safe="/.-_~")})
-    present = [n for n in (SUMMARY_JSON, MAPS_NPZ) if (run.path / n).is_file()]
-    # relative to the report: stays right when the folder is renamed (the commands write into a
-    # temporary folder renamed when complete) or copied together with the report
-    rel = Path(os.path.relpath(run.path.resolve(), out_dir.resolve())).as_posix()
-    here = rel == "."
-    return {"label": run.label if here else f"{run.label}: {rel}",
-            "folder": "the folder of this report" if here else f"{rel} (relative to this report)",
-            "items": _flatten(run.summary), "files": files,
-            "other_files": present, "notes": run.notes}
+def _rel(path: Path, out_dir: Path) -> str:
+    return clean_path(Path(os.path.relpath(path.resolve(), out_dir.resolve())).as_posix())
+
+
+def _provenance(runs: list[Run], out_dir: Path) -> list[dict[str, Any]]:
+    """One entry per input folder (each once, whatever the grouping), with the raw summary.json."""
+    seen: dict[Path, dict[str, Any]] = {}
+    for run in runs:
+        for folder in run.folders:
+            key = folder.resolve()
+            if key in seen:
+                continue
+            summary = run.summary if folder == run.path and not run.sources[1:] else {}
+            if not summary and (folder / SUMMARY_JSON).is_file():
+                try:
+                    summary = json.loads((folder / SUMMARY_JSON).read_text(encoding="utf-8"))
+                except (OSError, ValueError):
+                    summary = {}
+            summary = summary if isinstance(summary, dict) else {}
+            rel = _rel(folder, out_dir)
+            files = [{"name": name, "href": urllib.parse.quote(_rel(folder / name, out_dir), safe="/.-_~")}
+                     for name in KNOWN_TABLES if (folder / name).is_file()]
+            options = summary.get("options") if isinstance(summary.get("options"), dict) else {}
+            dataset = summary.get("dataset") if isinstance(summary.get("dataset"), dict) else {}
+            sha = str(summary.get("checkpoint_sha256") or "")
+            seen[key] = {
+                "folder": "this report's folder" if rel == "." else rel,
+                "command": str(summary.get("command", "–")),
+                "label": str(summary.get("label", "–")),
+                "checkpoint": clean_path(str(summary.get("checkpoint") or options.get("checkpoint") or "–")),
+                "sha": sha[:12] if sha else "–",
+                "data": " / ".join(str(v) for v in (dataset.get("dataset") or options.get("dataset"),
+                                                    dataset.get("split") or options.get("split")) if v) or "–",
+                "images": str(dataset.get("n_images", "–")),
+                "started": str(summary.get("started", "–")),
+                "files": files,
+                "items": [(k, clean_path(v)) for k, v in _flatten(summary)],
+                "notes": list(run.notes) if folder == run.path else [],
+            }
+    return list(seen.values())
 
 
 # ---------------------------------------------------------------- claims
@@ -542,14 +678,23 @@ class _Figures:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.names: set[str] = set()
+        self.failures: list[str] = []  # figures that could not be drawn
 
-    def add(self, make: Callable[[], Figure], name: str, caption: str, tight: bool = True) -> FigureBlock:
+    def add(self, make: Callable[[], Figure], name: str, caption: str, tight: bool = True) -> FigureBlock | None:
+        """Draw and save one figure; a figure that fails is left out with a warning (None)."""
         base, n = name, 2
         while name in self.names:
             name, n = f"{base}-{n}", n + 1
         self.names.add(name)
-        fig = make()
-        png, svg = save_figure(fig, self.folder, name, tight=tight)
+        try:
+            fig = make()
+            png, svg = save_figure(fig, self.folder, name, tight=tight)
+        except Exception as err:  # noqa: BLE001 - a figure never costs the report, let alone the tables
+            detail = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            message = f"figure '{name}' could not be drawn ({type(err).__name__}{': ' + detail if detail else ''}); it is left out"
+            self.failures.append(message)
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+            return None
         raw = png.read_bytes()
         width = int(int.from_bytes(raw[16:20], "big") * 100 / float(RC["savefig.dpi"]))  # PNG IHDR width
         data = base64.b64encode(raw).decode("ascii")
@@ -605,6 +750,41 @@ def _gallery_section(runs: list[Run], figures: _Figures) -> Section | None:
                          "The dashed outline is the object mask where the dataset has one.")
 
 
+def is_own_report(path: Path) -> bool:
+    """True when ``path`` is an HTML file this module wrote (its head names ersm-eval as generator)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return False
+    return GENERATOR.encode() in head
+
+
+def _check_targets(out_html: Path, figures_dir: Path, runs: list[Run]) -> None:
+    """Refuse to replace anything this module did not write, or any input of the report."""
+    if out_html.is_dir():
+        raise ReportError(f"{out_html} is a folder; pass the HTML file to write (e.g. {out_html / 'report.html'})")
+    if out_html.suffix.lower() not in (".html", ".htm"):
+        raise ReportError(f"{out_html}: the report is an HTML file, so its name must end in .html")
+    inputs = {f.resolve() for run in runs for f in run.folders}
+    for folder in inputs:
+        for name in (*KNOWN_TABLES, SUMMARY_JSON, MAPS_NPZ):
+            if (folder / name).resolve() == out_html.resolve():
+                raise ReportError(f"{out_html} is an input of this report; choose another --out")
+    if out_html.exists() and not is_own_report(out_html):
+        raise ReportError(f"{out_html} exists and was not written by ersm-eval; choose another --out "
+                          "(the report never replaces a file it did not write)")
+    if figures_dir.exists():
+        if not figures_dir.is_dir():
+            raise ReportError(f"the figures folder {figures_dir} is a file; choose another --out or figures folder")
+        if figures_dir.resolve() in inputs:
+            raise ReportError(f"the figures folder {figures_dir} is an input run folder; choose another --out")
+        mine = (figures_dir / _FIGURES_MARK).is_file() or (out_html.exists() and is_own_report(out_html))
+        if any(figures_dir.iterdir()) and not mine:
+            raise ReportError(f"the figures folder {figures_dir} exists and was not written by ersm-eval; "
+                              "choose another --out (the report never replaces files it did not write)")
+
+
 def build_report(
     runs: list[Run | str | Path],
     out_html: str | Path,
@@ -614,11 +794,17 @@ def build_report(
 ) -> Path:
     """Write every figure (PNG + SVG) and one self-contained HTML report.
 
+    The page opens with what can be concluded: each model's chance test, warnings (energy
+    ranking following position, uninformative boxes) and the ΔAUC verdict of every ranking,
+    all in the words of :mod:`ersm_eval.verdicts`. A figure that cannot be drawn is left out
+    with a warning on the page; it never stops the report.
+
     Args:
         runs: loaded run folders (:func:`reports.load_run`) or their paths; several give a comparative
             report. Runs sharing a label (one model's deletion, occlusion and sparsity folders) are
             shown as one model.
-        out_html: the HTML file, written atomically (temporary name, then rename).
+        out_html: the HTML file, written atomically (temporary name, then rename). An existing
+            file is replaced only when it is a report this function wrote.
         figures_dir: where PNG and SVG files go; default ``<out_html parent>/figures``.
         claims: optional list of ``{"claim": str, "supported": "yes"|"no"|"partly"|"not measured"
             (or True/False/None), "evidence": str}`` rendered as a claims section.
@@ -628,36 +814,86 @@ def build_report(
         The HTML path.
 
     Raises:
-        ReportError: no runs, or a malformed claim.
+        ReportError: no runs, a malformed claim, an output that would replace a file this
+            function did not write (or an input), or a report that cannot be built (the tables
+            it reads are never touched).
     """
     if not runs:
         raise ReportError("no runs to report on; pass at least one run folder")
     runs = as_runs(runs)
     out_html = Path(out_html)
     out_dir = out_html.parent
-    out_dir.mkdir(parents=True, exist_ok=True)
-    figures = _Figures(Path(figures_dir) if figures_dir is not None else out_dir / "figures")
+    figures_folder = Path(figures_dir) if figures_dir is not None else out_dir / "figures"
+    _check_targets(out_html, figures_folder, runs)
+    claim_rows = _claims(claims)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        figures_folder.mkdir(parents=True, exist_ok=True)
+        (figures_folder / _FIGURES_MARK).write_text("figures written by ersm-eval's report\n", encoding="utf-8")
+    except OSError as err:
+        raise ReportError(f"cannot write the report under {out_dir}: {err.strerror or err}; choose another --out") from None
+    figures = _Figures(figures_folder)
+    try:
+        html = _render(runs, figures, out_dir, claim_rows, title)
+    except ERSMError:
+        raise
+    except Exception as err:  # noqa: BLE001 - the report is a by-product: say so, never lose the tables
+        raise ReportError(f"the report could not be built ({type(err).__name__}: {err}); the tables are unaffected") from err
+    fd, tmp = tempfile.mkstemp(prefix=f".{out_html.name}.", suffix=".tmp", dir=out_dir)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(html)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; a report follows the user's umask
+        os.replace(tmp, out_html)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out_html
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _render(runs: list[Run], figures: _Figures, out_dir: Path, claim_rows: list[dict[str, str]], title: str | None) -> str:
+    """The page's HTML; figures are saved as they are drawn."""
     runs = unique_labels(runs)
     labels = series_labels(runs)
-    tables = {name: stack(runs, name, labels) for name in TABLES}
-    claim_rows = _claims(claims)
+    groups = model_groups(runs, labels)
+    tables = {name: stack(runs, name, labels) for name in KNOWN_TABLES}
+    models = list(groups)
+    model_verdicts = [_model_verdicts(label, group, tables) for label, group in groups.items()]
+    at_chance = {m.label for m in model_verdicts if m.at_chance}
     sections: list[Section] = []
 
     # deletion
-    curves, dsum, tests, agree = (tables[n] for n in ("deletion_curves.csv", "deletion_summary.csv", "deletion_tests.csv", "ranking_agreement.csv"))
+    curves, dsum, agree, diag = (tables[n] for n in ("deletion_curves.csv", "deletion_summary.csv", "ranking_agreement.csv",
+                                                      "energy_diagnostics.csv"))
     if _has(curves) or _has(dsum) or _has(agree):
         sec = Section(id="deletion", title="Deletion",
                       intro="Tokens of the final feature map are deleted in the order each ranking gives (first = deleted first) "
-                            "and top-1 accuracy is measured after each step (SPEC §2; the paper's Fig. 3/4).")
+                            "and top-1 accuracy is measured after each step; the pooled map is rescaled to the tokens left. "
+                            "The verdicts above come from the area between each curve and random's.")
+        shown = sorted(at_chance & set(curves["series"])) if _has(curves) else []
+        if shown:
+            sec.warnings.append(f"{', '.join(shown)}: at chance, so the deletion curves below carry no information.")
         if _has(curves):
-            sec.figures.append(figures.add(lambda: plot_deletion_curves(curves), "deletion_curves",
+            sec.figures.append(figures.add(lambda: plot_deletion_curves(curves, no_information=at_chance), "deletion_curves",
                                            "Accuracy against patches removed, per ranking (bands: 95% CI; random: mean and min–max over seeds)."))
-        if _has(curves) or _has(dsum):
-            sec.readings += _deletion_readings(curves, dsum, tests)
         if _has(dsum):
+            sec.readings += _random_readings(dsum)
             sec.figures.append(figures.add(lambda: plot_deletion_summary(dsum), "deletion_summary",
-                                           "Area under the deletion curve per ranking, and the largest gap to random with its 95% CI."))
+                                           "Area under the deletion curve per ranking, and ΔAUC to random with its 95% CI."))
             sec.tables.append(_deletion_table(dsum))
+        if _has(diag):
+            for label in pd.unique(diag["series"]):
+                values = dict(zip(diag.loc[diag["series"] == label, "metric"], diag.loc[diag["series"] == label, "value"]))
+                sec.readings.append(Reading(f"{label}: energy diagnostics", [verdicts.position_sentence(
+                    values.get("spearman_center", math.nan), values.get("spearman_neighbours", math.nan),
+                    values.get("pairwise_share", math.nan))]))
+            sec.tables.append(_diagnostics_table(diag))
         if _has(agree):
             sec.figures.append(figures.add(lambda: plot_ranking_agreement(agree), "ranking_agreement",
                                            "Mean per-image Spearman correlation between the deletion orders of two rankings."))
@@ -668,7 +904,7 @@ def build_report(
     occ, osum = tables["occlusion.csv"], tables["occlusion_summary.csv"]
     if _has(occ) or _has(osum):
         sec = Section(id="occlusion", title="Occlusion",
-                      intro="Input regions are covered by an occluder (fill) in a pattern at growing severity (SPEC §3). "
+                      intro="Input regions are covered by an occluder (fill) in a pattern at growing severity. "
                             "Relative robustness is accuracy under occlusion divided by clean accuracy.")
         if _has(occ):
             sec.figures.append(figures.add(lambda: plot_occlusion(occ), "occlusion",
@@ -680,10 +916,11 @@ def build_report(
 
     # sparsity and localization
     stats, hist, per_class, per_image = (tables[n] for n in ("sparsity_summary.csv", "keep_histogram.csv", "per_class_keep.csv", "per_image.csv"))
-    if any(_has(t) for t in (stats, hist, per_class, per_image)):
+    loc_table = tables["localization.csv"]
+    if any(_has(t) for t in (stats, hist, per_class, per_image, loc_table)):
         sec = Section(id="sparsity", title="Sparsity and localization",
                       intro="How much of the feature map the gate keeps, for which images and classes, and whether what it keeps "
-                            "lies on the object (SPEC §4).")
+                            "lies on the object, measured beside a uniform and a centre map that know nothing about the image.")
         sec.readings += _sparsity_readings({"sparsity_summary.csv": stats, "per_image.csv": per_image, "per_class_keep.csv": per_class})
         if _has(hist):
             sec.figures.append(figures.add(lambda: plot_keep_histogram(hist), "keep_histogram", "Distribution of per-image keep rates (keep_histogram.csv)."))
@@ -693,11 +930,19 @@ def build_report(
         if _has(per_image) and per_image["mean_keep"].notna().any():
             sec.figures.append(figures.add(lambda: plot_keep_by_correctness(per_image), "keep_by_correctness",
                                            "Per-image mean keep probability of correctly and wrongly classified images."))
-        loc = localization_rows(stats) if _has(stats) else pd.DataFrame()
-        if not loc.empty:
-            sec.figures.append(figures.add(lambda: plot_localization(stats), "localization",
-                                           "Localization against the object mask or box, per map (95% CI)."))
-            sec.readings += [Reading(f"{r.heading}: localization", r.sentences) for r in _localization_readings(loc)]
+        sec.warnings += [w for m in model_verdicts for w in m.warnings if w.startswith("The object covers")]
+        if _has(loc_table):
+            sec.figures.append(figures.add(lambda: plot_localization_baselines(loc_table), "localization",
+                                           "Localization against the object mask or box per map, beside the uniform and centre "
+                                           "baselines (grey; 95% CI)."))
+            sec.readings += [Reading(f"{m.label}: localization", m.localization) for m in model_verdicts if m.localization]
+            sec.tables.append(_localization_table(loc_table))
+        else:
+            loc = localization_rows(stats) if _has(stats) else pd.DataFrame()
+            if not loc.empty:
+                sec.figures.append(figures.add(lambda: plot_localization(stats), "localization",
+                                               "Localization against the object mask or box, per map (95% CI); baselines not measured."))
+                sec.readings += [Reading(f"{r.heading}: localization", r.sentences) for r in _localization_readings(loc)]
         if _has(stats):
             sec.tables.append(_sparsity_table(stats))
         sections.append(sec)
@@ -707,7 +952,7 @@ def build_report(
         sections.append(gallery)
 
     summary = _summary_blocks(summary_table(runs, labels))
-    models = list(dict.fromkeys(labels.values()))
+    provenance = _provenance(runs, out_dir)
     try:
         version = metadata.version("ersm-eval")
     except metadata.PackageNotFoundError:
@@ -716,24 +961,16 @@ def build_report(
         loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
         autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
     )
-    html = env.get_template(_TEMPLATE).render(
+    return env.get_template(_TEMPLATE).render(
         title=title or "ERSM evaluation report: " + ", ".join(models),
         models=models,
-        n_folders=len(runs),
+        n_folders=len(provenance),
+        verdicts=model_verdicts,
         summary=summary,
         claims=claim_rows,
         sections=sections,
-        provenance=[_provenance(r, out_dir) for r in runs],
-        figures_dir=os.path.relpath(figures.folder.resolve(), out_dir.resolve()),
+        figure_failures=figures.failures,
+        provenance=provenance,
+        figures_dir=clean_path(os.path.relpath(figures.folder.resolve(), out_dir.resolve())),
         version=version,
     )
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_html.name}.", suffix=".tmp", dir=out_dir)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(html)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is meant to be shared
-        os.replace(tmp, out_html)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out_html

@@ -13,27 +13,37 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ersm_eval.verdicts import DELETION_VERDICTS, ChanceTest, deletion_verdict
 from reports.figures_style import ranking_order
-from reports.tables import HEADLINE_LOCALIZATION, MAP_NAMES, Run, as_runs, series_labels, unique_labels
+from reports.tables import (
+    HEADLINE_LOCALIZATION,
+    MAP_NAMES,
+    Group,
+    Run,
+    as_runs,
+    chance_test_of,
+    model_groups,
+    rows_for,
+    series_labels,
+    unique_labels,
+)
 
-__all__ = ["GAP_RANKINGS", "paper_table", "summary_table", "write_paper_table"]
+__all__ = ["GAP_RANKINGS", "NOT_MEASURED", "paper_table", "row_verdict", "summary_table", "write_paper_table"]
 
-# the ranking whose gap to random is the headline number: the first one present
+# the ranking whose ΔAUC to random is the headline number: the first one present
 GAP_RANKINGS = ("energy", "unary", "cam", "magnitude")
+NOT_MEASURED = "not measured"  # a folder written before the verdicts were measured
+
+_rows_for = rows_for
 
 
-Group = list[tuple[Run, str]]  # the (run, checkpoint) pairs shown as one model
-
-
-def _rows_for(group: Group, name: str) -> pd.DataFrame | None:
-    """Rows of table ``name`` for the first (run, checkpoint) pair of the group that has them."""
-    for run, checkpoint in group:
-        table = run.table(name)
-        if table is not None:
-            rows = table[table["checkpoint"] == checkpoint]
-            if not rows.empty:
-                return rows
-    return None
+def row_verdict(row: dict | pd.Series, test: ChanceTest | None) -> str:
+    """The verdict of a deletion_summary.csv row as the evaluation wrote it, ``not_testable``
+    when the model is at chance, and "not measured" for a folder that has no verdicts."""
+    if test is not None and test.at_chance:
+        return deletion_verdict(row.get("auc_diff_ci_low"), row.get("auc_diff_ci_high"), True)
+    verdict = row.get("verdict")
+    return verdict if verdict in DELETION_VERDICTS else NOT_MEASURED
 
 
 def _accuracy(group: Group) -> tuple[float, str]:
@@ -85,9 +95,12 @@ def summary_table(runs: list[Run], labels: dict[tuple[str, str], str] | None = N
     Runs sharing a label (one model's deletion, occlusion and sparsity folders) give one row.
 
     Columns: ``run``, ``model`` (display label), ``checkpoint``, ``accuracy`` (fraction) and
-    ``accuracy_source``, ``mean_keep``, ``auc_<ranking>`` per ranking, the largest gap to
-    random of the first of :data:`GAP_RANKINGS` present (``gap_ranking``, ``max_gap_to_random``,
-    ``max_gap_k``, ``max_gap_ci_low``, ``max_gap_ci_high``), ``occlusion_robustness`` (mean
+    ``accuracy_source``, the chance test (``chance``, ``at_chance``: True, False or None when it
+    cannot be told), ``mean_keep``, ``auc_<ranking>`` per ranking, the headline of the first of
+    :data:`GAP_RANKINGS` present (``gap_ranking``, ``auc_diff``, ``auc_diff_ci_low``,
+    ``auc_diff_ci_high``, ``verdict``) with its secondary gaps (``min_gap_to_random``,
+    ``min_gap_k``, ``min_gap_ci_low``, ``min_gap_ci_high`` and the same for ``max_gap``),
+    ``occlusion_robustness`` (mean
     relative robustness over fills and patterns) and ``<metric>_<map>`` for the localization
     metrics of :data:`reports.tables.HEADLINE_LOCALIZATION` (IoU at 0.5 of the map's max).
     Missing numbers are NaN.
@@ -100,25 +113,32 @@ def summary_table(runs: list[Run], labels: dict[tuple[str, str], str] | None = N
     )
     loc_columns: list[str] = []
     records = []
-    for model in dict.fromkeys(labels.values()):
+    groups = model_groups(runs, labels)
+    gap_columns = [f"{w}_gap_{c}" for w in ("min", "max") for c in ("to_random", "k", "ci_low", "ci_high")]
+    for model, group in groups.items():
         # one model, possibly evaluated in several folders (and as one checkpoint of an occlusion run)
-        group = [(run, ckpt) for (run_label, ckpt), m in labels.items() if m == model for run in runs if run.label == run_label]
         accuracy, source = _accuracy(group)
+        test = chance_test_of(group)
         record: dict[str, object] = {
             "run": group[0][0].label, "model": model, "checkpoint": group[0][1],
-            "accuracy": accuracy, "accuracy_source": source, "mean_keep": _mean_keep(group),
+            "accuracy": accuracy, "accuracy_source": source,
+            "chance": test.chance if test is not None else math.nan,
+            "at_chance": test.at_chance if test is not None else None,
+            "mean_keep": _mean_keep(group),
         }
         deletion = _rows_for(group, "deletion_summary.csv")
         for ranking in all_rankings:
             hit = deletion.loc[deletion["ranking"] == ranking, "auc"] if deletion is not None else pd.Series(dtype=float)
             record[f"auc_{ranking}"] = float(hit.iloc[0]) if len(hit) else math.nan
-        record.update(gap_ranking="", max_gap_to_random=math.nan, max_gap_k=math.nan, max_gap_ci_low=math.nan, max_gap_ci_high=math.nan)
+        record.update(gap_ranking="", auc_diff=math.nan, auc_diff_ci_low=math.nan, auc_diff_ci_high=math.nan, verdict="",
+                      **{c: math.nan for c in gap_columns})
         if deletion is not None:
             for ranking in GAP_RANKINGS:
-                hit = deletion[(deletion["ranking"] == ranking) & deletion["max_gap_to_random"].notna()]
+                hit = deletion[deletion["ranking"] == ranking]
                 if len(hit):
                     row = hit.iloc[0]
-                    record.update(gap_ranking=ranking, **{c: float(row[c]) for c in ("max_gap_to_random", "max_gap_k", "max_gap_ci_low", "max_gap_ci_high")})
+                    record.update(gap_ranking=ranking, verdict=row_verdict(row, test),
+                                  **{c: float(row[c]) for c in ("auc_diff", "auc_diff_ci_low", "auc_diff_ci_high", *gap_columns)})
                     break
         occlusion = _rows_for(group, "occlusion_summary.csv")
         record["occlusion_robustness"] = float(occlusion["mean_relative_robustness"].mean()) if occlusion is not None else math.nan
@@ -148,26 +168,42 @@ def paper_table(runs: list[Run | str | Path]) -> pd.DataFrame:
     """One row per run/checkpoint: accuracy, mean keep, deletion AUC per ranking, occlusion robustness.
 
     ``accuracy`` is a fraction; ``accuracy_source`` says which evaluation it comes from
-    (the sparsity run's model accuracy when present, else the deletion protocol's k = 0).
+    (the sparsity run's model accuracy when present, else the deletion protocol's k = 0);
+    ``at_chance`` is the chance test of :mod:`ersm_eval.verdicts`; ``auc_diff`` (with its
+    interval) and ``verdict`` are the deletion headline of ranking ``gap_ranking``.
     """
     table = summary_table(as_runs(runs))
-    keep = ["model", "checkpoint", "accuracy", "accuracy_source", "mean_keep"]
-    keep += [c for c in table.columns if c.startswith("auc_")] + ["occlusion_robustness"]
+    keep = ["model", "checkpoint", "accuracy", "accuracy_source", "at_chance", "mean_keep"]
+    keep += [c for c in table.columns if c.startswith("auc_") and not c.startswith("auc_diff")]
+    keep += ["gap_ranking", "auc_diff", "auc_diff_ci_low", "auc_diff_ci_high", "verdict", "occlusion_robustness"]
     return table[keep]
 
 
 _HEADERS = {"model": "Model", "accuracy": "Accuracy (%)", "mean_keep": "Mean keep", "occlusion_robustness": "Occlusion robustness"}
 
 
+def _signed(value: float) -> str:
+    return f"{value:+.3f}"
+
+
 def _formatted(df: pd.DataFrame, missing: str) -> pd.DataFrame:
-    """Display strings: accuracy in %, one decimal; other numbers three decimals."""
+    """Display strings: accuracy in %, one decimal; other numbers three decimals; ΔAUC with its interval."""
     out = pd.DataFrame(index=df.index)
     for column in df.columns:
-        if column in ("checkpoint", "accuracy_source", "run"):
+        if column in ("checkpoint", "accuracy_source", "run", "gap_ranking", "auc_diff_ci_low", "auc_diff_ci_high"):
             continue
         values = df[column]
         if column == "accuracy":
             out[_HEADERS[column]] = [missing if pd.isna(v) else f"{v * 100:.1f}" for v in values]
+        elif column == "at_chance":
+            out["At chance"] = ["yes" if v is True else "no" if v is False else missing for v in values]
+        elif column == "auc_diff":
+            ranking = next((r for r in df.get("gap_ranking", []) if r), "")
+            header = f"ΔAUC {ranking.replace('_', ' ')} (95% CI)".replace("  ", " ")
+            out[header] = [missing if pd.isna(v) else f"{_signed(v)} [{_signed(lo)}, {_signed(hi)}]"
+                           for v, lo, hi in zip(values, df["auc_diff_ci_low"], df["auc_diff_ci_high"])]
+        elif column == "verdict":
+            out["Verdict"] = [str(v).replace("_", " ") if v else missing for v in values]
         elif pd.api.types.is_numeric_dtype(values):
             header = _HEADERS.get(column, f"AUC {column[4:].replace('_', ' ')}" if column.startswith("auc_") else column)
             out[header] = [missing if pd.isna(v) else f"{v:.3f}" for v in values]
@@ -180,10 +216,13 @@ def _note(df: pd.DataFrame) -> str:
     if "accuracy_source" not in df:
         return ""
     sources = sorted({s for s in df["accuracy_source"] if s})
-    if sources == ["sparsity"] or not sources:
-        return "Accuracy: top-1 on the evaluated split (sparsity run). AUC: normalized area under the deletion curve."
-    parts = [f"{m}: {s}" for m, s in zip(df["model"], df["accuracy_source"]) if s]
-    return "Accuracy from " + "; ".join(parts) + ". AUC: normalized area under the deletion curve."
+    text = ("Accuracy: top-1 on the evaluated split (sparsity run)." if sources == ["sparsity"] or not sources else
+            "Accuracy from " + "; ".join(f"{m}: {s}" for m, s in zip(df["model"], df["accuracy_source"]) if s) + ".")
+    text += " AUC: normalized area under the deletion curve."
+    if "auc_diff" in df:
+        text += (" ΔAUC: the ranking's area minus random's, mean over images, paired bootstrap 95% interval;"
+                 " verdict from that interval, not testable when the model's accuracy is at chance.")
+    return text
 
 
 def _latex_escape(text: str) -> str:

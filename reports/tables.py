@@ -7,7 +7,10 @@ here needs a model: the report is rebuilt from these files alone.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import re
 import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -17,10 +20,13 @@ import numpy as np
 import pandas as pd
 
 from ersm_core.errors import ERSMError
-from ersm_eval.schema import MAPS_NPZ, SUMMARY_JSON, TABLES, check_columns
+from ersm_eval.schema import MAPS_NPZ, SUMMARY_JSON, TABLES
+from ersm_eval.verdicts import ChanceTest, chance_test
 
 __all__ = [
+    "DELETION_SUMMARY_NEW",
     "HEADLINE_LOCALIZATION",
+    "KNOWN_TABLES",
     "LOCALIZATION_METRICS",
     "MAP_KEYS",
     "MAP_NAMES",
@@ -34,10 +40,37 @@ __all__ = [
     "stack",
     "unique_labels",
     "as_runs",
+    "chance_test_of",
+    "clean_path",
+    "model_groups",
+    "rows_for",
 ]
 
-# columns holding text; "correct" is boolean; every other schema column is numeric
-_TEXT = {"checkpoint", "ranking", "ranking_a", "ranking_b", "test", "fill", "pattern", "map", "metric", "class_name", "failure"}
+# columns added to deletion_summary.csv by the verdict rules (ΔAUC to random, smallest gap, step
+# counts, verdict); a folder written before them lacks them and its report says "not measured"
+DELETION_SUMMARY_NEW = (
+    "auc_diff", "auc_diff_ci_low", "auc_diff_ci_high", "auc_diff_p_value",
+    "prob_auc", "prob_auc_diff", "prob_auc_diff_ci_low", "prob_auc_diff_ci_high", "prob_auc_diff_p_value",
+    "min_gap_to_random", "min_gap_k", "min_gap_ci_low", "min_gap_ci_high",
+    "steps_above_random", "steps_below_random", "n_steps", "verdict",
+)
+_OPTIONAL = {"deletion_summary.csv": DELETION_SUMMARY_NEW}
+
+# every table a report reads: the schema's, plus the two verdict tables for as long as the
+# schema does not list them yet (the schema's columns win once it does)
+KNOWN_TABLES: dict[str, list[str]] = {
+    **TABLES,
+    **{name: cols for name, cols in {
+        "localization.csv": ["checkpoint", "map", "metric", "value", "ci_low", "ci_high",
+                             "excess", "excess_ci_low", "excess_ci_high", "verdict"],
+        "energy_diagnostics.csv": ["checkpoint", "metric", "value", "ci_low", "ci_high"],
+    }.items() if name not in TABLES},
+}
+_KNOWN_COLUMNS = {name: list(dict.fromkeys([*cols, *_OPTIONAL.get(name, ())])) for name, cols in KNOWN_TABLES.items()}
+
+# columns holding text; "correct" is boolean; every other known column is numeric
+_TEXT = {"checkpoint", "ranking", "ranking_a", "ranking_b", "test", "fill", "pattern", "map", "metric", "class_name", "failure",
+         "verdict"}
 _BOOL = {"correct"}
 _NAN_WORDS = {"", "nan", "na", "n/a", "null", "none"}
 _TRUE, _FALSE = {"true", "1", "1.0", "yes"}, {"false", "0", "0.0", "no"}
@@ -96,6 +129,8 @@ class Run:
         tables: the schema tables present, keyed by file name (e.g. ``"deletion_curves.csv"``).
         maps: the arrays of maps.npz (gallery images and maps), or None when absent.
         notes: what was skipped while loading (empty tables, no summary), for the report.
+        sources: every folder the tables come from (several when folders are regrouped by
+            checkpoint); empty means just ``path``.
     """
 
     path: Path
@@ -104,6 +139,12 @@ class Run:
     tables: dict[str, pd.DataFrame]
     maps: dict[str, np.ndarray] | None = None
     notes: list[str] = field(default_factory=list)
+    sources: list[Path] = field(default_factory=list)
+
+    @property
+    def folders(self) -> list[Path]:
+        """The input folders of this run (``sources``, else ``path``)."""
+        return list(self.sources) or [self.path]
 
     def table(self, name: str) -> pd.DataFrame | None:
         """The table ``name`` (a schema file name) or None when the folder has none."""
@@ -148,22 +189,43 @@ def find_key(tree: Any, key: str) -> Any:
     return None
 
 
+def _ragged(path: Path, text: str) -> None:
+    """Refuse a CSV whose rows do not all have the header's number of fields, or that stops mid-line."""
+    if text and not text.endswith(("\n", "\r")):
+        raise ReportError(f"{path}: the file does not end with a line break, so it looks truncated; "
+                          "re-run the evaluation that writes it")
+    rows = csv.reader(io.StringIO(text))
+    header = next(rows, None)
+    if header is None:
+        return
+    for line, row in enumerate(rows, start=2):
+        if row and len(row) != len(header):
+            raise ReportError(f"{path}: line {line} has {len(row)} fields where the header has {len(header)}; "
+                              "the file was truncated or edited, re-run the evaluation that writes it")
+
+
 def _read_table(path: Path, name: str) -> pd.DataFrame:
     try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as err:
+        text = path.read_text(encoding="utf-8")
+        _ragged(path, text)
+        raw = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError, csv.Error) as err:
         detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ReportError(f"{path}: not a readable CSV ({detail}); re-run the evaluation that writes {name}") from None
-    missing = check_columns(name, list(raw.columns))
+    required = [c for c in KNOWN_TABLES[name] if c not in _OPTIONAL.get(name, ())]
+    missing = [c for c in required if c not in raw.columns]
     if missing:
         raise ReportError(
             f"{path}: missing required column{'s' if len(missing) > 1 else ''} "
-            f"{', '.join(repr(c) for c in missing)}; {name} needs {', '.join(TABLES[name])} "
+            f"{', '.join(repr(c) for c in missing)}; {name} needs {', '.join(required)} "
             "(was it written by an older ersm-eval?)"
         )
     table = raw.copy()
+    for column in _OPTIONAL.get(name, ()):
+        if column not in table.columns:  # an older folder: measured nowhere
+            table[column] = "" if column in _TEXT else np.nan
     for column in raw.columns:
-        if column in _TEXT or column not in TABLES[name]:
+        if column in _TEXT or column not in _KNOWN_COLUMNS[name]:
             continue  # text, or an extra column the schema allows: left as text
         text = raw[column].str.strip()
         if column in _BOOL:
@@ -185,6 +247,41 @@ def _read_table(path: Path, name: str) -> pd.DataFrame:
             )
         table[column] = values.astype(float)
     return table
+
+
+def _check_recorded(path: Path, summary: dict[str, Any], tables: dict[str, pd.DataFrame], empty: set[str]) -> None:
+    """Check the tables against what summary.json says was written.
+
+    summary.json's ``"tables"`` is either a list of file names or a mapping of file name to
+    row count; a listed table that is gone, or a row count that differs, means the folder was
+    edited or truncated after the run.
+    """
+    recorded = summary.get("tables")
+    if isinstance(recorded, list):
+        recorded = {str(name): None for name in recorded}
+    if not isinstance(recorded, dict):
+        return
+    for name, count in recorded.items():
+        if name not in KNOWN_TABLES:
+            continue
+        if name not in tables and name not in empty:
+            raise ReportError(f"{path}: summary.json lists {name} but the file is missing; "
+                              "the folder was edited after the run, re-run the evaluation")
+        if isinstance(count, bool) or not isinstance(count, (int, float)):
+            continue
+        rows = len(tables[name]) if name in tables else 0
+        if rows != int(count):
+            raise ReportError(f"{path / name}: {rows} data rows, but the run recorded {int(count)} in summary.json; "
+                              "the file was truncated or edited, re-run the evaluation that writes it")
+
+
+_PARTIAL = re.compile(r"\.([^/\\]+?)\.[A-Za-z0-9_]+\.partial(?=$|[/\\])")
+
+
+def clean_path(text: str) -> str:
+    """A path with the temporary name of a folder still being written (``.name.xxxx.partial``)
+    replaced by the final name the folder gets when complete."""
+    return _PARTIAL.sub(r"\1", str(text))
 
 
 def _read_summary(path: Path) -> dict[str, Any]:
@@ -241,12 +338,14 @@ def load_run(path: str | Path, label: str | None = None) -> Run:
         raise ReportError(f"{path} is a file; pass the folder an evaluation command wrote into")
     notes: list[str] = []
     tables: dict[str, pd.DataFrame] = {}
-    for name in TABLES:
+    empty: set[str] = set()
+    for name in KNOWN_TABLES:
         file = path / name
         if file.is_file():
             table = _read_table(file, name)
             if table.empty:
                 notes.append(f"{name} has no rows and was skipped")
+                empty.add(name)
             else:
                 tables[name] = table
     if not tables:
@@ -259,11 +358,12 @@ def load_run(path: str | Path, label: str | None = None) -> Run:
     summary: dict[str, Any] = {}
     if (path / SUMMARY_JSON).is_file():
         summary = _read_summary(path / SUMMARY_JSON)
+        _check_recorded(path, summary, tables, empty)
     else:
         notes.append(f"no {SUMMARY_JSON}: provenance and class names are unknown")
     maps = _read_maps(path / MAPS_NPZ) if (path / MAPS_NPZ).is_file() else None
-    given = label or summary.get("label") or path.resolve().name
-    return Run(path=path, label=str(given), summary=summary, tables=tables, maps=maps, notes=notes)
+    given = label or summary.get("label") or clean_path(path.resolve().name)
+    return Run(path=path, label=str(given), summary=summary, tables=tables, maps=maps, notes=notes, sources=[path])
 
 
 def unique_labels(runs: Iterable[Run]) -> list[Run]:
@@ -339,5 +439,86 @@ def stack(runs: list[Run], name: str, labels: dict[tuple[str, str], str] | None 
         table.insert(0, "run", run.label)
         parts.append(table)
     if not parts:
-        return pd.DataFrame(columns=["run", "series", *TABLES[name]])
+        return pd.DataFrame(columns=["run", "series", *_KNOWN_COLUMNS[name]])
     return pd.concat(parts, ignore_index=True)
+
+
+Group = list[tuple[Run, str]]  # the (run, checkpoint) pairs shown as one model
+
+
+def model_groups(runs: list[Run], labels: dict[tuple[str, str], str]) -> dict[str, Group]:
+    """Display label → the (run, checkpoint) pairs shown under it, in order of appearance."""
+    groups: dict[str, Group] = {}
+    for (run_label, ckpt), model in labels.items():
+        groups.setdefault(model, []).extend((run, ckpt) for run in runs if run.label == run_label)
+    return groups
+
+
+def rows_for(group: Group, name: str) -> pd.DataFrame | None:
+    """Rows of table ``name`` for the first (run, checkpoint) pair of the group that has them."""
+    for run, checkpoint in group:
+        table = run.table(name)
+        if table is not None:
+            rows = table[table["checkpoint"] == checkpoint]
+            if not rows.empty:
+                return rows
+    return None
+
+
+def _recorded_chance(tree: Any) -> dict | None:
+    """The first dict in summary.json that holds a chance test (breadth first)."""
+    keys = {"accuracy", "ci_low", "ci_high", "chance", "n_images", "n_classes"}
+    queue = [tree]
+    while queue:
+        node = queue.pop(0)
+        if isinstance(node, dict):
+            if keys <= set(node):
+                return node
+            queue.extend(node.values())
+        elif isinstance(node, list):
+            queue.extend(v for v in node if isinstance(v, (dict, list)))
+    return None
+
+
+def _n_classes(group: Group) -> int | None:
+    for run, _ in group:
+        value = find_key(run.summary, "n_classes")
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 2:
+            return value
+        if len(run.class_names) >= 2:
+            return len(run.class_names)
+    classes = rows_for(group, "per_class_keep.csv")
+    return len(classes) if classes is not None and len(classes) >= 2 else None
+
+
+def chance_test_of(group: Group) -> ChanceTest | None:
+    """The model's accuracy before any deletion against chance, or None when it cannot be told.
+
+    Read from the chance test a deletion run records in summary.json; for a folder written
+    before it, the test of :mod:`ersm_eval.verdicts` is applied to the k = 0 row of
+    deletion_curves.csv, else to the sparsity run's accuracy (per_image.csv), when the number
+    of classes is known.
+    """
+    for run, ckpt in group:
+        if run.table("deletion_curves.csv") is None:
+            continue
+        found = _recorded_chance(run.summary)
+        if found is not None and len(pd.unique(run.table("deletion_curves.csv")["checkpoint"])) == 1:
+            try:
+                return ChanceTest(*(float(found[k]) for k in ("accuracy", "ci_low", "ci_high", "chance")),
+                                  int(found["n_images"]), int(found["n_classes"]))
+            except (TypeError, ValueError):
+                raise ReportError(f"{run.path / SUMMARY_JSON}: the recorded chance test is malformed ({found!r})") from None
+    n_classes = _n_classes(group)
+    if n_classes is None:
+        return None
+    curves = rows_for(group, "deletion_curves.csv")
+    if curves is not None:
+        first = curves[(curves["k"] == 0) & curves["n_images"].notna() & curves["accuracy"].notna()]
+        if not first.empty:
+            n = int(first["n_images"].iloc[0])
+            return chance_test(int(round(float(first["accuracy"].iloc[0]) * n)), n, n_classes)
+    images = rows_for(group, "per_image.csv")
+    if images is not None:
+        return chance_test(int(images["correct"].sum()), len(images), n_classes)
+    return None

@@ -21,22 +21,36 @@ _ROOT = str(Path(__file__).resolve().parents[2])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
+from ersm_eval import verdicts  # noqa: E402
 from ersm_eval.schema import MAPS_NPZ, SUMMARY_JSON, TABLES  # noqa: E402
+from reports.tables import DELETION_SUMMARY_NEW, KNOWN_TABLES  # noqa: E402
 
 CLASSES = ["albatross", "bunting", "cardinal", "dipper", "egret"]
 GRID = 4  # token grid side: N = 16 tokens
 SIZE = 32  # image side in the gallery
 
 
-def _frame(name: str, rows: list[dict]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=TABLES[name])
+def _frame(name: str, rows: list[dict], legacy: bool = False) -> pd.DataFrame:
+    columns = KNOWN_TABLES[name]
+    if name == "deletion_summary.csv":
+        columns = [c for c in columns if c not in DELETION_SUMMARY_NEW] if legacy else list(dict.fromkeys([*columns, *DELETION_SUMMARY_NEW]))
+    return pd.DataFrame(rows, columns=columns)
 
 
-def _deletion(rng: np.random.Generator, ckpt: str, gated: bool) -> dict[str, pd.DataFrame]:
+N_IMAGES = 200  # images of the deletion curves
+
+
+def chance_of(base: float) -> verdicts.ChanceTest:
+    """The chance test of a fake run whose k = 0 accuracy is ``base`` on N_IMAGES images of len(CLASSES) classes."""
+    return verdicts.chance_test(int(round(base * N_IMAGES)), N_IMAGES, len(CLASSES))
+
+
+def _deletion(rng: np.random.Generator, ckpt: str, gated: bool, base: float = 0.80,
+              legacy: bool = False) -> dict[str, pd.DataFrame]:
     n = GRID * GRID
     ks = np.arange(n)
-    base = 0.80
-    rankings = ["energy", "unary", "magnitude", "magnitude_desc", "cam", "energy_reversed"] if gated else ["magnitude", "cam"]
+    test = chance_of(base)
+    rankings = ["energy", "unary", "magnitude", "magnitude_desc", "cam", "energy_reversed", "center"] if gated else ["magnitude", "cam"]
     shapes = {
         "energy": base + 0.04 * np.sin(np.pi * ks / n) - 0.6 * (ks / n) ** 6,
         "unary": base + 0.03 * np.sin(np.pi * ks / n) - 0.6 * (ks / n) ** 5,
@@ -44,6 +58,7 @@ def _deletion(rng: np.random.Generator, ckpt: str, gated: bool) -> dict[str, pd.
         "magnitude_desc": base - 0.7 * (ks / n) ** 0.8,
         "cam": base - 0.4 * (ks / n) ** 4,
         "energy_reversed": base - 0.75 * (ks / n) ** 0.5,
+        "center": base - 0.65 * (ks / n) ** 1.3,
     }
     curves, summary, tests = [], [], []
     random_curves = []
@@ -65,14 +80,23 @@ def _deletion(rng: np.random.Generator, ckpt: str, gated: bool) -> dict[str, pd.
                               ci_low=a - random_mean[k] - 0.04, ci_high=a - random_mean[k] + 0.04,
                               statistic=np.nan, p_value=0.01 if a - random_mean[k] > 0.04 else 0.4))
         gap = acc - random_mean
-        j = int(np.argmax(gap))
+        j, m = int(np.argmax(gap)), int(np.argmin(gap))
+        diff = float(acc.mean() - random_mean.mean())
+        low, high = diff - 0.02, diff + 0.02
         summary.append(dict(checkpoint=ckpt, ranking=ranking, n_seeds=1, auc=float(acc.mean()), acc_k0=acc[0],
                             peak_accuracy=acc.max(), peak_k=int(acc.argmax()), max_gap_to_random=gap[j], max_gap_k=j,
                             max_gap_ci_low=gap[j] - 0.04, max_gap_ci_high=gap[j] + 0.04,
-                            half_accuracy_k=int(np.argmax(acc < acc[0] / 2)) if (acc < acc[0] / 2).any() else np.nan))
+                            half_accuracy_k=int(np.argmax(acc < acc[0] / 2)) if (acc < acc[0] / 2).any() else np.nan,
+                            auc_diff=diff, auc_diff_ci_low=low, auc_diff_ci_high=high, auc_diff_p_value=0.01,
+                            prob_auc=float(acc.mean() * 0.9), prob_auc_diff=diff * 0.9, prob_auc_diff_ci_low=low * 0.9,
+                            prob_auc_diff_ci_high=high * 0.9, prob_auc_diff_p_value=0.02,
+                            min_gap_to_random=gap[m], min_gap_k=m, min_gap_ci_low=gap[m] - 0.04, min_gap_ci_high=gap[m] + 0.04,
+                            steps_above_random=int((gap - 0.04 > 0).sum()), steps_below_random=int((gap + 0.04 < 0).sum()),
+                            n_steps=n - 1, verdict=verdicts.deletion_verdict(low, high, test.at_chance)))
     summary.append(dict(checkpoint=ckpt, ranking="random", n_seeds=3, auc=float(random_mean.mean()), acc_k0=base,
                         peak_accuracy=base, peak_k=0, max_gap_to_random=np.nan, max_gap_k=np.nan,
-                        max_gap_ci_low=np.nan, max_gap_ci_high=np.nan, half_accuracy_k=12))
+                        max_gap_ci_low=np.nan, max_gap_ci_high=np.nan, half_accuracy_k=12, prob_auc=float(random_mean.mean() * 0.9),
+                        verdict=""))
     all_rankings = rankings + ["random"]
     agreement = []
     for i, a in enumerate(all_rankings):
@@ -81,12 +105,33 @@ def _deletion(rng: np.random.Generator, ckpt: str, gated: bool) -> dict[str, pd.
             agreement.append(dict(checkpoint=ckpt, ranking_a=a, ranking_b=b, n_images=200, spearman_mean=rho,
                                   spearman_sd=0.1, kendall_mean=rho * 0.7, kendall_sd=0.08,
                                   overlap25_mean=0.3, overlap50_mean=0.55))
-    return {
+    tables = {
         "deletion_curves.csv": _frame("deletion_curves.csv", curves),
-        "deletion_summary.csv": _frame("deletion_summary.csv", summary),
+        "deletion_summary.csv": _frame("deletion_summary.csv", summary, legacy),
         "deletion_tests.csv": _frame("deletion_tests.csv", tests),
         "ranking_agreement.csv": _frame("ranking_agreement.csv", agreement),
     }
+    if gated and not legacy:
+        tables["energy_diagnostics.csv"] = _frame("energy_diagnostics.csv", [
+            dict(checkpoint=ckpt, metric=m, value=v, ci_low=v - 0.05, ci_high=v + 0.05)
+            for m, v in (("pairwise_share", 0.97), ("spearman_center", 0.72), ("spearman_neighbours", 0.64))])
+    return tables
+
+
+def _localization(ckpt: str, maps: list[str]) -> pd.DataFrame:
+    rows = []
+    for metric, uniform, center in (("keep_mass_in_object", 0.30, 0.42), ("box_accuracy", 0.55, 0.50), ("pointing_game", 0.30, 0.60)):
+        rows.append(dict(checkpoint=ckpt, map="uniform", metric=metric, value=uniform, ci_low=uniform - 0.03,
+                         ci_high=uniform + 0.03, verdict="baseline"))
+        rows.append(dict(checkpoint=ckpt, map="center", metric=metric, value=center, ci_low=center - 0.03,
+                         ci_high=center + 0.03, verdict="baseline"))
+        for m, name in enumerate(maps):
+            value = max(uniform, center) + 0.1 - 0.08 * m
+            excess = value - max(uniform, center)
+            rows.append(dict(checkpoint=ckpt, map=name, metric=metric, value=value, ci_low=value - 0.04, ci_high=value + 0.04,
+                             excess=excess, excess_ci_low=excess - 0.03, excess_ci_high=excess + 0.03,
+                             verdict=verdicts.localization_verdict(excess - 0.03)))
+    return _frame("localization.csv", rows)
 
 
 def _occlusion(ckpts: list[str]) -> dict[str, pd.DataFrame]:
@@ -145,7 +190,8 @@ def _sparsity(rng: np.random.Generator, ckpt: str, gated: bool, n_images: int = 
         stats += [stat(name, "box_iou", 0.5 - 0.05 * m, threshold=0.15),
                   stat(name, "box_accuracy", 0.6 - 0.1 * m, threshold=0.15, half=0.1),
                   stat(name, "pointing_game", 0.8 - 0.1 * m, half=0.08)]
-    tables = {"sparsity_summary.csv": _frame("sparsity_summary.csv", stats), "per_image.csv": per_image}
+    tables = {"sparsity_summary.csv": _frame("sparsity_summary.csv", stats), "per_image.csv": per_image,
+              "localization.csv": _localization(ckpt, maps_present)}
     if gated:
         edges = np.linspace(0, 1, 21)
         counts = np.histogram(np.clip(rng.beta(2, 2.5, 5000), 0, 1), edges)[0]
@@ -173,19 +219,27 @@ def _sparsity(rng: np.random.Generator, ckpt: str, gated: bool, n_images: int = 
 
 def write_run(folder: Path, label: str = "ERSM-Full", variant: str = "ersm_full",
               kinds: tuple[str, ...] = ("deletion", "occlusion", "sparsity"), seed: int = 0,
-              occlusion_checkpoints: tuple[str, ...] | None = None) -> Path:
-    """Write a realistic run folder (CSV tables, summary.json, maps.npz) and return it."""
+              occlusion_checkpoints: tuple[str, ...] | None = None, accuracy: float = 0.80,
+              legacy: bool = False, class_names: list[str] | None = None) -> Path:
+    """Write a realistic run folder (CSV tables, summary.json, maps.npz) and return it.
+
+    ``accuracy`` is the k = 0 deletion accuracy (0.2 is chance with 5 classes); ``legacy``
+    writes a folder as ersm-eval did before the verdicts (no ΔAUC columns, no localization
+    or energy diagnostics tables, no chance test, summary.json "tables" as a list).
+    """
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     ckpt = f"checkpoints/{variant}.pt"
     gated = variant != "baseline"
     tables: dict[str, pd.DataFrame] = {}
     if "deletion" in kinds:
-        tables.update(_deletion(rng, ckpt, gated))
+        tables.update(_deletion(rng, ckpt, gated, accuracy, legacy))
     if "occlusion" in kinds:
         tables.update(_occlusion(list(occlusion_checkpoints or (ckpt,))))
     if "sparsity" in kinds:
         sparse, maps = _sparsity(rng, ckpt, gated)
+        if legacy:
+            del sparse["localization.csv"]
         tables.update(sparse)
         np.savez(folder / MAPS_NPZ, **maps)
     for name, table in tables.items():
@@ -198,13 +252,16 @@ def write_run(folder: Path, label: str = "ERSM-Full", variant: str = "ersm_full"
         "checkpoint": ckpt,
         "checkpoint_sha256": "ab" * 32,
         "config": {"backbone": "compact_cnn", "variant": variant, "alpha": 1e-3, "beta": 1e-3, "patch_size": 1},
-        "class_names": CLASSES,
+        "class_names": class_names or CLASSES,
         "provenance": {"trained": "2025-01-01T09:00:00", "epochs": 20},
         "dataset": {"dataset": "synthetic", "split": "test", "n_images": 200},
         "command_line": f"ersm-eval sparsity {ckpt} --dataset synthetic --out {folder.name}",
         "versions": {"ersm_eval": "0.1.0", "torch": "2.4.0", "numpy": "2.0.0"},
         "started": "2025-01-01T10:00:00+0000", "run_seconds": 300.0,
+        "tables": sorted(tables) if legacy else {name: len(table) for name, table in sorted(tables.items())},
     }
+    if "deletion" in kinds and not legacy:
+        summary["deletion"] = {"chance_test": chance_of(accuracy).as_dict()}
     (folder / SUMMARY_JSON).write_text(json.dumps(summary, indent=2))
     return folder
 
