@@ -40,6 +40,10 @@ class Registry(Generic[T]):
         except KeyError:
             raise ConfigError(f"unknown {self.kind} {name!r}; valid names: {', '.join(self.names())}") from None
 
+    def unregister(self, name: str) -> T:
+        """Remove and return the entry ``name`` (for entries registered for one run only)."""
+        return self._entries.pop(name)
+
     def names(self) -> list[str]:
         """Registered names, in registration order."""
         return list(self._entries)

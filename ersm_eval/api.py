@@ -30,6 +30,7 @@ with the **highest** score is deleted first, as saliency maps rank.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import asdict, fields, replace
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
@@ -53,7 +54,7 @@ __all__ = [
     "evaluate_deletion",
     "evaluate_occlusion",
     "mask_statistics",
-    "external_ranking",
+    "external_rankings",
     "tokens_from_maps",
     "iterate_loader",
 ]
@@ -62,7 +63,6 @@ ScoreMaps = Any  # torch.Tensor | np.ndarray [n_images, h, w] or [n_images, H, W
 Progress = Callable[[int], None]  # called with the number of images just evaluated
 
 _RESERVED_KEYS = ("energy", "unary", "keep", "magnitude", "cam", "energy_unary", "energy_pairwise", "grid")
-_EXTERNAL: dict[str, str] = {}  # external ranking name → score key, registered by this module
 
 
 # -- batches ---------------------------------------------------------------------------
@@ -206,18 +206,30 @@ def _summary(command: str, label: str, n_images: int, class_names: list[str], mo
 
 
 # -- external rankings -------------------------------------------------------------------
-def external_ranking(name: str) -> str:
-    """Register (once) the ranking ``name`` that deletes the highest external score first; returns its score key."""
+def _check_external_name(name: Any) -> str:
     if not isinstance(name, str) or not name.strip() or "," in name or name != name.strip():
         raise ConfigError(f"an external ranking name must be a non-empty word without commas, got {name!r}")
-    if name in _EXTERNAL:
-        return _EXTERNAL[name]
-    if name in RANKINGS or name in _RESERVED_KEYS or name == "random":
+    if name in RANKINGS or name in _RESERVED_KEYS:
         raise ConfigError(f"the external ranking name {name!r} is taken by a built-in ranking or score; choose another, "
                           f"e.g. {name}_external")
-    register_score_ranking(name, name, True, f"external scores {name!r}: highest score first")
-    _EXTERNAL[name] = name
     return name
+
+
+@contextmanager
+def external_rankings(names: Sequence[str]) -> Iterator[list[str]]:
+    """Register, for the duration of the block, one ranking per external score name that deletes the
+    highest score first (its score key is the name); they are removed from the registry afterwards, so
+    evaluators built inside the block keep them and nothing else sees them."""
+    names = [_check_external_name(n) for n in names]
+    added: list[str] = []
+    try:
+        for name in names:
+            register_score_ranking(name, name, True, f"external scores {name!r}: highest score first")
+            added.append(name)
+        yield names
+    finally:
+        for name in added:
+            RANKINGS.unregister(name)
 
 
 def tokens_from_maps(maps: torch.Tensor, grid: tuple[int, int], name: str = "scores") -> torch.Tensor:
@@ -264,7 +276,7 @@ def _external_batch(scores: Mapping[str, ScoreMaps], model: nn.Module, batch: di
                 raise ConfigError(f"scores[{name!r}] holds {len(maps)} maps but the loader gives more images; "
                                   "give one map per image, in loader order")
             value = torch.as_tensor(maps[int(positions[0]) : int(positions[-1]) + 1])
-        out[_EXTERNAL[name]] = tokens_from_maps(value.detach().cpu(), grid, name).float()
+        out[name] = tokens_from_maps(value.detach().cpu(), grid, name).float()
     return out
 
 
@@ -311,8 +323,9 @@ def evaluate_deletion(
     started, stamp = now()
     st = _settings(DeletionSettings, settings, overrides, "deletion")
     scores = dict(scores or {})
-    external = [external_ranking(name) for name in scores]
-    if external:
+    for name in scores:
+        _check_external_name(name)
+    if scores:
         st = replace(st, rankings=tuple(dict.fromkeys([*st.rankings, *scores])))
     evaluator = wrapped = None
     n_classes = 0
@@ -326,7 +339,8 @@ def evaluate_deletion(
                 _needs_normalization("the black fill", tuple(wrapped.mean), tuple(wrapped.std))
             if not st.label:
                 st = replace(st, label=label or ModelInfo.of(wrapped).name)
-            evaluator = DeletionEvaluator(wrapped, st)
+            with external_rankings(list(scores)):  # the evaluator keeps the ranking objects it resolved
+                evaluator = DeletionEvaluator(wrapped, st)
         if scores:
             batch["scores"] = _external_batch(scores, model, batch, positions, tuple(wrapped.grid))
         evaluator.update(batch)

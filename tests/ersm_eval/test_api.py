@@ -223,3 +223,13 @@ def test_check_summary_finds_problems(tmp_path, data, resnet):
     (tmp_path / "summary.json").write_text(json.dumps(bad))
     with pytest.raises(ConfigError, match="does not follow summary_schema.json"):
         load_summary(tmp_path)
+
+
+def test_external_rankings_leave_the_registry_as_it_was(data, resnet):
+    from ersm_eval.rankings import RANKINGS
+
+    before = RANKINGS.names()
+    result = ersm_eval.evaluate_deletion(wrap(resnet, layer="layer4"), _loader(data), scores={"ext": torch.rand(6, 2, 2)},
+                                         rankings=("random",), **FAST)
+    assert RANKINGS.names() == before and "ext" not in RANKINGS
+    assert result.summary.evaluation["ranking_descriptions"]["ext"] == "external scores 'ext': highest score first"
