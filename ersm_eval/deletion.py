@@ -30,12 +30,25 @@ backends may pick batch-size-dependent algorithms, so backbone features, and wit
 them probabilities, can differ in the last float32 digits between batch sizes.)
 
 Statistics: accuracy intervals are Wilson 95% intervals per (ranking, seed, k).
-Each ranking is compared with ``random`` per image, using the random correctness
-averaged over seeds: the largest gap (signed: the largest advantage over random)
-with a paired-bootstrap 95% interval at that k, and a test at every k, exact
-McNemar with one random seed, else a paired bootstrap (statistic = mean
-difference / bootstrap standard error). The normalized AUC is the trapezoidal area
-under accuracy vs fraction removed (k/N) divided by the range of the fraction.
+The normalized AUC is the trapezoidal area under accuracy vs fraction removed
+(k/N) divided by the range of the fraction. Each ranking is compared with
+``random`` per image, using the random correctness averaged over seeds:
+
+* the headline, ΔAUC: per image, the ranking's normalized area under its
+  correctness curve minus random's, averaged over images, with a paired bootstrap
+  95% percentile interval and two-sided p-value (the same for the true-class
+  probability). The area is linear in the curve, so ΔAUC is also the difference of
+  the areas of the mean curves in deletion_curves.csv (random averaged over seeds);
+* the largest and the smallest per-k gap, each with its k and paired interval
+  (secondary figures, always together);
+* a test at every k: exact McNemar with one random seed, else a paired bootstrap
+  (statistic = mean difference / bootstrap standard error); the steps whose paired
+  interval lies strictly above (below) 0 are counted, so ties never count;
+* the verdict of :mod:`ersm_eval.verdicts` from the ΔAUC interval and the chance
+  test of the k = 0 accuracy (``not_testable`` for every ranking at chance).
+
+For a model with energies, :mod:`ersm_eval.diagnostics` values are kept per image
+too and summarized in energy_diagnostics.csv.
 """
 
 from __future__ import annotations
@@ -52,9 +65,12 @@ import torchvision.transforms.functional as TF
 from ersm_core.errors import ConfigError, DatasetError
 from ersm_eval.agreement import ranking_agreement
 from ersm_eval.context import check_finite
+from ersm_eval.diagnostics import DIAGNOSTIC_METRICS, energy_diagnostic_values, energy_diagnostics
 from ersm_eval.rankings import DEFAULT_RANKINGS, RankingInputs, resolve_rankings
 from ersm_eval.schema import TABLES
 from ersm_eval.stats import bootstrap_weights, mcnemar_exact, normalized_auc, paired_bootstrap_test, wilson_interval
+from ersm_eval.verdicts import ChanceTest, chance_test, deletion_verdict, step_counts
+from ersm_eval import verdicts as _verdicts
 
 __all__ = [
     "LEVELS",
@@ -74,6 +90,8 @@ __all__ = [
     "input_deletion_logits",
     "token_score_arrays",
     "sort_records",
+    "deletion_chance_test",
+    "deletion_verdicts",
 ]
 
 LEVELS = ("feature", "input")
@@ -445,6 +463,7 @@ class DeletionEvaluator:
         self._specs = [(r, s) for r in self.rankings for s in (self.settings.seeds if r.seeded else (-1,))]
         self.curves: list[tuple[str, int]] = [(r.name, s) for r, s in self._specs]
         self._need_cam = any("cam" in r.needs for r in self.rankings) or self.settings.save_token_scores
+        self.diagnose = bool(getattr(model, "has_energy", False))  # energy diagnostics need E^u and E^p
         self.reset()
 
     def reset(self) -> None:
@@ -478,11 +497,14 @@ class DeletionEvaluator:
                 raise ConfigError("input-level deletion needs images; feature batches (--cache) only serve --level feature")
             check_finite(features, torch.from_numpy(indices), "backbone features")
             scores = {k: v for k, v in model.token_scores(features).items() if k != "grid"}
+            # external per-token scores [B, N] (ersm_eval.api's scores=), read by rankings registered for them
+            scores.update({k: torch.as_tensor(v).to(device) for k, v in batch.get("scores", {}).items()})
             soft = st.soft_gate or st.level == "input"
             deletion_map = model.gate(features) if soft else features
             values = token_values(model, deletion_map) if st.level == "feature" or self._need_cam else None
             cam = cam_scores(model, deletion_map, values)[0] if self._need_cam else None
-            inputs = RankingInputs(scores=scores, indices=indices, n_tokens=self.n_tokens, cam=cam)
+            inputs = RankingInputs(scores=scores, indices=indices, n_tokens=self.n_tokens, cam=cam,
+                                   grid=tuple(model.grid))
             orders = torch.stack([r.order(inputs, s).to(device) for r, s in self._specs], 1)  # [B, R, N]
             if st.level == "feature":
                 logits = _deletion_logits_descending(model, deletion_map, orders, self.steps, st.rescale,
@@ -493,6 +515,9 @@ class DeletionEvaluator:
                 logits = input_deletion_logits(model, images, fills, orders, self.steps, st.input_chunk)
                 descending = False
             self._store(logits, labels, indices, orders, scores, cam, descending)
+            if self.diagnose:
+                diag = energy_diagnostic_values(scores, tuple(model.grid))
+                self._parts[-1].update({f"diag_{k}": v.astype(np.float64) for k, v in diag.items()})
         finally:
             model.train(was_training)
 
@@ -523,13 +548,16 @@ class DeletionEvaluator:
         """Per-image records, image axis first, in update order (``compute`` sorts them)."""
         if not self._parts:
             n_curves, n_steps = len(self.curves), len(self.steps)
-            return {
+            empty = {
                 "index": np.zeros(0, np.int64),
                 "label": np.zeros(0, np.int64),
                 "correct": np.zeros((0, n_curves, n_steps), bool),
                 "true_prob": np.zeros((0, n_curves, n_steps), np.float32),
                 "orders": np.zeros((0, n_curves, self.n_tokens), np.int16),
             }
+            if self.diagnose:
+                empty.update({f"diag_{k}": np.zeros(0, np.float64) for k in DIAGNOSTIC_METRICS})
+            return empty
         return {k: np.concatenate([p[k] for p in self._parts]) for k in self._parts[0]}
 
     # -- compute ------------------------------------------------------------------------
@@ -559,13 +587,15 @@ class DeletionEvaluator:
             }))
         curves = pd.concat(frames, ignore_index=True)[TABLES["deletion_curves.csv"]]
 
-        # per-ranking per-image correctness, averaged over seeds
+        # per-ranking per-image correctness and true-class probability, averaged over seeds
         names = [r.name for r in self.rankings]
         columns = {name: [c for c, (n_, _) in enumerate(self.curves) if n_ == name] for name in names}
         per_image = {name: correct[:, cols, :].mean(1) for name, cols in columns.items()}
+        per_image_prob = {name: true_prob[:, cols, :].mean(1) for name, cols in columns.items()}
         accuracy = {name: v.mean(0) for name, v in per_image.items()}
         has_random = "random" in per_image
         weights = bootstrap_weights(n, st.n_boot, st.boot_seed)
+        chance = chance_test(int(correct[:, 0, 0].sum()), n, self.n_classes)  # k = 0: nothing deleted yet
 
         summary_rows, test_frames = [], []
         for name in names:
@@ -576,15 +606,25 @@ class DeletionEvaluator:
                 "checkpoint": label, "ranking": name, "n_seeds": len(columns[name]),
                 "auc": normalized_auc(fraction, acc), "acc_k0": float(acc[0]),
                 "peak_accuracy": float(acc[j_peak]), "peak_k": int(steps[j_peak]),
-                "max_gap_to_random": np.nan, "max_gap_k": pd.NA, "max_gap_ci_low": np.nan,
-                "max_gap_ci_high": np.nan, "half_accuracy_k": int(steps[below[0]]) if len(below) else pd.NA,
+                "prob_auc": normalized_auc(fraction, per_image_prob[name].mean(0)),
+                "max_gap_k": pd.NA, "min_gap_k": pd.NA, "steps_above_random": pd.NA, "steps_below_random": pd.NA,
+                "n_steps": len(steps), "half_accuracy_k": int(steps[below[0]]) if len(below) else pd.NA,
+                "verdict": "",
             }
             if has_random and name != "random":
+                row.update(_auc_comparison(fraction, per_image[name], per_image["random"], weights, "auc_diff"))
+                row.update(_auc_comparison(fraction, per_image_prob[name], per_image_prob["random"], weights,
+                                           "prob_auc_diff"))
+                row["verdict"] = deletion_verdict(row["auc_diff_ci_low"], row["auc_diff_ci_high"], chance.at_chance)
                 diff = per_image[name] - per_image["random"]  # [n, S]
                 mean, low, high, se, p_boot = paired_bootstrap_test(diff, weights)
-                j_gap = int(np.argmax(mean))
+                j_gap, j_min = int(np.argmax(mean)), int(np.argmin(mean))
+                above, below_random, _ = step_counts(low, high)
                 row.update(max_gap_to_random=float(mean[j_gap]), max_gap_k=int(steps[j_gap]),
-                           max_gap_ci_low=float(low[j_gap]), max_gap_ci_high=float(high[j_gap]))
+                           max_gap_ci_low=float(low[j_gap]), max_gap_ci_high=float(high[j_gap]),
+                           min_gap_to_random=float(mean[j_min]), min_gap_k=int(steps[j_min]),
+                           min_gap_ci_low=float(low[j_min]), min_gap_ci_high=float(high[j_min]),
+                           steps_above_random=above, steps_below_random=below_random)
                 if len(columns["random"]) == 1:
                     test = "mcnemar_exact"
                     a_bits = correct[:, columns[name][0], :]
@@ -602,7 +642,8 @@ class DeletionEvaluator:
                 }))
             summary_rows.append(row)
         summary = pd.DataFrame(summary_rows, columns=TABLES["deletion_summary.csv"])
-        for col in ("max_gap_k", "half_accuracy_k", "peak_k", "n_seeds"):
+        for col in ("max_gap_k", "min_gap_k", "half_accuracy_k", "peak_k", "n_seeds", "steps_above_random",
+                    "steps_below_random", "n_steps"):
             summary[col] = summary[col].astype("Int64")
         tests = (
             pd.concat(test_frames, ignore_index=True)[TABLES["deletion_tests.csv"]]
@@ -612,12 +653,32 @@ class DeletionEvaluator:
         first_curve = {name: cols[0] for name, cols in columns.items()}
         orders = {name: rec["orders"][:, c, :] for name, c in first_curve.items()}
         agreement = ranking_agreement(orders, label)
-        return {
+        tables = {
             "deletion_curves.csv": curves,
             "deletion_summary.csv": summary,
             "deletion_tests.csv": tests,
             "ranking_agreement.csv": agreement,
         }
+        diag = {m: rec[f"diag_{m}"] for m in DIAGNOSTIC_METRICS if f"diag_{m}" in rec}
+        if diag:
+            tables["energy_diagnostics.csv"] = energy_diagnostics(diag, label, st.n_boot, st.boot_seed)
+        return tables
+
+    @property
+    def n_classes(self) -> int:
+        """Classes of the model's head (chance = 1 / n_classes)."""
+        config = getattr(self.model, "config", None)
+        if config is not None and getattr(config, "num_classes", None):
+            return int(config.num_classes)
+        return int(self.model.head.out_features)
+
+    def verdicts(self, tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
+        """The chance test, each ranking's verdict and the sentences, for summary.json and the console
+        (see :func:`deletion_verdicts`)."""
+        note = None if self.diagnose else (
+            "no energy diagnostics: the model has no Energy-Mask Layer energies (only ersm_unary and ersm_full do)"
+        )
+        return deletion_verdicts(tables, self.n_classes, self.settings.label, note)
 
     def describe(self) -> dict[str, Any]:
         """Plain description for summary.json: settings, curves, steps, skipped rankings."""
@@ -634,6 +695,66 @@ class DeletionEvaluator:
             "cam": "exact (linear head)" if self.model.head_is_linear
             else "gradient x input (approximate: the head has a norm before its classifier)",
         }
+
+
+def _auc_comparison(fraction: np.ndarray, curves: np.ndarray, random: np.ndarray, weights: np.ndarray, prefix: str) -> dict[str, float]:
+    """ΔAUC of per-image curves [n, S] against random's (already averaged over seeds), paired over images:
+    ``{prefix, prefix_ci_low, prefix_ci_high, prefix_p_value}``."""
+    diff = normalized_auc(fraction, curves) - normalized_auc(fraction, random)  # [n]
+    mean, low, high, _, p = paired_bootstrap_test(diff[:, None], weights)
+    return {prefix: float(mean[0]), f"{prefix}_ci_low": float(low[0]), f"{prefix}_ci_high": float(high[0]),
+            f"{prefix}_p_value": float(p[0])}
+
+
+def deletion_chance_test(curves: pd.DataFrame, n_classes: int) -> ChanceTest:
+    """The chance test of a run from its deletion_curves.csv: the k = 0 accuracy (the same for every
+    curve, nothing is deleted yet) against 1 / ``n_classes``."""
+    first = curves[curves["k"] == 0]
+    if first.empty:
+        raise DatasetError("deletion_curves.csv has no k = 0 rows, so the chance test cannot be computed")
+    row = first.iloc[0]
+    n = int(row["n_images"])
+    return chance_test(int(round(float(row["accuracy"]) * n)), n, n_classes)
+
+
+def deletion_verdicts(tables: dict[str, pd.DataFrame], n_classes: int, label: str = "",
+                      diagnostics_note: str | None = None) -> dict[str, Any]:
+    """What a deletion run concludes, for summary.json and the console, from its tables.
+
+    Returns a dict with ``chance_test`` (k = 0 accuracy, Wilson interval, chance,
+    ``at_chance``), ``verdicts`` (ranking → verdict; random is the reference and has
+    none), ``sentences`` (``chance``, ``rankings``: ranking → sentence, ``position``:
+    the energy diagnostics' sentence or None) and ``energy_diagnostics`` (metric →
+    value, or the note saying why there are none). Every word comes from
+    :mod:`ersm_eval.verdicts`.
+    """
+    test = deletion_chance_test(tables["deletion_curves.csv"], n_classes)
+    summary = tables["deletion_summary.csv"]
+    verdicts, sentences = {}, {}
+    for row in summary.to_dict("records"):
+        if row["ranking"] == "random":
+            continue
+        if test.at_chance:
+            row["verdict"] = "not_testable"
+        verdicts[row["ranking"]] = row["verdict"] if row["verdict"] else deletion_verdict(
+            row.get("auc_diff_ci_low"), row.get("auc_diff_ci_high"), test.at_chance)
+        sentences[row["ranking"]] = _verdicts.deletion_sentence(row, test, label)
+    diag_table = tables.get("energy_diagnostics.csv")
+    position, diagnostics = None, diagnostics_note
+    if diag_table is not None and not diag_table.empty:
+        values = dict(zip(diag_table["metric"], diag_table["value"].astype(float)))
+        diagnostics = values
+        position = _verdicts.position_sentence(values.get("spearman_center", float("nan")),
+                                               values.get("spearman_neighbours", float("nan")),
+                                               values.get("pairwise_share", float("nan")))
+        diagnostics = {**values, "follows_position": _verdicts.follows_position(
+            values.get("spearman_center", float("nan")), values.get("spearman_neighbours", float("nan")))}
+    return {
+        "chance_test": test.as_dict(),
+        "verdicts": verdicts,
+        "sentences": {"chance": _verdicts.chance_sentence(test, label), "rankings": sentences, "position": position},
+        "energy_diagnostics": diagnostics,
+    }
 
 
 def sort_records(records: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -16,6 +16,13 @@ or number of processes.
 | ``magnitude_desc`` | highest ‖t_i‖₂ |
 | ``cam`` | lowest contribution to the predicted class's logit |
 | ``energy_reversed`` | lowest E_i (sanity check: should collapse fastest) |
+| ``center`` | the token nearest the grid centre (a trivial, position-only ranking) |
+| ``border`` | the token farthest from the grid centre (``center`` reversed) |
+
+``center`` and ``border`` look at nothing but the token's place on the grid: the
+Euclidean distance from the token's centre to the grid's centre, ties by lower
+token index, and ``border`` is exactly the reverse of that order. A ranking that
+does no better than these carries position, not content.
 """
 
 from __future__ import annotations
@@ -37,12 +44,14 @@ __all__ = [
     "register_score_ranking",
     "stable_order",
     "random_orders",
+    "center_order",
+    "border_order",
     "skip_reason",
     "resolve_rankings",
     "ResolvedRankings",
 ]
 
-DEFAULT_RANKINGS = ("energy", "unary", "magnitude", "cam", "random")
+DEFAULT_RANKINGS = ("energy", "unary", "magnitude", "cam", "center", "border", "random")
 
 
 @dataclass
@@ -53,6 +62,20 @@ class RankingInputs:
     indices: np.ndarray  # dataset index of each image, [B] int64
     n_tokens: int  # N
     cam: torch.Tensor | None = None  # contribution to the predicted logit (see ersm_eval.deletion.cam_scores)
+    grid: tuple[int, int] | None = None  # token grid (h, w), h·w = N; None: a square grid
+
+    def grid_shape(self) -> tuple[int, int]:
+        """The token grid (h, w); a square grid when none was given."""
+        if self.grid is not None:
+            return int(self.grid[0]), int(self.grid[1])
+        side = int(round(self.n_tokens**0.5))
+        if side * side != self.n_tokens:
+            raise RuntimeError(f"bug: {self.n_tokens} tokens are not a square grid and no grid was given")
+        return side, side
+
+    def device(self) -> torch.device | str:
+        """Where the scores live (orders are returned there)."""
+        return next(iter(self.scores.values())).device if self.scores else "cpu"
 
     def score(self, key: str) -> torch.Tensor:
         """A score by name, ``cam`` included."""
@@ -94,6 +117,24 @@ def random_orders(indices: Sequence[int] | np.ndarray, seed: int, n_tokens: int)
     return out
 
 
+def center_order(grid: tuple[int, int]) -> np.ndarray:
+    """Tokens of an h×w grid from the nearest to the grid centre to the farthest, [N] int64.
+
+    Distance is Euclidean between token centres (r + ½, c + ½) and the grid centre
+    (h/2, w/2), computed exactly in doubled integer coordinates; equal distances keep
+    the lower token index (r·w + c) first.
+    """
+    grid_h, grid_w = int(grid[0]), int(grid[1])
+    rows, cols = np.divmod(np.arange(grid_h * grid_w, dtype=np.int64), grid_w)
+    d2 = (2 * rows - (grid_h - 1)) ** 2 + (2 * cols - (grid_w - 1)) ** 2  # (2·distance)², integers
+    return np.argsort(d2, kind="stable").astype(np.int64)
+
+
+def border_order(grid: tuple[int, int]) -> np.ndarray:
+    """:func:`center_order` reversed: the farthest token from the grid centre first."""
+    return center_order(grid)[::-1].copy()
+
+
 def register_score_ranking(name: str, key: str, descending: bool, description: str) -> Ranking:
     """Register a ranking that sorts the per-token score ``key``."""
 
@@ -106,8 +147,15 @@ def register_score_ranking(name: str, key: str, descending: bool, description: s
 
 
 def _random(inputs: RankingInputs, seed: int) -> torch.Tensor:
-    device = next(iter(inputs.scores.values())).device if inputs.scores else "cpu"
-    return torch.from_numpy(random_orders(inputs.indices, seed, inputs.n_tokens)).to(device)
+    return torch.from_numpy(random_orders(inputs.indices, seed, inputs.n_tokens)).to(inputs.device())
+
+
+def _position(order_of_grid: Callable[[tuple[int, int]], np.ndarray]) -> Callable[[RankingInputs, int], torch.Tensor]:
+    def order(inputs: RankingInputs, seed: int) -> torch.Tensor:
+        one = torch.from_numpy(order_of_grid(inputs.grid_shape()))
+        return one.expand(len(inputs.indices), -1).contiguous().to(inputs.device())
+
+    return order
 
 
 register_score_ranking("energy", "energy", True, "highest energy E_i first")
@@ -119,6 +167,12 @@ register_score_ranking("magnitude", "magnitude", False, "lowest token norm first
 register_score_ranking("magnitude_desc", "magnitude", True, "highest token norm first")
 register_score_ranking("cam", "cam", False, "lowest contribution to the predicted class's logit first")
 register_score_ranking("energy_reversed", "energy", False, "lowest energy first (sanity check)")
+RANKINGS.register("center")(Ranking(
+    "center", "the token nearest the grid centre first (position only; ties by lower index)", _position(center_order)
+))
+RANKINGS.register("border")(Ranking(
+    "border", "the token farthest from the grid centre first (the center ranking reversed)", _position(border_order)
+))
 
 _ENERGY_KEYS = ("energy", "unary", "energy_unary", "energy_pairwise")
 

@@ -19,10 +19,19 @@ TABLES: dict[str, list[str]] = {
         "checkpoint", "ranking", "seed", "k", "fraction_removed", "n_images",
         "accuracy", "ci_low", "ci_high", "mean_true_prob",
     ],
-    # one row per ranking; random's row is its mean over seeds
+    # one row per ranking; random's row is its mean over seeds and has NaN / empty comparison columns.
+    # auc_diff: mean over images of (the ranking's area under the correctness curve − random's, random
+    # first averaged over seeds), paired bootstrap 95% interval and two-sided p; prob_*: the same for the
+    # true-class probability; max/min gap: the largest and smallest per-k difference with its k and
+    # interval; steps_above/below_random: k whose paired interval lies above/below 0 (of n_steps);
+    # verdict: above_random, below_random, indistinguishable or not_testable (ersm_eval.verdicts)
     "deletion_summary.csv": [
         "checkpoint", "ranking", "n_seeds", "auc", "acc_k0", "peak_accuracy", "peak_k",
-        "max_gap_to_random", "max_gap_k", "max_gap_ci_low", "max_gap_ci_high", "half_accuracy_k",
+        "auc_diff", "auc_diff_ci_low", "auc_diff_ci_high", "auc_diff_p_value",
+        "prob_auc", "prob_auc_diff", "prob_auc_diff_ci_low", "prob_auc_diff_ci_high", "prob_auc_diff_p_value",
+        "max_gap_to_random", "max_gap_k", "max_gap_ci_low", "max_gap_ci_high",
+        "min_gap_to_random", "min_gap_k", "min_gap_ci_low", "min_gap_ci_high",
+        "steps_above_random", "steps_below_random", "n_steps", "half_accuracy_k", "verdict",
     ],
     # each ranking against random (seed-pooled) at each k, paired over images
     "deletion_tests.csv": [
@@ -34,6 +43,9 @@ TABLES: dict[str, list[str]] = {
         "checkpoint", "ranking_a", "ranking_b", "n_images", "spearman_mean", "spearman_sd",
         "kendall_mean", "kendall_sd", "overlap25_mean", "overlap50_mean",
     ],
+    # energy diagnostics of an ERSM model (ersm_eval.diagnostics), written by the deletion run;
+    # metric is pairwise_share, spearman_center or spearman_neighbours; intervals bootstrap over images
+    "energy_diagnostics.csv": ["checkpoint", "metric", "value", "ci_low", "ci_high"],
     # occlusion (ersm_eval.occlusion)
     "occlusion.csv": [
         "checkpoint", "fill", "pattern", "severity", "n", "accuracy", "ci_low", "ci_high",

@@ -59,19 +59,15 @@ def bootstrap_mean_ci(
 
 
 def paired_bootstrap_diff(a: np.ndarray, b: np.ndarray, n_boot: int = 1000, seed: int = 0, level: float = 0.95):
-    """Mean of a − b over images (axis 0) with a percentile interval and a two-sided bootstrap p-value."""
+    """Mean of a − b over images (axis 0) with a percentile interval and a two-sided bootstrap p-value.
+
+    A thin caller of :func:`paired_bootstrap_test` (the one home of the bootstrap
+    p-value): returns (mean, ci_low, ci_high, p) shaped like ``a.shape[1:]``.
+    """
     diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
-    n = diff.shape[0]
-    flat = diff.reshape(n, -1)
-    w = bootstrap_weights(n, n_boot, seed)
-    means = (w @ flat) / n
-    alpha = (1.0 - level) / 2.0
-    low, high = np.quantile(means, [alpha, 1.0 - alpha], axis=0)
-    # two-sided p: how often the resampled mean lands on the other side of zero
-    p = 2.0 * np.minimum((means <= 0).mean(0), (means >= 0).mean(0))
-    p = np.clip(np.where(np.all(flat == 0, axis=0), 1.0, p), 0.0, 1.0)
     shape = diff.shape[1:]
-    return flat.mean(0).reshape(shape), low.reshape(shape), high.reshape(shape), p.reshape(shape)
+    mean, low, high, _, p = paired_bootstrap_test(diff.reshape(diff.shape[0], -1), n_boot=n_boot, seed=seed, level=level)
+    return mean.reshape(shape), low.reshape(shape), high.reshape(shape), p.reshape(shape)
 
 
 def mcnemar_exact(a_correct: np.ndarray, b_correct: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -90,13 +86,22 @@ def mcnemar_exact(a_correct: np.ndarray, b_correct: np.ndarray) -> tuple[np.ndar
     return (only_a - only_b).astype(float), p
 
 
-def normalized_auc(x: np.ndarray, y: np.ndarray) -> float:
-    """Trapezoidal area under y(x) divided by the x range (so a constant curve c gives c)."""
+def normalized_auc(x: np.ndarray, y: np.ndarray):
+    """Trapezoidal area under y(x) divided by the x range (so a constant curve c gives c).
+
+    ``y`` may hold many curves along its last axis (e.g. one per image, [n, S]); a
+    single curve gives a float, several give an array of their areas. The area is
+    linear in y, so the mean of per-image areas is the area of the mean curve.
+    """
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
+    if len(x) != y.shape[-1]:
+        raise ValueError(f"x has {len(x)} points but y has {y.shape[-1]} along its last axis")
     if len(x) < 2 or x[-1] == x[0]:
-        return float(y.mean()) if len(y) else float("nan")
-    return float(np.trapezoid(y, x) / (x[-1] - x[0]))
+        area = y.mean(-1) if len(x) else np.full(y.shape[:-1], np.nan)
+    else:
+        area = np.trapezoid(y, x, axis=-1) / (x[-1] - x[0])
+    return float(area) if np.ndim(area) == 0 else area
 
 
 def paired_bootstrap_test(
@@ -104,9 +109,10 @@ def paired_bootstrap_test(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Paired bootstrap of per-image differences diff [n, K] (e.g. correct_a − correct_b), per column.
 
-    Returns (mean, ci_low, ci_high, standard error, two-sided p-value). The p-value is
-    (1 + resamples on the far side of zero) · 2 / (n_boot + 1), capped at 1, so it is
-    never exactly 0; a column of zeros gives p = 1. Pass ``weights`` from
+    Returns (mean, ci_low, ci_high, standard error, two-sided p-value). This is the
+    project's one bootstrap p-value: (1 + resamples on the far side of zero) · 2 /
+    (n_boot + 1), capped at 1, so it is never exactly 0; a column of zeros gives p = 1.
+    The interval is the percentile interval of the resampled means. Pass ``weights`` from
     :func:`bootstrap_weights` to share one set of resamples between several calls.
     """
     diff = np.asarray(diff, dtype=np.float64)

@@ -176,12 +176,14 @@ def assert_same_tables(a, b):
     """Identical tables, except that probabilities may differ in the last float32 digits: CPU
     convolution backends pick batch-size-dependent algorithms, so backbone features are not
     always bitwise equal across batch sizes (correctness bits and everything computed from
-    them are)."""
+    them are). The same holds for the energies behind the energy diagnostics."""
+    assert sorted(a) == sorted(b)
     for name in a:
         x, y = a[name], b[name]
         assert list(x.columns) == list(y.columns) and len(x) == len(y), name
         for col in x.columns:
-            if col == "mean_true_prob":
+            from_probabilities = col == "mean_true_prob" or col.startswith("prob_auc")
+            if from_probabilities or (name == "energy_diagnostics.csv" and col in ("value", "ci_low", "ci_high")):
                 np.testing.assert_allclose(x[col].to_numpy(float), y[col].to_numpy(float), rtol=1e-5, atol=1e-7)
             else:
                 pd.testing.assert_series_equal(x[col], y[col], check_exact=True, obj=f"{name}:{col}")
@@ -259,10 +261,15 @@ def test_tables_follow_the_schema(ersm, images):
     assert summary.loc["random", "n_seeds"] == 3 and np.isnan(summary.loc["random", "max_gap_to_random"])
     assert summary.loc["energy", "max_gap_ci_low"] <= summary.loc["energy", "max_gap_to_random"] <= summary.loc["energy", "max_gap_ci_high"]
     tests = tables["deletion_tests.csv"]
-    assert set(tests.ranking) == {"energy", "unary", "magnitude", "cam"} and set(tests.test) == {"paired_bootstrap"}
+    compared = {"energy", "unary", "magnitude", "cam", "center", "border"}
+    assert set(tests.ranking) == compared and set(tests.test) == {"paired_bootstrap"}
     assert ((tests.p_value > 0) & (tests.p_value <= 1)).all()
     agreement = tables["ranking_agreement.csv"]
-    assert len(agreement) == 10  # 5 rankings, random by its first seed
+    assert len(agreement) == 21  # 7 rankings, random by its first seed: 7·6/2 pairs
+    pairs = set(zip(agreement.ranking_a, agreement.ranking_b))
+    for position in ("center", "border"):
+        others = (compared | {"random"}) - {position}
+        assert all((position, o) in pairs or (o, position) in pairs for o in others)
 
 
 def test_one_seed_uses_exact_mcnemar(ersm, images):
@@ -278,8 +285,8 @@ def test_token_scores_and_describe(ersm, images):
     assert arrays["index"].tolist() == list(range(100, 132))
     for key in ("energy", "unary", "keep", "magnitude", "cam"):
         assert arrays[key].shape == (32, 16) and arrays[key].dtype == np.float32
-    assert arrays["orders"].shape == (32, 5, 16) and arrays["orders"].dtype == np.int16
-    assert arrays["curve_names"].tolist() == ["energy", "unary", "magnitude", "cam", "random_seed0"]
+    assert arrays["orders"].shape == (32, 7, 16) and arrays["orders"].dtype == np.int16
+    assert arrays["curve_names"].tolist() == ["energy", "unary", "magnitude", "cam", "center", "border", "random_seed0"]
     info = ev.describe()
     assert info["k_values"] == list(range(16)) and info["skipped_rankings"] == {}
 
@@ -303,9 +310,13 @@ def test_no_images_is_an_error(ersm):
 def test_records_hold_no_features(ersm, images):
     ev = _run(ersm, *images, 32, DeletionSettings(n_boot=100))
     rec = ev.records()
-    assert set(rec) == {"index", "label", "correct", "true_prob", "orders"}
+    diag = {"diag_pairwise_share", "diag_spearman_center", "diag_spearman_neighbours"}  # one number per image each
+    assert set(rec) == {"index", "label", "correct", "true_prob", "orders"} | diag
     assert rec["correct"].dtype == bool and rec["true_prob"].dtype == np.float32
     assert rec["correct"].shape == (32, len(ev.curves), 16)
+    assert all(rec[k].shape == (32,) for k in diag)
+    # a process that saw no image returns records with the same keys (so torchrun can gather them)
+    assert set(DeletionEvaluator(ersm, DeletionSettings(n_boot=100)).records()) == set(rec)
 
 
 # -- input level -----------------------------------------------------------------------

@@ -6,9 +6,11 @@ import torch
 
 from ersm_core.errors import ConfigError
 from ersm_core.model import ModelConfig, build_model
-from ersm_eval.rankings import DEFAULT_RANKINGS, RANKINGS, RankingInputs, random_orders, resolve_rankings, stable_order
+from ersm_eval.rankings import (
+    DEFAULT_RANKINGS, RANKINGS, RankingInputs, border_order, center_order, random_orders, resolve_rankings, stable_order,
+)
 
-SPEC_NAMES = ["energy", "unary", "random", "magnitude", "magnitude_desc", "cam", "energy_reversed"]
+SPEC_NAMES = ["energy", "unary", "random", "magnitude", "magnitude_desc", "cam", "energy_reversed", "center", "border"]
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +24,7 @@ def models():
 
 def test_registry_holds_the_spec_table():
     assert sorted(RANKINGS.names()) == sorted(SPEC_NAMES)
-    assert set(DEFAULT_RANKINGS) == {"energy", "unary", "magnitude", "cam", "random"}
+    assert DEFAULT_RANKINGS == ("energy", "unary", "magnitude", "cam", "center", "border", "random")
 
 
 def test_unknown_ranking_lists_valid_names(models):
@@ -78,7 +80,7 @@ def test_random_orders_depend_only_on_seed_and_index():
 
 def test_models_without_energy_skip_energy_rankings(models):
     resolved = resolve_rankings(list(DEFAULT_RANKINGS) + ["energy_reversed"], models["baseline"])
-    assert [r.name for r in resolved.rankings] == ["magnitude", "cam", "random"]
+    assert [r.name for r in resolved.rankings] == ["magnitude", "cam", "center", "border", "random"]
     assert set(resolved.skipped) == {"energy", "unary", "energy_reversed"}
     assert "baseline" in resolved.skipped["energy"] and "Energy-Mask" in resolved.skipped["energy"]
     l0 = resolve_rankings(list(DEFAULT_RANKINGS), models["l0"])
@@ -93,3 +95,34 @@ def test_nothing_applicable_is_an_error(models):
 def test_duplicates_are_dropped_in_order(models):
     resolved = resolve_rankings(["cam", "energy", "cam"], models["ersm_full"])
     assert [r.name for r in resolved.rankings] == ["cam", "energy"]
+
+
+def test_center_and_border_on_a_3x3_grid_by_hand():
+    # doubled coordinates: the centre token 4 at distance 0; 1, 3, 5, 7 at 1; the corners at sqrt(2)
+    assert center_order((3, 3)).tolist() == [4, 1, 3, 5, 7, 0, 2, 6, 8]
+    assert border_order((3, 3)).tolist() == [8, 6, 2, 0, 7, 5, 3, 1, 4]
+
+
+def test_center_and_border_on_a_2x4_grid_by_hand():
+    # grid centre (1, 2); token centres (r + 0.5, c + 0.5): the middle columns 1, 2 of both rows are at
+    # distance sqrt(0.5), the outer columns at sqrt(2.5); ties keep the lower index first
+    assert center_order((2, 4)).tolist() == [1, 2, 5, 6, 0, 3, 4, 7]
+    assert border_order((2, 4)).tolist() == [7, 4, 3, 0, 6, 5, 2, 1]
+
+
+def test_center_and_border_rankings_use_the_grid_for_every_image():
+    inputs = RankingInputs({"energy": torch.zeros(2, 8)}, np.array([3, 7]), 8, grid=(2, 4))
+    center = RANKINGS.get("center").order(inputs, -1)
+    border = RANKINGS.get("border").order(inputs, -1)
+    assert center.tolist() == [[1, 2, 5, 6, 0, 3, 4, 7]] * 2
+    assert border.tolist() == [[7, 4, 3, 0, 6, 5, 2, 1]] * 2
+    assert center.dtype == torch.int64
+    # no grid given: a square grid
+    square = RankingInputs({}, np.array([0]), 9)
+    assert RANKINGS.get("center").order(square, -1).tolist() == [[4, 1, 3, 5, 7, 0, 2, 6, 8]]
+
+
+def test_center_and_border_apply_to_every_model(models):
+    for model in models.values():
+        names = [r.name for r in resolve_rankings(["center", "border"], model).rankings]
+        assert names == ["center", "border"]
