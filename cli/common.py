@@ -15,12 +15,11 @@ from typing import Annotated, Callable, Iterator, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ersm_core.errors import ConfigError, ERSMError
 
 __all__ = [
-    "console", "err_console", "handle_errors", "report_skipped", "write_report", "progress_bar", "parse_int_list", "parse_name_list",
+    "console", "err_console", "handle_errors", "check_common_options", "report_skipped", "write_report", "progress_bar", "parse_int_list", "parse_name_list",
     "Split", "Checkpoint", "Checkpoints", "DatasetName", "DataRoot", "SplitOpt", "Limit", "SubsetSeed", "BatchSize",
     "Workers", "Device", "Seeds", "Out", "Overwrite", "NoReport", "Cache", "SkipBadImages", "Quiet",
 ]
@@ -53,34 +52,86 @@ SkipBadImages = Annotated[bool, typer.Option("--skip-bad-images", help="Skip unr
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
 
+def check_common_options(options: dict[str, object]) -> None:
+    """Range-check the options several commands share, by parameter name, before any work.
+
+    batch_size ≥ 1, workers ≥ 0, limit ≥ 1 when given, seeds non-negative integers,
+    device one that exists here. Raises ConfigError naming the option.
+    """
+    checks = (("batch_size", "--batch-size", 1), ("workers", "--workers", 0), ("limit", "--limit", 1),
+              ("seed", "--seed", 0), ("epochs", "--epochs", 1))
+    for name, option, low in checks:
+        value = options.get(name)
+        if value is not None and not isinstance(value, bool) and isinstance(value, int) and value < low:
+            raise ConfigError(f"{option} must be at least {low}, got {value}")
+    seeds = options.get("seeds")
+    if isinstance(seeds, str):
+        parse_int_list(seeds, "--seeds")
+    device = options.get("device")
+    if isinstance(device, str):
+        from ersm_core.device import select_device
+
+        select_device(device)
+
+
 def handle_errors(func: Callable) -> Callable:
-    """Turn user errors into one message and a non-zero exit."""
+    """Turn user errors into one message and a non-zero exit; check the shared options first.
+
+    Output locks taken by the command (``ersm_eval.output``) are released however it ends.
+    """
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        _DEPTH[0] += 1  # commands may call commands (demo → train): locks go when the outermost ends
         try:
+            check_common_options(kwargs)
             return func(*args, **kwargs)
         except ERSMError as err:
-            err_console.print(f"[bold red]Error:[/] {err}", markup=True, highlight=False, soft_wrap=True)
+            message = _escape(" ".join(str(err).split()))  # one line, printed literally
+            err_console.print(f"[bold red]Error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
             raise typer.Exit(code=2) from None
         except KeyboardInterrupt:
             err_console.print("[bold red]Interrupted:[/] nothing was written under the output name.", highlight=False)
             raise typer.Exit(code=130) from None
+        finally:
+            _DEPTH[0] -= 1
+            if _DEPTH[0] == 0:
+                _release_output_locks()
 
     return wrapper
 
 
+_DEPTH = [0]  # nesting of handle_errors-wrapped calls
+
+
+def _escape(text: str) -> str:
+    """A message printed literally: rich would read ``[...]`` in paths or names as markup."""
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _release_output_locks() -> None:
+    import sys
+
+    output = sys.modules.get("ersm_eval.output")  # only loaded when a command wrote (or checked) an output
+    if output is not None:
+        output.release_locks()
+
+
 @contextmanager
 def progress_bar(total: int, description: str, enabled: bool = True) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar over ``total`` items; yields ``advance(n)``."""
-    if not enabled:
-        yield lambda n: None
-        return
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
-    with Progress(*columns, console=err_console, transient=False) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda n: bar.advance(task, n)
+    """Progress over ``total`` images; yields ``advance(n)``.
+
+    A rich bar with ETA on a terminal, plain flushed lines (at most every 30 s, and at
+    the end) otherwise: see :class:`cli.progress.ProgressDisplay`.
+    """
+    from cli.progress import ProgressDisplay
+
+    with ProgressDisplay(enabled=enabled) as display:
+        task = display.add_task(description, total=total, unit="images")
+        yield lambda n: display.advance(task, n)
+        display.finish(task)
 
 
 def write_report(out_dir: Path) -> None:
@@ -121,7 +172,12 @@ def parse_int_list(text: str, option: str) -> list[int]:
         raise ConfigError(f"{option} takes comma-separated integers, got {text!r}") from None
     if not values:
         raise ConfigError(f"{option} needs at least one value")
+    if option in _NON_NEGATIVE and any(v < 0 for v in values):
+        raise ConfigError(f"{option} takes non-negative integers, got {[v for v in values if v < 0][0]}")
     return values
+
+
+_NON_NEGATIVE = ("--seeds", "--gallery-indices")  # lists whose values seed generators or index datasets
 
 
 def parse_name_list(text: str, option: str) -> list[str]:

@@ -101,7 +101,7 @@ def run_comparison(checkpoints: list[Path], dataset: str, out: Path, overwrite: 
         if not Path(ckpt).is_file():
             raise ConfigError(f"checkpoint not found: {ckpt}")
     _labels(checkpoints)
-    check_output_dir(out, overwrite)
+    check_output_dir(out, overwrite, inputs=[*checkpoints, options.get("data_root")])
     with output_folder(out, overwrite) as tmp:
         compare_into(tmp, checkpoints, dataset, **options)
     return out / "report.html"

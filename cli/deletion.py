@@ -60,19 +60,33 @@ def _fmt(value, percent: bool = True) -> str:
     return f"{100 * float(value):.1f}" if percent else f"{int(value)}"
 
 
+def _points(value, low=None, high=None) -> str:
+    """Signed points (×100), with the interval in brackets when given; '–' for a missing value."""
+    if _fmt(value) == "–":
+        return "–"
+    text = f"{100 * float(value):+.1f}"
+    if low is not None and _fmt(low) != "–" and _fmt(high) != "–":
+        text += f" [{100 * float(low):+.1f}, {100 * float(high):+.1f}]"
+    return text
+
+
 def _summary_table(summary, title: str) -> Table:
+    """The console's summary: ΔAUC to random with its interval and the verdict first, then the curve's own numbers."""
     table = Table(title=title, title_justify="left")
-    for name in ("ranking", "seeds", "AUC %", "acc@k=0 %", "peak % (k)", "max gap to random, pts (k) [95% CI]", "half-acc k"):
-        table.add_column(name, justify="left" if name == "ranking" else "right")
+    for name in ("ranking", "ΔAUC, pts [95% CI]", "verdict", "AUC %", "acc@k=0 %", "steps above / below random",
+                 "smallest .. largest gap, pts (k)", "half-acc k", "seeds"):
+        table.add_column(name, justify="left" if name in ("ranking", "verdict") else "right")
     for row in summary.itertuples(index=False):
-        gap = "–"
-        if row.max_gap_to_random == row.max_gap_to_random:  # not NaN
-            gap = (f"{100 * row.max_gap_to_random:+.1f} ({row.max_gap_k}) "
-                   f"[{100 * row.max_gap_ci_low:+.1f}, {100 * row.max_gap_ci_high:+.1f}]")
+        steps, gaps = "–", "–"
+        if _fmt(row.steps_above_random, percent=False) != "–":
+            steps = f"{row.steps_above_random} / {row.steps_below_random} of {row.n_steps}"
+        if _fmt(row.max_gap_to_random) != "–":
+            gaps = f"{_points(row.min_gap_to_random)} ({row.min_gap_k}) .. {_points(row.max_gap_to_random)} ({row.max_gap_k})"
         half = "–" if str(row.half_accuracy_k) in ("<NA>", "nan") else str(row.half_accuracy_k)
         table.add_row(
-            row.ranking, str(row.n_seeds), _fmt(row.auc), _fmt(row.acc_k0),
-            f"{_fmt(row.peak_accuracy)} ({row.peak_k})", gap, half,
+            row.ranking, _points(row.auc_diff, row.auc_diff_ci_low, row.auc_diff_ci_high),
+            row.verdict if isinstance(row.verdict, str) and row.verdict else "reference",
+            _fmt(row.auc), _fmt(row.acc_k0), steps, gaps, half, str(row.n_seeds),
         )
     return table
 
@@ -86,9 +100,10 @@ def deletion(
     split: SplitOpt = Split.test,
     rankings: Annotated[str, typer.Option(
         "--rankings", "-r",
-        help="Comma-separated rankings: energy, unary, random, magnitude, magnitude_desc, cam, energy_reversed. "
+        help="Comma-separated rankings: energy, unary, random, magnitude, magnitude_desc, cam, energy_reversed, "
+        "center (nearest the grid centre first), border (farthest first). "
         "Those that do not apply to the model (energy and unary need an ERSM model) are skipped with a note.",
-    )] = "energy,unary,magnitude,cam,random",
+    )] = "energy,unary,magnitude,cam,center,border,random",
     seeds: Seeds = "0,1,2,3,4",
     steps: Annotated[str, typer.Option(
         "--steps", help="'all' (k = 0..N−1) or a count of evenly spaced k values, 0 and N−1 included.",
@@ -148,7 +163,7 @@ def deletion(
     )
     if cache is not None and level is Level.input:
         raise ConfigError("--cache stores backbone features, which --level input does not use; drop one of them")
-    check_output_dir(out, overwrite)  # before any work
+    check_output_dir(out, overwrite, inputs=[checkpoint, data_root, cache])  # before any work
 
     distributed.init_from_env(select_device(device))
     setup = prepare(checkpoint, dataset, split.value, data_root, limit,
@@ -184,6 +199,9 @@ def deletion(
         distributed.shutdown()
         return
     tables = evaluator.compute(records)
+    verdicts = evaluator.verdicts(tables)
+    if verdicts["chance_test"]["at_chance"]:  # said first: no curve or table below means anything
+        console.print(f"[bold red]Model at chance.[/] {verdicts['sentences']['chance']}", highlight=False)
     with output_folder(out, overwrite) as folder:
         for name, table in tables.items():
             write_table(folder, name, table)
@@ -209,6 +227,10 @@ def deletion(
                 "rebuilt": feature_cache.rebuilt,
             },
             "tables": sorted(tables),
+            "chance_test": verdicts["chance_test"],
+            "verdicts": verdicts["verdicts"],
+            "verdict_sentences": verdicts["sentences"],
+            "energy_diagnostics": verdicts["energy_diagnostics"],
             "world_size": distributed.world_size(),
             **run_info(started),
         })
@@ -216,10 +238,18 @@ def deletion(
             write_report(folder)
     distributed.shutdown()
 
+    if not verdicts["chance_test"]["at_chance"]:
+        console.print(verdicts["sentences"]["chance"], highlight=False)
     console.print(_summary_table(
         tables["deletion_summary.csv"],
         f"Deletion, {label} on {dataset}/{split.value}: {len(records['index'])} images, "
         f"N = {evaluator.n_tokens} tokens, {settings.level} level, "
         f"{'soft' if settings.soft_gate else 'hard'} gate{'' if settings.rescale else ', no rescale'}",
     ))
+    for sentence in verdicts["sentences"]["rankings"].values():
+        console.print(f"- {sentence}", highlight=False)
+    if verdicts["sentences"]["position"]:
+        console.print(verdicts["sentences"]["position"], highlight=False)
+    elif isinstance(verdicts["energy_diagnostics"], str):
+        console.print(f"Note: {verdicts['energy_diagnostics']}.", highlight=False)
     console.print(f"Wrote {out}/", highlight=False)

@@ -124,7 +124,7 @@ def occlusion(
         grid_size=grid_size,
     )
     out = out if out is not None else Path("runs") / f"occlusion-{'-vs-'.join(l.replace('/', '_') for l in labels)}"
-    check_output_dir(out, overwrite)  # before any work
+    check_output_dir(out, overwrite, inputs=[*checkpoints, data_root])  # before any work
 
     distributed.init_from_env(select_device(device))
     main = distributed.is_main()

@@ -106,8 +106,6 @@ def _check_ranges(cfg: "ModelConfig") -> None:
         raise ConfigError(f"drop_prob must lie in [0, 1), got {cfg.drop_prob} (1 would drop every position)")
     if cfg.block_size < 1:
         raise ConfigError(f"block_size must be at least 1, got {cfg.block_size}")
-    if cfg.crop_pct > 1.0:
-        raise ConfigError(f"crop_pct must lie in (0, 1] (0 = the backbone's own), got {cfg.crop_pct}")
 
 
 SpatialBuilder = Callable[[int, ModelConfig, int], nn.Module]

@@ -1,8 +1,16 @@
 """On-disk cache of backbone features for feature-level evaluations (``--cache DIR``).
 
 An entry is keyed by everything that determines the features: the checkpoint's
-sha256, the dataset name and options, the split and the image transform. Any
-change of key is a different entry (a miss). Features are stored in chunks of
+sha256 (the backbone weights and the model config, hence the insertion point),
+the dataset name, options and split, the dataset's fingerprint (its class, folder,
+class names and every file it reads with resolved path, size and modification
+time; for generated data the generator options), the image transform, the
+insertion point's map size, the feature dtype, the device type and the versions
+of ersm-eval and torch. Any change of key is a different entry (a miss): a
+second copy of a dataset in another folder, or an image edited in place, never
+gets the first one's features. :func:`ersm_eval.features.feature_batches` binds
+the dataset and model part of the key (:meth:`FeatureCache.bind`) before the
+first chunk is read. Features are stored in chunks of
 consecutive dataset indices as ``.npy`` files with a sidecar holding their
 sha256; a chunk whose bytes no longer match (corruption, truncation) is
 detected, discarded and rebuilt, never silently used.
@@ -13,45 +21,60 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ersm_core.errors import ConfigError
+from ersm_core.files import atomic_write_bytes
 
 __all__ = ["FeatureCache", "cache_key"]
 
 CHUNK = 256  # dataset indices per chunk file
 
 
-def cache_key(checkpoint_sha256: str, dataset: str, split: str, transform: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
-    """The fields that decide an image's features."""
-    return {
+def cache_key(
+    checkpoint_sha256: str,
+    dataset: str,
+    split: str,
+    transform: dict[str, Any],
+    options: dict[str, Any],
+    dataset_fingerprint: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The fields that decide an image's features.
+
+    ``dataset_fingerprint`` (:meth:`ersm_core.data.ERSMDataset.fingerprint`) and
+    ``extra`` (insertion point, dtype, device type, ...) may also be added later by
+    :meth:`FeatureCache.bind`.
+    """
+    key = {
         "checkpoint_sha256": checkpoint_sha256,
         "dataset": dataset,
         "split": split,
         "transform": {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(transform.items())},
         "options": {k: str(v) for k, v in sorted(options.items())},
-        "format": 1,
+        "format": 2,
     }
+    if dataset_fingerprint is not None:
+        key["dataset_fingerprint"] = dataset_fingerprint
+    key.update({k: _plain(v) for k, v in extra.items()})
+    return key
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in sorted(value.items())}
+    if isinstance(value, (int, float, bool, str)) or value is None:
+        return value
+    return str(value)
 
 
 def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class FeatureCache:
@@ -71,15 +94,36 @@ class FeatureCache:
         root = Path(root)
         if root.exists() and not root.is_dir():
             raise ConfigError(f"--cache {root} is a file; give a folder")
-        self.key = key
-        self.dir = root / _digest(key)[:20]
-        self.dir.mkdir(parents=True, exist_ok=True)
-        key_file = self.dir / "key.json"
-        if not key_file.exists():
-            _atomic_write_bytes(key_file, json.dumps(key, indent=1, sort_keys=True).encode())
+        self.root = root
+        self.key = dict(key)
+        self.dir = root / _digest(self.key)[:20]
+        self._ready = False  # the entry folder is created at the first read or write
         self.hits = 0  # chunks served from the cache
         self.misses = 0  # chunks computed
         self.rebuilt: list[str] = []  # chunk files found corrupt and dropped
+
+    def bind(self, dataset: Any = None, **extra: Any) -> "FeatureCache":
+        """Add the dataset's fingerprint and ``extra`` fields (insertion point, dtype, ...) to the key.
+
+        Must be called before the first chunk is read or written (the entry folder
+        is named by the whole key).
+        """
+        if self._ready:
+            raise RuntimeError("bug: FeatureCache.bind after the cache was used")
+        if dataset is not None:
+            self.key["dataset_fingerprint"] = dataset.fingerprint()
+        self.key.update({k: _plain(v) for k, v in extra.items()})
+        self.dir = self.root / _digest(self.key)[:20]
+        return self
+
+    def _ensure_dir(self) -> None:
+        if self._ready:
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        key_file = self.dir / "key.json"
+        if not key_file.exists():
+            atomic_write_bytes(key_file, json.dumps(self.key, indent=1, sort_keys=True).encode())
+        self._ready = True
 
     @staticmethod
     def chunk_of(index: int) -> int:
@@ -94,6 +138,7 @@ class FeatureCache:
 
         A chunk whose files fail their checksum is deleted and counts as a miss.
         """
+        self._ensure_dir()
         want = set(int(i) for i in needed)
         for sidecar in sorted(self.dir.glob(f"c{chunk:06d}-*.json")):
             try:
@@ -129,6 +174,7 @@ class FeatureCache:
 
     def store_chunk(self, chunk: int, indices: np.ndarray, features: np.ndarray, labels: np.ndarray) -> None:
         """Write one chunk (features float32 [n, C, H, W], labels int64 [n]); the sidecar goes last."""
+        self._ensure_dir()
         self.misses += 1
         blobs = []
         for arr in (np.ascontiguousarray(features, dtype=np.float32), np.asarray(labels, dtype=np.int64)):
@@ -137,11 +183,11 @@ class FeatureCache:
             blobs.append(buf.getvalue())
         idx = [int(i) for i in indices]
         stem = self._stem(chunk, idx)
-        _atomic_write_bytes(Path(f"{stem}.features.npy"), blobs[0])
-        _atomic_write_bytes(Path(f"{stem}.labels.npy"), blobs[1])
+        atomic_write_bytes(Path(f"{stem}.features.npy"), blobs[0])
+        atomic_write_bytes(Path(f"{stem}.labels.npy"), blobs[1])
         entry = {
             "indices": idx,
             "features_sha256": hashlib.sha256(blobs[0]).hexdigest(),
             "labels_sha256": hashlib.sha256(blobs[1]).hexdigest(),
         }
-        _atomic_write_bytes(Path(f"{stem}.json"), json.dumps(entry).encode())
+        atomic_write_bytes(Path(f"{stem}.json"), json.dumps(entry).encode())

@@ -1,7 +1,9 @@
 """Backbone features for feature-level evaluations, through the optional cache.
 
 ``feature_batches`` yields ``{"features", "label", "index"}`` batches for this
-process's share of the images. With a :class:`~ersm_eval.cache.FeatureCache`,
+process's share of the images. With a :class:`~ersm_eval.cache.FeatureCache`
+(whose key it completes with the dataset's fingerprint, the insertion point, the
+dtype and the device type),
 images are grouped by cache chunk: a cached chunk skips image loading and the
 backbone entirely; a missing or corrupt one is computed and stored.
 """
@@ -14,6 +16,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
+from ersm_core.checkpoint import versions
 from ersm_core.data import ERSMDataset
 from ersm_eval.cache import FeatureCache
 from ersm_eval.context import Progress, check_finite, iterate_batches, shard
@@ -52,6 +55,16 @@ def feature_batches(
         yield from _compute(model, dataset, indices, batch_size, workers, device, progress, **bad)
         return
     device = torch.device(device)
+    if not cache._ready:  # the dataset and model part of the key (see ersm_eval.cache)
+        param = next(model.parameters(), None)
+        cache.bind(
+            dataset,
+            insertion_point="forward_features",
+            feature_hw=list(getattr(model, "feature_hw", ())),
+            dtype=str(param.dtype if param is not None else torch.get_default_dtype()),
+            device_type=device.type,
+            versions={"ersm_eval": versions().get("ersm_eval", "unknown"), "torch": torch.__version__},
+        )
     mine = shard(indices)
     for chunk, group in groupby(mine, key=FeatureCache.chunk_of):
         needed = list(group)

@@ -48,6 +48,7 @@ import torchvision.transforms.functional as TF
 
 from ersm_core.errors import ConfigError
 from ersm_core.registry import Registry
+from ersm_eval.forward import fixed_chunks
 
 __all__ = [
     "Pattern",
@@ -361,7 +362,8 @@ def _blur(images, mean, std, seed, indices):
     sigma = max(0.5, BLUR_SIGMA_FRACTION * images.shape[-1])
     kernel = 2 * math.ceil(3 * sigma) + 1
     kernel = min(kernel, 2 * ((min(images.shape[-2:]) - 1) // 2) + 1)  # reflect padding needs kernel < 2·side
-    return TF.gaussian_blur(images, kernel_size=[kernel, kernel], sigma=[sigma, sigma])
+    # fixed-size chunks: an image's blur must not depend on the batch it came in
+    return fixed_chunks(lambda x: TF.gaussian_blur(x, kernel_size=[kernel, kernel], sigma=[sigma, sigma]), images)
 
 
 def fill_values(name: str, images: torch.Tensor, mean: Sequence[float], std: Sequence[float], seed: int, indices: Sequence[int]) -> torch.Tensor:

@@ -38,6 +38,7 @@ import pandas as pd
 import torch
 
 from ersm_core.errors import ConfigError
+from ersm_eval.forward import FORWARD_CHUNK, fixed_chunks
 from ersm_eval.occluders import FILLS, PATTERNS, apply_occluder, check_severities, fill_values, pattern_masks
 from ersm_eval.schema import TABLES
 from ersm_eval.stats import bootstrap_mean_ci, paired_bootstrap_diff, wilson_interval
@@ -160,16 +161,21 @@ class OcclusionEvaluator:
         return per_image * n_images
 
     def _predict(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """(correct, true-class probability) for images [M, 3, S, S], in chunks of batch_size.
+        """(correct, true-class probability) for images [M, 3, S, S].
 
-        Inputs go in channels-last layout: on the CPU the convolutions run about 1.7x
-        faster that way (same results to float rounding, for every batch size).
+        The model runs on fixed-size chunks (:func:`ersm_eval.forward.fixed_chunks`):
+        kernels pick their code path from the batch shape, so chunks of ``batch_size``
+        made the last float bits depend on ``--batch-size``; fixed chunks make every
+        result bitwise the same for every batch size, 1 included. Inputs go in
+        channels-last layout: on the CPU the convolutions run about 1.7x faster that
+        way. ``batch_size`` bounds how many occluded images are built at once.
         """
         correct, prob = [], []
-        for start in range(0, images.shape[0], self.batch_size):
-            x, y = images[start : start + self.batch_size], labels[start : start + self.batch_size]
+        for start in range(0, images.shape[0], max(self.batch_size, FORWARD_CHUNK)):
+            stop = start + max(self.batch_size, FORWARD_CHUNK)
+            x, y = images[start:stop], labels[start:stop]
             x = x.contiguous(memory_format=torch.channels_last)
-            p = torch.softmax(self.model(x).float(), dim=1)
+            p = torch.softmax(fixed_chunks(self.model, x).float(), dim=1)
             correct.append((p.argmax(1) == y).cpu().numpy())
             prob.append(p.gather(1, y[:, None])[:, 0].cpu().numpy())
         return np.concatenate(correct).astype(np.float32), np.concatenate(prob).astype(np.float32)

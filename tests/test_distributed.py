@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from ersm_core.checkpoint import save_checkpoint
+from ersm_core.data.synthetic import CLASS_NAMES
 from ersm_core.model import ModelConfig, build_model
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not built in")
@@ -45,7 +46,7 @@ def _torchrun(args: list[str], nproc: int = 2) -> subprocess.CompletedProcess:
 def ckpt(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     model = build_model(ModelConfig(num_classes=10, image_size=32)).eval()
-    return save_checkpoint(tmp_path_factory.mktemp("dist") / "m.pt", model, [f"c{i}" for i in range(10)])
+    return save_checkpoint(tmp_path_factory.mktemp("dist") / "m.pt", model, list(CLASS_NAMES[:10]))  # the synthetic classes: names must match
 
 
 COMMANDS = {

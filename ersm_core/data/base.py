@@ -13,20 +13,30 @@ collate function:
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 import torchvision.transforms.functional as TF
 
 from ersm_core.errors import DatasetError
 
-__all__ = ["ImageTransform", "RawItem", "ERSMDataset", "NO_BOX", "open_image"]
+__all__ = ["ImageTransform", "INTERPOLATIONS", "RawItem", "ERSMDataset", "NO_BOX", "open_image", "to_8bit", "MAX_IMAGE_PIXELS"]
+
+MAX_IMAGE_PIXELS = 89_478_485  # width x height above which an image is refused (PIL's decompression-bomb limit)
 
 NO_BOX = (-1.0, -1.0, -1.0, -1.0)
+
+
+# image resize filters ImageTransform accepts (masks are always resized with nearest)
+INTERPOLATIONS = ("bilinear", "bicubic", "lanczos", "nearest")
 
 
 @dataclass(frozen=True)
@@ -35,6 +45,8 @@ class ImageTransform:
 
     The same geometry is applied to the object mask (nearest) and box. With
     ``hflip`` (training), images are flipped with probability 0.5 using the torch RNG.
+    Where the defaults come from (timm's pretrained config, the authors' crop) is
+    :mod:`ersm_core.data.transforms`.
     """
 
     image_size: int  # output side S
@@ -42,6 +54,27 @@ class ImageTransform:
     std: tuple[float, ...]
     crop_pct: float = 1.0  # fraction of the resized image kept by the centre crop
     hflip: bool = False  # random horizontal flip (training only)
+    interpolation: str = "bilinear"  # image resize filter, one of INTERPOLATIONS
+
+    def __post_init__(self) -> None:
+        if self.interpolation not in INTERPOLATIONS:
+            raise DatasetError(f"unknown interpolation {self.interpolation!r}; use one of {', '.join(INTERPOLATIONS)}")
+        if not 0.0 < self.crop_pct <= 1.0:
+            raise DatasetError(f"crop_pct must be in (0, 1], got {self.crop_pct}")
+
+    def describe(self) -> dict[str, Any]:
+        """Plain description for provenance: the geometry, filter and normalization applied."""
+        return {
+            "image_size": int(self.image_size),
+            "resize_shorter_side_to": round(self.image_size / self.crop_pct),
+            "crop_pct": float(self.crop_pct),
+            "crop": "center",
+            "interpolation": self.interpolation,
+            "mask_interpolation": "nearest",
+            "mean": [float(v) for v in self.mean],
+            "std": [float(v) for v in self.std],
+            "hflip": bool(self.hflip),
+        }
 
     def geometry(self, width: int, height: int) -> tuple[float, int, int, int, int]:
         """Return (scale, resized_w, resized_h, left, top) of the resize + centre crop."""
@@ -55,7 +88,9 @@ class ImageTransform:
         width, height = image.size
         scale, new_w, new_h, left, top = self.geometry(width, height)
         size = self.image_size
-        img = TF.resize(image.convert("RGB"), [new_h, new_w], antialias=True) if (new_w, new_h) != (width, height) else image.convert("RGB")
+        img = image.convert("RGB")
+        if (new_w, new_h) != (width, height):
+            img = TF.resize(img, [new_h, new_w], interpolation=TF.InterpolationMode(self.interpolation), antialias=True)
         img = TF.pil_to_tensor(img)[:, top : top + size, left : left + size]
         mask_t = None
         if mask is not None:
@@ -111,7 +146,36 @@ class ERSMDataset(Dataset):
     def describe(self) -> dict[str, Any]:
         """Plain description for provenance."""
         return {"name": self.name, "split": self.split, "size": len(self), "classes": len(self.classes),
-                "has_masks": self.has_masks, "has_boxes": self.has_boxes}
+                "has_masks": self.has_masks, "has_boxes": self.has_boxes, "transform": self.transform.describe()}
+
+    def source_files(self) -> list[Path]:
+        """Every file the dataset reads (images, masks, metadata); empty for data generated in code."""
+        return []
+
+    def fingerprint(self) -> str:
+        """Hex sha256 identifying the data this object serves.
+
+        Covers the dataset class and :meth:`describe` (name, split, size, class count,
+        folder; generator options for synthetic data), the class names, and every
+        file of :meth:`source_files` by resolved path, size and modification time:
+        two copies of a dataset in two folders, or a file edited in place, give
+        different fingerprints. Computed once per object (one ``stat`` per file).
+        """
+        cached = getattr(self, "_fingerprint", None)
+        if cached is not None:
+            return cached
+        digest = hashlib.sha256()
+        head = {"type": type(self).__name__, "describe": self.describe(), "classes": [str(c) for c in self.classes]}
+        digest.update(json.dumps(head, sort_keys=True, default=str).encode())
+        for path in self.source_files():
+            try:
+                st = os.stat(path)
+                size, mtime = st.st_size, st.st_mtime_ns
+            except OSError:
+                size, mtime = -1, -1
+            digest.update(f"\n{os.path.realpath(path)}\0{size}\0{mtime}".encode("utf-8", "surrogateescape"))
+        self._fingerprint = digest.hexdigest()
+        return self._fingerprint
 
     def image_uint8(self, index: int) -> np.ndarray:
         """The transformed (resized, cropped, not normalized) image as [S, S, 3] uint8, for figures."""
@@ -143,11 +207,52 @@ class ERSMDataset(Dataset):
         }
 
 
+def to_8bit(image: Image.Image) -> Image.Image:
+    """An image in a mode the transform understands (RGB, L or P), scaling high bit depths.
+
+    16-bit greyscale (``I;16*``, and ``I`` as PIL reads 16-bit PNGs) is scaled by
+    255/65535, not clipped; float images (``F``) are taken as [0, 1] when their
+    maximum is at most 1, else as [0, 255]; other modes are converted to RGB.
+    """
+    if image.mode in ("RGB", "L", "P"):
+        return image
+    if image.mode.startswith("I;16") or image.mode == "I":
+        values = np.asarray(image, dtype=np.float64)
+        values = np.rint(np.clip(values, 0, 65535) * (255.0 / 65535.0))
+        return Image.fromarray(values.astype(np.uint8), mode="L")
+    if image.mode == "F":
+        values = np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        scale = 255.0 if values.size and values.max() <= 1.0 else 1.0
+        return Image.fromarray(np.rint(np.clip(values * scale, 0, 255)).astype(np.uint8), mode="L")
+    return image.convert("RGB")
+
+
 def open_image(path) -> Image.Image:
-    """Open an image file fully, naming the file if it is corrupt."""
+    """Open an image file fully, orientation applied, naming the file if it cannot be used.
+
+    Refuses (DatasetError) files that are not images, truncated or corrupt files,
+    and images of more than ``MAX_IMAGE_PIXELS`` pixels (decompression bombs) before
+    decoding them. The EXIF orientation is applied, so a photo stored sideways is
+    seen upright; high bit depths are scaled to 8 bits (:func:`to_8bit`).
+    """
     try:
         with Image.open(path) as im:
+            width, height = im.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise DatasetError(
+                    f"image {path} is {width}x{height} = {width * height} pixels, more than the {MAX_IMAGE_PIXELS} "
+                    "ersm-eval decodes (a decompression bomb, or an image far larger than any model input); "
+                    "downscale it or remove it"
+                )
             im.load()
-            return im.convert("RGB") if im.mode not in ("RGB", "L", "P") else im.copy()
-    except (OSError, SyntaxError, ValueError) as err:
+            upright = ImageOps.exif_transpose(im)
+            if upright is None:  # pragma: no cover - older Pillow returned None in place mode only
+                upright = im
+            out = to_8bit(upright)
+            return out.copy() if out is im else out
+    except DatasetError:
+        raise
+    except Image.DecompressionBombError as err:
+        raise DatasetError(f"image {path} is too large to decode safely ({err}); downscale it or remove it") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as err:
         raise DatasetError(f"corrupt or unreadable image file: {path} ({err})") from None

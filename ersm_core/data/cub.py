@@ -7,6 +7,7 @@ the box into a coarse mask. Nothing is downloaded.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -41,28 +42,61 @@ def find_cub_folder(root: Path | None) -> Path:
     )
 
 
-def _read_table(path: Path, types: tuple[type, ...], rest_is_text: bool = False) -> dict[int, tuple]:
-    """Read ``id field ...`` lines into {id: fields}; a bad line raises naming file and line."""
+def _read_table(path: Path, types: tuple[type, ...], rest_is_text: bool = False,
+                lines: dict[int, int] | None = None) -> dict[int, tuple]:
+    """Read ``id field ...`` lines into {id: fields}; a bad line raises naming file and line.
+
+    ``lines``, when given, receives {id: line number} for later messages.
+    """
     table: dict[int, tuple] = {}
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            parts = line.split(maxsplit=len(types)) if rest_is_text else line.split()
-            if len(parts) != len(types) + 1:
-                raise DatasetError(
-                    f"malformed line {number} in {path}: expected {len(types) + 1} fields (id "
-                    f"{' '.join(t.__name__ for t in types)}), got {line.strip()!r}"
-                )
-            try:
-                key = int(parts[0])
-                fields = tuple(t(p) for t, p in zip(types, parts[1:]))
-            except ValueError:
-                raise DatasetError(f"malformed line {number} in {path}: cannot read {line.strip()!r}") from None
-            if key in table:
-                raise DatasetError(f"malformed line {number} in {path}: id {key} appears twice")
-            table[key] = fields
+    number = 0
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                parts = line.split(maxsplit=len(types)) if rest_is_text else line.split()
+                if len(parts) != len(types) + 1:
+                    raise DatasetError(
+                        f"malformed line {number} in {path}: expected {len(types) + 1} fields (id "
+                        f"{' '.join(t.__name__ for t in types)}), got {line.strip()!r}"
+                    )
+                try:
+                    key = int(parts[0])
+                    fields = tuple(t(p) for t, p in zip(types, parts[1:]))
+                except ValueError:
+                    raise DatasetError(f"malformed line {number} in {path}: cannot read {line.strip()!r}") from None
+                if key in table:
+                    raise DatasetError(f"malformed line {number} in {path}: id {key} appears twice")
+                table[key] = fields
+                if lines is not None:
+                    lines[key] = number
+    except UnicodeDecodeError as err:
+        raise DatasetError(
+            f"{path} is not UTF-8 text (line {number + 1}, byte {err.start}: {err.reason}); "
+            "save it as UTF-8 or restore the original file"
+        ) from None
     return table
+
+
+def _check_box(path: Path, line: int, box: tuple[float, float, float, float]) -> None:
+    """A box ``x y width height`` must be finite with a positive width and height."""
+    x, y, w, h = box
+    if not all(math.isfinite(v) for v in box):
+        raise DatasetError(f"malformed line {line} in {path}: the box {box} is not finite (NaN or inf)")
+    if w <= 0 or h <= 0:
+        raise DatasetError(
+            f"malformed line {line} in {path}: the box has width {w} and height {h}; both must be positive "
+            "(x y width height, not x0 y0 x1 y1 with the corners swapped)"
+        )
+
+
+def _safe_relpath(path: Path, line: int, relpath: str) -> str:
+    """An image path of images.txt must stay inside images/ (no absolute path, no '..')."""
+    parts = Path(relpath).parts
+    if Path(relpath).is_absolute() or ".." in parts:
+        raise DatasetError(f"malformed line {line} in {path}: image path {relpath!r} leaves the images/ folder")
+    return relpath
 
 
 def _class_name(raw: str) -> str:
@@ -85,15 +119,22 @@ class CUB200(ERSMDataset):
     def __init__(self, folder: Path, split: str, transform: ImageTransform) -> None:
         super().__init__(split, transform)
         self.folder = folder
-        images = _read_table(folder / "images.txt", (str,), rest_is_text=True)
+        lines: dict[str, dict[int, int]] = {name: {} for name in ("images", "labels", "classes", "boxes")}
+        images = _read_table(folder / "images.txt", (str,), rest_is_text=True, lines=lines["images"])
         is_train = _read_table(folder / "train_test_split.txt", (int,))
-        labels = _read_table(folder / "image_class_labels.txt", (int,))
-        classes = _read_table(folder / "classes.txt", (str,), rest_is_text=True)
-        boxes = _read_table(folder / "bounding_boxes.txt", (float, float, float, float))
+        labels = _read_table(folder / "image_class_labels.txt", (int,), lines=lines["labels"])
+        classes = _read_table(folder / "classes.txt", (str,), rest_is_text=True, lines=lines["classes"])
+        boxes = _read_table(folder / "bounding_boxes.txt", (float, float, float, float), lines=lines["boxes"])
 
         class_ids = sorted(classes)
-        if class_ids != list(range(1, len(class_ids) + 1)):
-            raise DatasetError(f"{folder / 'classes.txt'}: class ids must run 1..N, got {class_ids[:5]}...")
+        expected = list(range(1, len(class_ids) + 1))
+        if class_ids != expected:
+            gap = next(i for i, (got, want) in enumerate(zip(class_ids, expected)) if got != want)
+            raise DatasetError(
+                f"{folder / 'classes.txt'}: class ids must run 1..{len(class_ids)} without gaps, but id "
+                f"{expected[gap]} is missing (line {lines['classes'][class_ids[gap]]} has id {class_ids[gap]}); "
+                "labels are positions in this list, so a gap would shift every later class"
+            )
         self.classes = [_class_name(classes[k][0]) for k in class_ids]
         for path, table in (("train_test_split.txt", is_train), ("image_class_labels.txt", labels), ("bounding_boxes.txt", boxes)):
             missing = sorted(set(images) - set(table))
@@ -107,16 +148,23 @@ class CUB200(ERSMDataset):
         want = 1 if split == "train" else 0
         self.samples: list[tuple[str, int, tuple[float, float, float, float]]] = []
         for image_id in sorted(images):
+            if is_train[image_id][0] not in (0, 1):
+                raise DatasetError(
+                    f"{folder / 'train_test_split.txt'}: image id {image_id} has split flag {is_train[image_id][0]}; "
+                    "use 1 for train and 0 for test"
+                )
             if is_train[image_id][0] != want:
                 continue
             label = labels[image_id][0]
             if not 1 <= label <= len(self.classes):
                 raise DatasetError(
-                    f"{folder / 'image_class_labels.txt'}: image id {image_id} has label {label}, "
-                    f"outside 1..{len(self.classes)} of classes.txt"
+                    f"malformed line {lines['labels'][image_id]} in {folder / 'image_class_labels.txt'}: image id "
+                    f"{image_id} has label {label}, outside 1..{len(self.classes)} of classes.txt"
                 )
+            _check_box(folder / "bounding_boxes.txt", lines["boxes"][image_id], boxes[image_id])
             x, y, w, h = boxes[image_id]
-            self.samples.append((images[image_id][0].strip(), label - 1, (x, y, x + w, y + h)))
+            relpath = _safe_relpath(folder / "images.txt", lines["images"][image_id], images[image_id][0].strip())
+            self.samples.append((relpath, label - 1, (x, y, x + w, y + h)))
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -133,6 +181,14 @@ class CUB200(ERSMDataset):
 
     def describe(self) -> dict:
         return {**super().describe(), "folder": str(self.folder)}
+
+    def source_files(self) -> list[Path]:
+        files = [self.folder / name for name in _FILES]
+        for relpath, _, _ in self.samples:
+            files.append(self.folder / "images" / relpath)
+            if self.segmentations is not None:
+                files.append((self.segmentations / relpath).with_suffix(".png"))
+        return files
 
 
 @DATASETS.register("cub")

@@ -59,6 +59,10 @@ class Food101Dataset(ERSMDataset):
     def describe(self) -> dict:
         return {**super().describe(), "folder": str(self.root / _FOLDER)}
 
+    def source_files(self) -> list[Path]:
+        meta = self.root / _FOLDER / "meta"
+        return [meta / "classes.txt", meta / f"{self.split}.json", *self.files]
+
 
 @DATASETS.register("food101")
 def build_food101(root: Path | None, split: str, transform: ImageTransform, **options) -> Food101Dataset:

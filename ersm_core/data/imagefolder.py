@@ -2,13 +2,18 @@
 
 Class indices come from the sorted union of class folders of both splits, so
 ``train`` and ``test`` agree even when one split lacks a class. No masks or boxes.
+Images are found as torchvision's ``make_dataset`` finds them (symbolic links
+followed, sorted), but a link that leads back into a folder already scanned (a
+loop) and one image file reached by two paths in a split are refused with a
+message naming both paths.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
+from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extension
 
 from ersm_core.data.base import ERSMDataset, ImageTransform, RawItem, open_image
 from ersm_core.data.registry import DATASETS
@@ -18,6 +23,44 @@ __all__ = ["ImageFolderDataset"]
 
 _SPLITS = ("train", "test")
 _LAYOUT = "<root>/train/<class>/<image> and <root>/test/<class>/<image> (" + ", ".join(IMG_EXTENSIONS) + ")"
+
+
+def _scan_class(folder: Path) -> list[str]:
+    """Image files under one class folder, in ``make_dataset``'s order, refusing link loops."""
+    seen: dict[tuple[int, int], str] = {}
+    found: list[tuple[str, list[str]]] = []
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        st = os.stat(root)
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            raise DatasetError(
+                f"symbolic link loop in the image folder: {root} leads back to {seen[key]}; remove the link "
+                "(each image must be reachable by one path only)"
+            )
+        seen[key] = root
+        found.append((root, files))
+    return [os.path.join(root, name) for root, files in sorted(found) for name in sorted(files)
+            if has_file_allowed_extension(name, IMG_EXTENSIONS)]
+
+
+def _check_duplicates(paths: list[str]) -> None:
+    """Refuse one file reached by two paths (a symbolic or hard link beside the file itself).
+
+    Separate files that happen to hold identical bytes are not looked for.
+    """
+    by_inode: dict[tuple[int, int], str] = {}
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:  # a broken link: reported by name when the image is read
+            continue
+        key = (st.st_dev, st.st_ino)
+        if key in by_inode:
+            raise DatasetError(
+                f"duplicate image: {path} is the same file as {by_inode[key]} (reached through a link); each image "
+                "may appear once, or it is counted twice (and may carry two labels): remove the link"
+            )
+        by_inode[key] = path
 
 
 def _class_folders(folder: Path) -> list[str]:
@@ -46,10 +89,18 @@ class ImageFolderDataset(ERSMDataset):
         self.root = root
         self.classes = sorted(set(present).union(*(_class_folders(root / s) for s in _SPLITS if s != split)))
         class_to_idx = {c: i for i, c in enumerate(self.classes) if c in present}
-        try:
-            samples = make_dataset(str(folder), class_to_idx, extensions=IMG_EXTENSIONS)
-        except (FileNotFoundError, ValueError) as err:  # a class folder without images
-            raise DatasetError(f"{err} (in {folder}; expected {_LAYOUT})") from None
+        samples: list[tuple[str, int]] = []
+        empty = []
+        for name in sorted(class_to_idx):
+            files = _scan_class(folder / name)
+            if not files:
+                empty.append(name)
+            samples += [(p, class_to_idx[name]) for p in files]
+        if empty:
+            raise DatasetError(
+                f"no image files in the class folder(s) {', '.join(empty)} of {folder}; expected {_LAYOUT}"
+            )
+        _check_duplicates([p for p, _ in samples])
         self.samples = [(Path(p), int(y)) for p, y in samples]
 
     def __len__(self) -> int:
@@ -61,6 +112,9 @@ class ImageFolderDataset(ERSMDataset):
 
     def describe(self) -> dict:
         return {**super().describe(), "folder": str(self.root / self.split)}
+
+    def source_files(self) -> list[Path]:
+        return [p for p, _ in self.samples]
 
 
 @DATASETS.register("imagefolder")

@@ -88,6 +88,10 @@ class OxfordPets(ERSMDataset):
     def describe(self) -> dict:
         return {**super().describe(), "folder": str(self.root / _FOLDER)}
 
+    def source_files(self) -> list[Path]:
+        split_file = self.root / _FOLDER / "annotations" / f"{_SPLITS[self.split]}.txt"
+        return [split_file, *self.files, *self.trimaps]
+
 
 @DATASETS.register("pets")
 def build_pets(root: Path | None, split: str, transform: ImageTransform, **options) -> OxfordPets:

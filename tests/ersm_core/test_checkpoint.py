@@ -133,7 +133,7 @@ def test_missing_key(tmp_path, saved, key):
 
 def test_config_and_weights_that_do_not_match(tmp_path, saved):
     payload = _payload(saved)
-    payload["config"]["num_classes"] = 7
+    payload["config"]["image_size"] = 32  # a 2x2 map: the per-token bias no longer fits (4 tokens, not 16)
     path = tmp_path / "mismatch.pt"
     torch.save(payload, path)
     with pytest.raises(CheckpointError, match="weights do not match the model its config describes"):

@@ -80,4 +80,4 @@ def test_output_folder_is_atomic(tmp_path):
         check_output_dir(out)
     with output_folder(out, overwrite=True) as tmp:
         (tmp / "b.csv").write_text("y")
-    assert sorted(p.name for p in out.iterdir()) == ["b.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [".ersm-eval-output", "b.csv"]  # the marker of an ersm-eval folder

@@ -1,0 +1,78 @@
+"""Writing files atomically, with the permissions the user's umask asks for.
+
+The one home of "write to a temporary name in the same folder, then rename":
+checkpoints, history CSVs, cache chunks and reports all go through
+:func:`atomic_path` (or :func:`atomic_write_bytes`), so a reader never sees a
+half-written file under the final name, and an interrupted write leaves nothing
+behind. ``tempfile`` creates private files (mode 0600) and folders (0700); the
+helpers here give them the modes an ordinary ``open``/``mkdir`` would have,
+0666 and 0777 less the umask. ``ersm_eval.output`` re-exports them for the
+output folders of evaluation runs.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+__all__ = ["current_umask", "file_mode", "dir_mode", "apply_umask", "atomic_path", "atomic_write_bytes", "atomic_write_text"]
+
+
+def current_umask() -> int:
+    """The process's umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """Mode of a new file: 0666 less the umask (what ``open(path, 'w')`` gives)."""
+    return 0o666 & ~current_umask()
+
+
+def dir_mode() -> int:
+    """Mode of a new folder: 0777 less the umask (what ``mkdir`` gives)."""
+    return 0o777 & ~current_umask()
+
+
+def apply_umask(path: str | Path) -> None:
+    """Give a file or folder made by ``tempfile`` (0600/0700) the mode the umask asks for."""
+    path = Path(path)
+    os.chmod(path, dir_mode() if path.is_dir() else file_mode())
+
+
+@contextmanager
+def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temporary file path beside ``path``; on success it replaces ``path``.
+
+    Write to the yielded path (``torch.save``, ``DataFrame.to_csv``, ...). When the
+    block ends normally the file gets the umask's mode and is renamed onto
+    ``path`` in one step; when it raises (error, Ctrl-C) the temporary file is
+    removed and ``path`` is untouched. The parent folder is created if missing.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, file_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_path`)."""
+    return atomic_write_bytes(path, text.encode(encoding))
