@@ -52,3 +52,63 @@ def test_compare_refuses_checkpoints_with_the_same_name(tmp_path, tiny_checkpoin
                                  "--out", str(tmp_path / "cmp")])
     assert result.exit_code == 2 and "distinct file names" in " ".join(result.output.split())
     assert not (tmp_path / "cmp").exists()
+
+
+def _write_run():
+    """conftest.write_run of tests/reports (fake run folders written from code), loaded by path."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "reports" / "conftest.py"
+    spec = importlib.util.spec_from_file_location("_report_runs", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.write_run
+
+
+def _snapshot(folder):
+    return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_report_out_never_replaces_what_it_did_not_write(tmp_path):
+    run = _write_run()(tmp_path / "run", kinds=("deletion",))
+    checkpoint = tmp_path / "model.pt"
+    checkpoint.write_bytes(b"not a report")
+    inputs = _snapshot(run)
+    for target in (checkpoint, run / "deletion_summary.csv", run / "summary.json"):
+        result = runner.invoke(app, ["report", str(run), "--out", str(target)])
+        assert result.exit_code == 2, result.output
+        assert "Traceback" not in result.output
+    assert checkpoint.read_bytes() == b"not a report"
+    assert _snapshot(run) == inputs
+    # a figures folder of someone else's beside the chosen name is not written into
+    (tmp_path / "paper" / "figures").mkdir(parents=True)
+    (tmp_path / "paper" / "figures" / "deletion_curves.png").write_bytes(b"mine")
+    result = runner.invoke(app, ["report", str(run), "--out", str(tmp_path / "paper" / "r.html")])
+    assert result.exit_code == 2 and "was not written by ersm-eval" in " ".join(result.output.split())
+    assert (tmp_path / "paper" / "figures" / "deletion_curves.png").read_bytes() == b"mine"
+    assert not (tmp_path / "paper" / "r.html").exists()
+
+
+def test_report_out_a_folder_and_rebuilding_in_place(tmp_path):
+    run = _write_run()(tmp_path / "run", kinds=("deletion",))
+    tables = {p.name: p.read_bytes() for p in run.glob("*.csv")}
+    _ok("report", run, "--out", tmp_path / "existing")  # a new name without suffix: a folder
+    assert (tmp_path / "existing" / "report.html").is_file()
+    (tmp_path / "dir").mkdir()
+    _ok("report", run, "--out", tmp_path / "dir")  # an existing folder
+    assert (tmp_path / "dir" / "report.html").is_file() and (tmp_path / "dir" / "figures").is_dir()
+    _ok("report", run, "--out", tmp_path / "dir")  # its own report is replaced
+    _ok("report", run, "--out", run)  # into the run folder itself: the tables stay as they were
+    assert {p.name: p.read_bytes() for p in run.glob("*.csv")} == tables
+    assert not [p for p in tmp_path.rglob("*.tmp")]
+
+
+def test_report_on_a_truncated_table_is_one_message(tmp_path):
+    run = _write_run()(tmp_path / "run", kinds=("deletion",))
+    lines = (run / "deletion_curves.csv").read_text().splitlines(keepends=True)
+    (run / "deletion_curves.csv").write_text("".join(lines[:-1]))
+    result = runner.invoke(app, ["report", str(run), "--out", str(tmp_path / "r.html")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "truncated or edited" in " ".join(result.output.split())
+    assert not (tmp_path / "r.html").exists()

@@ -142,3 +142,59 @@ def test_upsample_bilinear_matches_torch():
     maps = np.random.default_rng(0).random((3, 4, 5)).astype(np.float32)
     want = torch.nn.functional.interpolate(torch.from_numpy(maps)[:, None], size=(32, 32), mode="bilinear", align_corners=False)
     np.testing.assert_allclose(upsample_bilinear(maps, 32), want.numpy()[:, 0], atol=1e-5)
+
+
+def test_a_csv_cut_mid_line_is_refused(tmp_path, run_writer):
+    folder = run_writer(tmp_path / "run", kinds=("deletion",))
+    path = folder / "deletion_curves.csv"
+    text = path.read_text()
+    path.write_text(text[: len(text) - 40])  # the last row loses its final fields, no line break
+    with pytest.raises(ReportError, match="deletion_curves.csv: the file does not end with a line break"):
+        load_run(folder)
+    lines = text.splitlines(keepends=True)
+    path.write_text("".join(lines[:-2]) + ",".join(lines[-2].split(",")[:4]) + "\n" + lines[-1])
+    with pytest.raises(ReportError, match=r"line \d+ has 4 fields where the header has 10"):
+        load_run(folder)
+
+
+def test_row_counts_are_checked_against_summary_json(tmp_path, run_writer):
+    folder = run_writer(tmp_path / "run", kinds=("deletion",))
+    recorded = json.loads((folder / SUMMARY_JSON).read_text())["tables"]
+    assert recorded["deletion_curves.csv"] == len(pd.read_csv(folder / "deletion_curves.csv"))
+    lines = (folder / "deletion_curves.csv").read_text().splitlines(keepends=True)
+    (folder / "deletion_curves.csv").write_text("".join(lines[:-3]))  # three whole rows gone
+    n = recorded["deletion_curves.csv"]
+    with pytest.raises(ReportError, match=f"{n - 3} data rows, but the run recorded {n} in summary.json"):
+        load_run(folder)
+
+
+def test_a_listed_table_that_is_gone_is_refused(tmp_path, run_writer):
+    folder = run_writer(tmp_path / "run", kinds=("deletion",), legacy=True)  # "tables" as a list of names
+    assert isinstance(json.loads((folder / SUMMARY_JSON).read_text())["tables"], list)
+    load_run(folder)
+    (folder / "deletion_tests.csv").unlink()
+    with pytest.raises(ReportError, match="summary.json lists deletion_tests.csv but the file is missing"):
+        load_run(folder)
+
+
+def test_an_older_folder_loads_with_new_columns_unmeasured(tmp_path, run_writer):
+    run = load_run(run_writer(tmp_path / "run", kinds=("deletion",), legacy=True))
+    summary = run.table("deletion_summary.csv")
+    assert "auc_diff" not in pd.read_csv(tmp_path / "run" / "deletion_summary.csv").columns
+    assert summary["auc_diff"].isna().all() and (summary["verdict"] == "").all()
+    assert summary["auc_diff"].dtype == float
+
+
+def test_new_columns_are_numeric(tmp_path, run_writer):
+    run = load_run(run_writer(tmp_path / "run", kinds=("deletion",)))
+    summary = run.table("deletion_summary.csv").set_index("ranking")
+    assert summary["auc_diff"].dtype == float and summary["steps_above_random"].dtype == float
+    assert summary.loc["energy", "verdict"] == "above_random" and summary.loc["random", "verdict"] == ""
+
+
+def test_partial_folder_names_are_cleaned():
+    from reports.tables import clean_path
+
+    assert clean_path("/runs/.deletion-a.k2j_3x.partial/summary.json") == "/runs/deletion-a/summary.json"
+    assert clean_path(".cmp.ab12.partial") == "cmp"
+    assert clean_path("runs/a.partial") == "runs/a.partial"
