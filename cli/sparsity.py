@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import numpy as np
 import typer
+from rich import box
 from rich.table import Table
 
 from cli.app import app
@@ -25,8 +26,7 @@ _SHOWN = (  # (map, metric, threshold or None) rows of the printed summary
     ("keep", "keep_entropy", None), ("keep", "n_components", None), ("keep", "largest_component_share", None),
     ("keep", "neighbour_agreement", None), ("keep", "mean_keep_correct", None), ("keep", "mean_keep_wrong", None),
 )
-_LOCALIZATION = (("mass_in_object", None), ("iou", 0.5), ("iou_absolute", 0.5), ("pointing_game", None),
-                 ("box_iou", None), ("box_accuracy", None))
+_LOCALIZATION = ("mass_in_object", "iou@0.5", "box_accuracy", "pointing_game")  # metrics of localization.csv printed
 
 
 
@@ -45,6 +45,30 @@ def _fmt(row) -> str:
     return f"{row.value:.3f}{ci}"
 
 
+def _localization_tables(localization, label: str) -> list[Table]:
+    """Per real map, its headline localization scores beside the better baseline, with the verdict."""
+    tables = []
+    real = localization[(localization["verdict"] != "baseline") & localization["metric"].isin(_LOCALIZATION)]
+    for name in dict.fromkeys(real["map"]):
+        table = Table(title=f"Localization, {label} {name} map, against the better of the uniform and center maps",
+                      title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True)
+        table.add_column("metric", no_wrap=True)
+        table.add_column("value", justify="right", no_wrap=True)
+        table.add_column("baseline", justify="right", no_wrap=True)
+        table.add_column("excess [95% CI]", justify="right", no_wrap=True)
+        table.add_column("verdict", no_wrap=True)
+        for row in real[real["map"] == name].itertuples(index=False):
+            base = localization[(localization["map"] == row.baseline) & (localization["metric"] == row.metric)]
+            base_cell = f"{base.iloc[0].value:.3f} {row.baseline}" if len(base) else "–"
+            excess = "–" if row.excess != row.excess else (
+                f"{row.excess:+.3f}" + ("" if row.excess_ci_low != row.excess_ci_low
+                                        else f" [{row.excess_ci_low:+.3f}, {row.excess_ci_high:+.3f}]"))
+            value = "–" if row.value != row.value else f"{row.value:.3f}"
+            table.add_row(row.metric, value, base_cell, excess, row.verdict.replace("_", " "))
+        tables.append(table)
+    return tables
+
+
 def _tables(summary, label: str, title: str) -> list[Table]:
     stats = Table(title=title, title_justify="left")
     stats.add_column("statistic")
@@ -53,20 +77,7 @@ def _tables(summary, label: str, title: str) -> list[Table]:
         row = _value(summary, map_name, metric, thr)
         if row is not None:
             stats.add_row(f"{map_name + ' ' if map_name else ''}{metric}", _fmt(row))
-    out = [stats]
-    maps = [m for m in ("keep", "energy", "cam") if ((summary["map"] == m) & (summary["metric"] == "box_accuracy")).any()]
-    if maps:
-        loc = Table(title=f"Localization of {label} (threshold: share of the map's max; iou_absolute: keep >= 0.5)",
-                    title_justify="left")
-        loc.add_column("metric")
-        for m in maps:
-            loc.add_column(f"{m} map", justify="right")
-        for metric, thr in _LOCALIZATION:
-            cells = [_fmt(_value(summary, m, metric, thr)) for m in maps]
-            if any(c != "–" for c in cells):
-                loc.add_row(metric + (f" @{thr:g}" if thr is not None else ""), *cells)
-        out.append(loc)
-    return out
+    return [stats]
 
 
 @app.command()
@@ -117,7 +128,7 @@ def sparsity(
     extra = parse_int_list(gallery_indices, "--gallery-indices") if gallery_indices.strip() else []
     if any(i < 0 for i in extra):
         raise ConfigError(f"--gallery-indices are dataset indices (0 or more), got {extra}")
-    check_output_dir(out, overwrite)  # before any work
+    check_output_dir(out, overwrite, inputs=[checkpoint, data_root])  # before any work
 
     distributed.init_from_env(select_device(device))
     main = distributed.is_main()
@@ -175,7 +186,13 @@ def sparsity(
     title = f"Sparsity, {label} ({setup.checkpoint.config.variant}) on {dataset}/{split.value}: {len(records['index'])} images"
     for table in _tables(result.tables["sparsity_summary.csv"], label, title):
         console.print(table)
+    if "localization.csv" in result.tables:
+        for table in _localization_tables(result.tables["localization.csv"], label):
+            console.print(table)
+    warning = result.info["localization"]["note"] if result.info["localization"]["uninformative"] else None
+    if warning:
+        console.print(f"[bold yellow]Warning:[/] {warning}", highlight=False)
     for note in result.notes:
-        if note not in early:
+        if note not in early and note != warning:
             console.print(f"Note: {note}", highlight=False)
     console.print(f"Wrote {out}/", highlight=False)

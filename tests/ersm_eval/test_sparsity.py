@@ -9,10 +9,12 @@ import torch
 from ersm_core.data import build_dataset, model_transform
 from ersm_core.model import ModelConfig, build_model
 from ersm_eval.context import iterate_batches
+from ersm_eval.verdicts import uninformative_boxes_sentence
 from ersm_eval.maps import cam_tokens, model_maps, saliency
 from ersm_eval.schema import TABLES
 from ersm_eval.sparsity import (
     NO_MASKS_NOTE,
+    NOT_ASKED_NOTE,
     SparsityEvaluator,
     failure_categories,
     gallery_arrays,
@@ -113,12 +115,20 @@ def test_energy_saliency_is_high_where_energy_is_low():
 
 
 # -- the evaluator -------------------------------------------------------------------------------
-def test_records_do_not_depend_on_batch_size(ersm, data):
-    _, a = _run(ersm, data, 3)
-    _, b = _run(ersm, data, 8)
-    assert a.keys() == b.keys()
-    for key in a:
-        np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6, err_msg=key)
+@pytest.mark.parametrize("size", [32, 64])
+def test_every_table_is_bitwise_the_same_for_every_batch_size(size):
+    model = _model("ersm_full", size)
+    seven = build_dataset("synthetic", "test", model_transform(model), num_classes=4, n_test=7)
+    csvs = {}
+    for batch_size in (1, 3, 8):
+        evaluator, records = _run(model, seven, batch_size)
+        result = evaluator.compute(records, "ersm", seven.classes, n_boot=200)
+        csvs[batch_size] = {name: table.to_csv(index=False) for name, table in result.tables.items()}  # full precision
+    assert "localization.csv" in csvs[1] and "sparsity_summary.csv" in csvs[1]
+    for batch_size in (3, 8):
+        assert csvs[batch_size].keys() == csvs[1].keys()
+        for name in csvs[1]:
+            assert csvs[batch_size][name] == csvs[1][name], (batch_size, name)
 
 
 def test_tables_follow_the_schema(ersm, data):
@@ -140,6 +150,68 @@ def test_tables_follow_the_schema(ersm, data):
     assert result.tables["per_class_keep.csv"]["n"].sum() == 8
 
 
+def test_localization_table_has_the_baselines_and_the_summary_copies_it(ersm, data):
+    evaluator, records = _run(ersm, data, 4)
+    result = evaluator.compute(records, "ersm", data.classes)
+    loc = result.tables["localization.csv"]
+    assert list(loc.columns[: len(TABLES["localization.csv"])]) == TABLES["localization.csv"]
+    metrics = ["mass_in_object", "iou@0.25", "iou@0.5", "iou@0.75", "box_iou", "box_gt_known", "box_accuracy",
+               "pointing_game"]
+    assert sorted(set(loc["metric"])) == sorted(metrics)
+    for metric in metrics:
+        assert list(loc.loc[loc["metric"] == metric, "map"]) == ["keep", "energy", "cam", "uniform", "center"]
+    # a baseline row is never a map that localizes; real rows carry the rule's word for their interval
+    baseline_rows = loc["map"].isin(["uniform", "center"])
+    assert (loc.loc[baseline_rows, "verdict"] == "baseline").all() and loc.loc[baseline_rows, "excess"].isna().all()
+    real = loc[~baseline_rows]
+    np.testing.assert_array_equal(real["verdict"] == "localizes", real["excess_ci_low"] > 0)
+    # the uniform map's mass on the object is the object's area fraction, per image and on average, exactly
+    np.testing.assert_array_equal(records["uniform_mass"], records["object_area"])
+    summary = result.tables["sparsity_summary.csv"]
+    area = summary.loc[summary["metric"] == "object_area_fraction", "value"].item()
+    uniform = loc.set_index(["map", "metric"])
+    assert uniform.loc[("uniform", "mass_in_object"), "value"] == area
+    assert uniform.loc[("uniform", "iou@0.5"), "value"] == area  # a flat map thresholds to the whole image
+    # the summary's localization rows are the same numbers as localization.csv's
+    for (name, metric, threshold), loc_metric in {("keep", "mass_in_object", None): "mass_in_object",
+                                                  ("cam", "iou", 0.5): "iou@0.5",
+                                                  ("energy", "box_accuracy", 0.15): "box_accuracy",
+                                                  ("cam", "pointing_game", None): "pointing_game"}.items():
+        sel = (summary["map"] == name) & (summary["metric"] == metric)
+        if threshold is not None:
+            sel &= np.isclose(summary["threshold"], threshold)
+        got = summary.loc[sel, ["value", "ci_low", "ci_high"]].iloc[0].tolist()
+        assert got == uniform.loc[(name, loc_metric), ["value", "ci_low", "ci_high"]].tolist(), (name, metric)
+    assert result.info["localization"]["measured"] and not result.info["localization"]["uninformative"]
+
+
+def _fake_batch(fractions, size=32):
+    """Images whose objects cover the top rows of the image: fractions[i] * size rows."""
+    masks = torch.zeros(len(fractions), size, size)
+    for i, f in enumerate(fractions):
+        masks[i, : round(f * size)] = 1.0
+    return {"image": torch.rand(len(fractions), 3, size, size, generator=torch.Generator().manual_seed(0)),
+            "label": torch.zeros(len(fractions), dtype=torch.long), "index": torch.arange(len(fractions)),
+            "mask": masks, "has_mask": torch.ones(len(fractions), dtype=torch.bool),
+            "box": torch.full((len(fractions), 4), -1.0)}
+
+
+def test_objects_filling_the_image_make_localization_uninformative():
+    model = _model("ersm_full", 32)
+    # 26/32 = 81% of the image is large, 25/32 = 78% is not; exactly half large: still informative
+    for fractions, expected in (([26 / 32, 26 / 32, 25 / 32, 0.25], False), ([26 / 32, 1.0, 26 / 32, 0.25], True)):
+        evaluator = SparsityEvaluator(model)
+        evaluator.update(_fake_batch(fractions))
+        result = evaluator.compute(evaluator.records(), "m", ["a", "b", "c", "d"], n_boot=50)
+        info = result.info["localization"]
+        assert info["uninformative"] is expected
+        share = 0.5 if not expected else 0.75
+        assert info["large_object_share"] == share
+        sentence = uninformative_boxes_sentence(share)
+        assert (sentence in result.notes) is expected and (info["note"] == sentence) is expected
+        assert "localization.csv" in result.tables  # still measured, and said to be uninformative
+
+
 def test_baseline_gets_cam_only_and_says_so(data):
     model = _model("baseline")
     evaluator, records = _run(model, data, 4)
@@ -159,11 +231,21 @@ def test_without_masks_localization_is_skipped_and_the_rest_computed(ersm, data)
     evaluator, records = _run(ersm, data, 4, drop_masks=True)
     result = evaluator.compute(records, "ersm", data.classes)
     summary = result.tables["sparsity_summary.csv"]
-    assert NO_MASKS_NOTE in result.notes
+    assert NO_MASKS_NOTE in result.notes and NO_MASKS_NOTE.startswith("localization not measured")
+    assert "localization.csv" not in result.tables
+    assert result.info["localization"] == {"measured": False, "images": 0, "uninformative": False,
+                                           "large_object_share": None, "note": NO_MASKS_NOTE}
     assert not summary["metric"].isin(["box_accuracy", "mass_in_object", "iou"]).any()
     assert {"mean_keep", "n_components", "accuracy"} <= set(summary["metric"])
     assert result.tables["per_image.csv"]["object_keep_mass"].isna().all()
     assert NO_MASKS_NOTE in evaluator.notes(has_masks=False)
+
+
+def test_no_localization_says_it_was_not_asked(ersm, data):
+    evaluator, records = _run(ersm, data, 8, localize=False)
+    result = evaluator.compute(records, "ersm", data.classes, n_boot=50)
+    assert NOT_ASKED_NOTE in result.notes and NO_MASKS_NOTE not in result.notes
+    assert not result.info["localization"]["measured"] and "localization.csv" not in result.tables
 
 
 def test_gallery_selection_and_arrays(ersm, data):
