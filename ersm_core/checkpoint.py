@@ -235,7 +235,7 @@ def _check_bounds(path: Path, payload: dict[str, Any]) -> None:
     except (TypeError, ValueError, RecursionError):
         raise bad("its provenance is not plain data") from None
     if size > LIMITS["provenance_bytes"]:
-        raise bad(f"its provenance is {size / 2**20:.1f} MiB as JSON (at most {LIMITS['provenance_bytes'] / 2**20:.0f} MiB)")
+        raise bad(f"its provenance takes {size} bytes as JSON (at most {LIMITS['provenance_bytes']})")
 
 
 def check_finite_weights(state_dict: dict[str, torch.Tensor], source: str | Path = "the checkpoint") -> None:

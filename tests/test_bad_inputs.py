@@ -1,5 +1,5 @@
 """Hard edges: every user mistake gives one clear message and a non-zero exit, no traceback,
-and no half-written output folder."""
+no half-written output folder, and every input (checkpoint, data folder) byte-for-byte unchanged."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from typer.testing import CliRunner
 from cli.main import app
 from ersm_core.checkpoint import FORMAT_VERSION, save_checkpoint
 from ersm_core.model import ModelConfig, build_model
+from ersm_eval.output import MARKER
+from tests.safety.inputs import untouched
 
 runner = CliRunner()
 
@@ -52,33 +54,35 @@ def _imagefolder(root: Path, classes=("cat", "dog"), per_class: int = 3, corrupt
 
 
 def _deletion(ckpt, root, out, *extra):
-    return _run("deletion", ckpt, "--dataset", "imagefolder", "--data-root", root, "--out", out,
-                "--seeds", "0", "--no-report", "--quiet", *extra)
+    """Run deletion, asserting that the checkpoint and the data folder are untouched."""
+    with untouched(ckpt, root):
+        return _run("deletion", ckpt, "--dataset", "imagefolder", "--data-root", root, "--out", out,
+                    "--seeds", "0", "--no-report", "--quiet", *extra)
 
 
 # -- checkpoints --------------------------------------------------------------------------
 
 def test_missing_checkpoint(tmp_path):
-    r = _deletion(tmp_path / "nope.pt", tmp_path, tmp_path / "out")
+    r = _deletion(tmp_path / "nope.pt", tmp_path / "data", tmp_path / "out")
     assert r.exit_code == 2 and "checkpoint not found" in _message(r)
 
 
 def test_empty_checkpoint(tmp_path):
     (tmp_path / "empty.pt").write_bytes(b"")
-    r = _deletion(tmp_path / "empty.pt", tmp_path, tmp_path / "out")
+    r = _deletion(tmp_path / "empty.pt", tmp_path / "data", tmp_path / "out")
     assert r.exit_code == 2 and "is empty" in _message(r)
 
 
 def test_truncated_checkpoint(tmp_path, ckpt2):
     data = ckpt2.read_bytes()
     (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
-    r = _deletion(tmp_path / "cut.pt", tmp_path, tmp_path / "out")
+    r = _deletion(tmp_path / "cut.pt", tmp_path / "data", tmp_path / "out")
     assert r.exit_code == 2 and "not a readable ersm-eval checkpoint" in _message(r)
 
 
 def test_not_a_checkpoint(tmp_path):
     (tmp_path / "notes.pt").write_text("hello, I am a text file\n")
-    r = _deletion(tmp_path / "notes.pt", tmp_path, tmp_path / "out")
+    r = _deletion(tmp_path / "notes.pt", tmp_path / "data", tmp_path / "out")
     assert r.exit_code == 2 and "not a readable ersm-eval checkpoint" in _message(r)
 
 
@@ -93,7 +97,7 @@ class _Payload:
 def test_checkpoint_with_pickled_code_is_refused_and_never_runs(tmp_path):
     marker = tmp_path / "code-ran"
     torch.save({"format": "ersm-eval checkpoint", "format_version": 1, "evil": _Payload(str(marker))}, tmp_path / "evil.pt")
-    r = _deletion(tmp_path / "evil.pt", tmp_path, tmp_path / "out")
+    r = _deletion(tmp_path / "evil.pt", tmp_path / "data", tmp_path / "out")
     assert r.exit_code == 2
     assert "refused" in _message(r) and "pickled code" in _message(r)
     assert not marker.exists(), "the checkpoint's code must never run"
@@ -103,7 +107,7 @@ def test_newer_checkpoint_format(tmp_path, ckpt2):
     payload = torch.load(ckpt2, weights_only=True)
     payload["format_version"] = FORMAT_VERSION + 1
     torch.save(payload, tmp_path / "future.pt")
-    r = _deletion(tmp_path / "future.pt", tmp_path, tmp_path / "out")
+    r = _deletion(tmp_path / "future.pt", tmp_path / "data", tmp_path / "out")
     assert r.exit_code == 2 and "newer than this ersm-eval understands" in _message(r)
 
 
@@ -173,6 +177,10 @@ def test_existing_output_folder_needs_overwrite(tmp_path, ckpt2):
     r = _deletion(ckpt2, root, out)
     assert r.exit_code == 2 and "--overwrite" in _message(r)
     assert (out / "precious.txt").read_text() == "keep me"
+    r = _deletion(ckpt2, root, out, "--overwrite")  # not written by ersm-eval: never deleted
+    assert r.exit_code == 2 and "not written by ersm-eval" in _message(r)
+    assert (out / "precious.txt").read_text() == "keep me"
+    (out / MARKER).write_text('{"tool": "ersm-eval"}')  # an earlier run's folder may be replaced
     r = _deletion(ckpt2, root, out, "--overwrite")
     assert r.exit_code == 0, r.output
     assert not (out / "precious.txt").exists() and (out / "deletion_curves.csv").exists()
@@ -200,7 +208,7 @@ def test_ctrl_c_leaves_no_folder_looking_complete(tmp_path, ckpt2, monkeypatch):
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
-def test_non_finite_features_are_reported(tmp_path, ckpt2):
+def test_non_finite_weights_are_reported(tmp_path, ckpt2):
     payload = torch.load(ckpt2, weights_only=True)
     first = next(k for k in payload["state_dict"] if k.endswith("weight"))
     payload["state_dict"][first] = torch.full_like(payload["state_dict"][first], float("nan"))
@@ -208,7 +216,7 @@ def test_non_finite_features_are_reported(tmp_path, ckpt2):
     root = _imagefolder(tmp_path / "data")
     r = _deletion(tmp_path / "nan.pt", root, tmp_path / "out")
     assert r.exit_code == 2
-    assert "non-finite" in _message(r) and "no accuracy is reported" in _message(r)
+    assert f"non-finite weights (NaN or inf) in {first!r}" in _message(r) and "nothing is evaluated" in _message(r)
     assert not (tmp_path / "out").exists()
 
 
@@ -216,7 +224,8 @@ def test_non_finite_features_are_reported(tmp_path, ckpt2):
 def test_corrupt_image_in_other_commands(tmp_path, ckpt2, command):
     root = _imagefolder(tmp_path / "data", corrupt="broken.png")
     args = [command, ckpt2, "--dataset", "imagefolder", "--data-root", root, "--no-report", "--quiet"]
-    r = _run(*args, "--out", tmp_path / "a")
+    with untouched(ckpt2, root):
+        r = _run(*args, "--out", tmp_path / "a")
     assert r.exit_code == 2 and "broken.png" in _message(r)
     assert not (tmp_path / "a").exists()
     r = _run(*args, "--out", tmp_path / "b", "--skip-bad-images")

@@ -49,33 +49,32 @@ def _read_table(path: Path, types: tuple[type, ...], rest_is_text: bool = False,
     ``lines``, when given, receives {id: line number} for later messages.
     """
     table: dict[int, tuple] = {}
-    number = 0
-    try:
-        with open(path, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                parts = line.split(maxsplit=len(types)) if rest_is_text else line.split()
-                if len(parts) != len(types) + 1:
-                    raise DatasetError(
-                        f"malformed line {number} in {path}: expected {len(types) + 1} fields (id "
-                        f"{' '.join(t.__name__ for t in types)}), got {line.strip()!r}"
-                    )
-                try:
-                    key = int(parts[0])
-                    fields = tuple(t(p) for t, p in zip(types, parts[1:]))
-                except ValueError:
-                    raise DatasetError(f"malformed line {number} in {path}: cannot read {line.strip()!r}") from None
-                if key in table:
-                    raise DatasetError(f"malformed line {number} in {path}: id {key} appears twice")
-                table[key] = fields
-                if lines is not None:
-                    lines[key] = number
-    except UnicodeDecodeError as err:
-        raise DatasetError(
-            f"{path} is not UTF-8 text (line {number + 1}, byte {err.start}: {err.reason}); "
-            "save it as UTF-8 or restore the original file"
-        ) from None
+    for number, raw in enumerate(path.read_bytes().splitlines(), start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise DatasetError(
+                f"{path} is not UTF-8 text (line {number}, byte {err.start + 1} of the line: {err.reason}); "
+                "save it as UTF-8 or restore the original file"
+            ) from None
+        if not line.strip():
+            continue
+        parts = line.split(maxsplit=len(types)) if rest_is_text else line.split()
+        if len(parts) != len(types) + 1:
+            raise DatasetError(
+                f"malformed line {number} in {path}: expected {len(types) + 1} fields (id "
+                f"{' '.join(t.__name__ for t in types)}), got {line.strip()!r}"
+            )
+        try:
+            key = int(parts[0])
+            fields = tuple(t(p) for t, p in zip(types, parts[1:]))
+        except ValueError:
+            raise DatasetError(f"malformed line {number} in {path}: cannot read {line.strip()!r}") from None
+        if key in table:
+            raise DatasetError(f"malformed line {number} in {path}: id {key} appears twice")
+        table[key] = fields
+        if lines is not None:
+            lines[key] = number
     return table
 
 
