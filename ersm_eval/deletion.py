@@ -522,7 +522,8 @@ class DeletionEvaluator:
             model.train(was_training)
 
     def _store(self, logits, labels, indices, orders, scores, cam, descending=False) -> None:
-        batch, n_curves, n_steps, _ = logits.shape
+        batch, n_curves, n_steps, width = logits.shape
+        self._logit_width = int(width)
         correct = (logits.argmax(-1) == labels[:, None, None]).cpu().numpy()
         log_prob = torch.log_softmax(logits.float(), -1)
         true = log_prob.gather(-1, labels[:, None, None, None].expand(batch, n_curves, n_steps, 1)).squeeze(-1)
@@ -666,11 +667,17 @@ class DeletionEvaluator:
 
     @property
     def n_classes(self) -> int:
-        """Classes of the model's head (chance = 1 / n_classes)."""
+        """Classes of the model's head (chance = 1 / n_classes): the config's ``num_classes``, else the
+        width of the logits seen, else the head's ``out_features``."""
         config = getattr(self.model, "config", None)
         if config is not None and getattr(config, "num_classes", None):
             return int(config.num_classes)
-        return int(self.model.head.out_features)
+        if getattr(self, "_logit_width", None):
+            return self._logit_width
+        out_features = getattr(getattr(self.model, "head", None), "out_features", None)
+        if out_features is None:
+            raise RuntimeError("bug: the number of classes is unknown before any update")
+        return int(out_features)
 
     def verdicts(self, tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
         """The chance test, each ranking's verdict and the sentences, for summary.json and the console

@@ -35,7 +35,7 @@ def test_writes_every_table_and_the_summary(run_dir, tiny_checkpoint):
         assert list(table.columns) == TABLES[name], name
         assert (table.checkpoint == tiny_checkpoint.stem).all()
     curves = pd.read_csv(out / "deletion_curves.csv")
-    assert set(curves.ranking) == {"energy", "unary", "magnitude", "cam", "random"}
+    assert set(curves.ranking) == {"energy", "unary", "magnitude", "cam", "center", "border", "random"}
     assert sorted(curves.k.unique()) == list(range(16)) and (curves.n_images == 16).all()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["checkpoint_sha256"] and summary["n_images"] == 16 and summary["label"] == tiny_checkpoint.stem
@@ -43,9 +43,60 @@ def test_writes_every_table_and_the_summary(run_dir, tiny_checkpoint):
     assert "command_line" in summary and "versions" in summary and summary["run_seconds"] >= 0
     assert summary["options"]["no_report"] is True
     with np.load(out / "token_scores.npz", allow_pickle=False) as npz:
-        assert npz["energy"].shape == (16, 16) and npz["index"].tolist() == list(range(16))
+        index = npz["index"].tolist()  # --limit draws a seeded, class-stratified subset
+        assert npz["energy"].shape == (16, 16) and len(set(index)) == 16 and index == sorted(index)
     assert not (out / "report.html").exists()
-    assert "energy" in output and "AUC" in output  # the terminal summary
+    assert "energy" in output and "ΔAUC" in output  # the terminal summary
+
+
+def test_summary_json_carries_the_chance_test_and_the_verdicts(run_dir):
+    out, output = run_dir
+    summary = json.loads((out / "summary.json").read_text())
+    table = pd.read_csv(out / "deletion_summary.csv").set_index("ranking")
+    curves = pd.read_csv(out / "deletion_curves.csv")
+    chance = summary["chance_test"]
+    k0 = curves[(curves.k == 0) & (curves.ranking == "energy")].iloc[0]
+    assert chance["accuracy"] == pytest.approx(k0.accuracy) and chance["n_images"] == 16
+    assert chance["chance"] == pytest.approx(1 / 10) and chance["n_classes"] == 10
+    assert chance["at_chance"] == (chance["ci_low"] <= 0.1 <= chance["ci_high"])
+    compared = [r for r in table.index if r != "random"]
+    assert summary["verdicts"] == {r: table.loc[r, "verdict"] for r in compared}
+    assert set(summary["verdict_sentences"]["rankings"]) == set(compared)
+    assert pd.isna(table.loc["random", "verdict"]) and np.isnan(table.loc["random", "auc_diff"])
+    for r in compared:  # every verdict follows the rule from the unrounded interval
+        low, high = table.loc[r, "auc_diff_ci_low"], table.loc[r, "auc_diff_ci_high"]
+        expected = ("not_testable" if chance["at_chance"] else "above_random" if low > 0
+                    else "below_random" if high < 0 else "indistinguishable")
+        assert table.loc[r, "verdict"] == expected
+    diag = pd.read_csv(out / "energy_diagnostics.csv")
+    assert diag.metric.tolist() == ["pairwise_share", "spearman_center", "spearman_neighbours"]
+    assert set(summary["energy_diagnostics"]) >= set(diag.metric)
+    if chance["at_chance"]:  # said before the table
+        assert output.index("Model at chance") < output.index("ΔAUC")
+
+
+def test_auc_diff_equals_the_areas_of_the_written_curves(run_dir):
+    out, _ = run_dir
+    curves = pd.read_csv(out / "deletion_curves.csv")
+    table = pd.read_csv(out / "deletion_summary.csv").set_index("ranking")
+
+    def area(ranking):  # seed-mean curve, then the normalized trapezoid
+        mean = curves[curves.ranking == ranking].groupby("fraction_removed")["accuracy"].mean()
+        x, y = mean.index.to_numpy(), mean.to_numpy()
+        return float(np.sum((y[1:] + y[:-1]) / 2 * np.diff(x)) / (x[-1] - x[0]))
+
+    for ranking in ("energy", "center", "border", "cam"):
+        assert table.loc[ranking, "auc_diff"] == pytest.approx(area(ranking) - area("random"), abs=1e-6)
+        assert table.loc[ranking, "auc_diff_ci_low"] <= table.loc[ranking, "auc_diff"] <= table.loc[ranking, "auc_diff_ci_high"]
+
+
+def test_spearman_center_equals_the_agreement_of_energy_and_center(run_dir):
+    out, _ = run_dir
+    diag = pd.read_csv(out / "energy_diagnostics.csv").set_index("metric")["value"]
+    agreement = pd.read_csv(out / "ranking_agreement.csv")
+    row = agreement[(agreement.ranking_a == "energy") & (agreement.ranking_b == "center")].iloc[0]
+    assert diag["spearman_center"] == pytest.approx(row.spearman_mean, abs=1e-12)
+    assert 0 <= diag["pairwise_share"] <= 1 and -1 <= diag["spearman_neighbours"] <= 1
 
 
 def test_batch_sizes_give_the_same_tables(run_dir, tiny_checkpoint, tmp_path):
@@ -69,10 +120,12 @@ def test_baseline_skips_energy_rankings_and_says_why(tiny_baseline_checkpoint, t
     assert result.exit_code == 0, result.output
     assert "Skipped ranking energy" in result.output and "baseline" in result.output
     curves = pd.read_csv(tmp_path / "b" / "deletion_curves.csv")
-    assert set(curves.ranking) == {"magnitude", "cam", "random"}
+    assert set(curves.ranking) == {"magnitude", "cam", "center", "border", "random"}
     assert sorted(curves.k.unique()) == [0, 5, 10, 15]
-    skipped = json.loads((tmp_path / "b" / "summary.json").read_text())["deletion"]["skipped_rankings"]
-    assert set(skipped) == {"energy", "unary"}
+    summary = json.loads((tmp_path / "b" / "summary.json").read_text())
+    assert set(summary["deletion"]["skipped_rankings"]) == {"energy", "unary"}
+    assert not (tmp_path / "b" / "energy_diagnostics.csv").exists()  # no energies, no diagnostics
+    assert "no Energy-Mask Layer" in summary["energy_diagnostics"] and "no energy diagnostics" in result.output
 
 
 def test_input_level(tiny_checkpoint, tmp_path):
@@ -123,6 +176,7 @@ def test_existing_output_folder_is_refused_unless_overwrite(tiny_checkpoint, tmp
     (out / "keep.txt").write_text("x")
     _fails(_run(tiny_checkpoint, "--dataset", "synthetic", "--out", out), "--overwrite")
     assert (out / "keep.txt").exists()
+    (out / ".ersm-eval-output").write_text('{"tool": "ersm-eval"}')  # --overwrite replaces only ersm-eval's folders
     result = _run(tiny_checkpoint, "--dataset", "synthetic", "--limit", "3", "--steps", "2", "--seeds", "0",
                   "--out", out, "--overwrite", "--no-report", "--quiet")
     assert result.exit_code == 0, result.output
