@@ -1,4 +1,4 @@
-"""Occlusion figure: accuracy against severity, one panel per pattern (SPEC §3).
+"""Occlusion figure: accuracy against severity, one panel per pattern (docs/method.md §3).
 
 One colour per checkpoint (series), one line style per occluder fill, 95% bands.
 """

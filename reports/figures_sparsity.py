@@ -1,4 +1,4 @@
-"""Sparsity figures (SPEC §4): keep-rate distribution, per-class keep rate, keep rate vs correctness."""
+"""Sparsity figures: keep-rate distribution, per-class keep rate, keep rate vs correctness."""
 
 from __future__ import annotations
 

@@ -36,7 +36,7 @@ from ersm_core.errors import ERSMError
 from ersm_eval import verdicts
 from ersm_eval.schema import MAPS_NPZ, SUMMARY_JSON
 from reports.figures_agreement import agreement_matrix, plot_ranking_agreement
-from reports.figures_deletion import plot_deletion_curves, plot_deletion_summary, random_band
+from reports.figures_deletion import plot_deletion_curves, plot_deletion_summary
 from reports.figures_gallery import (
     FAILURE_KINDS,
     failure_examples,
@@ -59,7 +59,6 @@ from reports.tables import (
     as_runs,
     chance_test_of,
     clean_path,
-    find_key,
     localization_rows,
     model_groups,
     rows_for,
@@ -136,6 +135,7 @@ class ModelVerdicts:
     sentences: list[str] = field(default_factory=list)  # verdicts.deletion_sentence per ranking
     localization: list[str] = field(default_factory=list)  # verdicts.localization_sentence per real map
     notes: list[str] = field(default_factory=list)  # what was not measured
+    boxes: str = ""  # verdicts' uninformative-boxes sentence, when the objects fill most images
 
 
 # ---------------------------------------------------------------- formatting
@@ -445,23 +445,40 @@ def _model_verdicts(label: str, group: Group, tables: dict[str, pd.DataFrame]) -
             out.warnings.append(verdicts.position_sentence(center, neighbours, values.get("pairwise_share", math.nan)))
     fraction = _fraction_large(group)
     if fraction is not None and fraction[0]:
-        out.warnings.append(verdicts.uninformative_boxes_sentence(fraction[1]))
+        out.boxes = verdicts.uninformative_boxes_sentence(fraction[1])
+        out.warnings.append(out.boxes)
     loc = tables["localization.csv"]
     loc = loc[(loc["series"] == label) & (loc["verdict"] != "baseline") & ~loc["map"].isin(BASELINE_MAPS)] if not loc.empty else loc
     out.localization = [verdicts.localization_sentence(r) for r in loc.to_dict("records")]
     return out
 
 
-def _fraction_large(group: Group) -> tuple[bool, float] | None:
-    """(boxes uninformative, share of images whose object covers ≥ 80% of the image), when recorded.
+def _recorded_boxes(tree: Any) -> tuple[bool, float] | None:
+    """The uninformative-boxes finding a sparsity run records in summary.json (breadth first)."""
+    queue = [tree]
+    while queue:
+        node = queue.pop(0)
+        if isinstance(node, dict):
+            flag = node.get("uninformative", node.get("boxes_uninformative"))
+            share = node.get("large_object_share", node.get("fraction_large"))
+            if isinstance(flag, bool) and ("large_object_share" in node or "fraction_large" in node):
+                return flag, float(share) if _finite(share) else math.nan
+            queue.extend(node.values())
+        elif isinstance(node, list):
+            queue.extend(v for v in node if isinstance(v, (dict, list)))
+    return None
 
-    Read from summary.json (``boxes_uninformative`` with ``fraction_large``), else applied by
+
+def _fraction_large(group: Group) -> tuple[bool, float] | None:
+    """(boxes uninformative, share of images whose object covers ≥ 80% of the image), when known.
+
+    Read from summary.json (``uninformative`` with ``large_object_share``), else applied by
     :func:`ersm_eval.verdicts.boxes_uninformative` to a per-image ``object_area_fraction`` column.
     """
     for run, _ in group:
-        flag, share = find_key(run.summary, "boxes_uninformative"), find_key(run.summary, "fraction_large")
-        if isinstance(flag, bool):
-            return flag, float(share) if _finite(share) else math.nan
+        found = _recorded_boxes(run.summary)
+        if found is not None:
+            return found
     images = rows_for(group, "per_image.csv")
     if images is not None and "object_area_fraction" in images:
         values = pd.to_numeric(images["object_area_fraction"], errors="coerce").to_numpy(float)
@@ -930,7 +947,7 @@ def _render(runs: list[Run], figures: _Figures, out_dir: Path, claim_rows: list[
         if _has(per_image) and per_image["mean_keep"].notna().any():
             sec.figures.append(figures.add(lambda: plot_keep_by_correctness(per_image), "keep_by_correctness",
                                            "Per-image mean keep probability of correctly and wrongly classified images."))
-        sec.warnings += [w for m in model_verdicts for w in m.warnings if w.startswith("The object covers")]
+        sec.warnings += [f"{m.label}: {m.boxes}" for m in model_verdicts if m.boxes]
         if _has(loc_table):
             sec.figures.append(figures.add(lambda: plot_localization_baselines(loc_table), "localization",
                                            "Localization against the object mask or box per map, beside the uniform and centre "

@@ -157,6 +157,9 @@ def summary_table(runs: list[Run], labels: dict[tuple[str, str], str] | None = N
         records.append(record)
     loc_columns.sort(key=_localization_key)
     table = pd.DataFrame.from_records(records)
+    # True, False or None as plain Python values (pandas would make an all-bool column numpy's)
+    table["at_chance"] = pd.Series([None if v is None or v is np.nan else bool(v) for v in table["at_chance"]],
+                                   index=table.index, dtype=object)
     for column in loc_columns:
         if column not in table:
             table[column] = math.nan

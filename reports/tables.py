@@ -1,6 +1,6 @@
 """Load and check one evaluation run folder: its CSVs, summary.json and maps.npz.
 
-A run folder is what ``ersm-eval deletion|occlusion|sparsity`` writes (SPEC §6);
+A run folder is what ``ersm-eval deletion|occlusion|sparsity`` writes;
 the file names and columns are the contract in :mod:`ersm_eval.schema`. Nothing
 here needs a model: the report is rebuilt from these files alone.
 """
@@ -75,10 +75,10 @@ _BOOL = {"correct"}
 _NAN_WORDS = {"", "nan", "na", "n/a", "null", "none"}
 _TRUE, _FALSE = {"true", "1", "1.0", "yes"}, {"false", "0", "0.0", "no"}
 
-# maps.npz: required keys, then optional ones (SPEC §4, ersm_eval.sparsity)
+# maps.npz: required keys, then optional ones (ersm_eval.sparsity)
 MAP_KEYS = {"required": ("index", "image", "label", "prediction"), "optional": ("keep", "energy", "cam", "mask")}
 
-# sparsity_summary metrics that compare a map with the object mask or box (SPEC §4), in display order
+# sparsity_summary metrics that compare a map with the object mask or box, in display order
 LOCALIZATION_METRICS = (
     "box_accuracy", "box_gt_known", "pointing_game", "iou", "iou_absolute", "box_iou", "mass_in_object", "keep_mass_in_object",
 )

@@ -203,3 +203,44 @@ def test_the_run_hook_keeps_the_tables_when_the_report_breaks(tmp_path, run_writ
 def test_classes_are_named_as_given(run_writer, tmp_path):
     run = load_run(run_writer(tmp_path / "run", kinds=("sparsity",), class_names=["a_b", "$c$", "d^e", "f", "g"]))
     assert run.class_names[:3] == ["a_b", "$c$", "d^e"]
+
+
+def test_uninformative_boxes_recorded_by_the_sparsity_run(tmp_path, run_writer):
+    import json
+
+    folder = run_writer(tmp_path / "run", kinds=("sparsity",))
+    summary = json.loads((folder / "summary.json").read_text())
+    summary["sparsity"] = {"localization": {"measured": True, "uninformative": True, "large_object_share": 0.9}}
+    (folder / "summary.json").write_text(json.dumps(summary))
+    page = _events(build_report([load_run(folder)], tmp_path / "out" / "report.html"))
+    shown = [text for kind, text, css in page.events if kind == "text" and css == "warning"]
+    assert verdicts.uninformative_boxes_sentence(0.9) in shown
+    first_figure = next(i for i, (kind, alt, _) in enumerate(page.events) if kind == "img" and alt.startswith("Localization"))
+    assert page.events.index(("text", verdicts.uninformative_boxes_sentence(0.9), "warning")) < first_figure
+
+
+def test_paper_table_uses_the_same_verdicts(tmp_path, run_writer):
+    from reports import paper_table
+
+    guessing = load_run(run_writer(tmp_path / "g", label="Guessing", accuracy=0.20, kinds=("deletion",)))
+    good = load_run(run_writer(tmp_path / "m", label="Model", kinds=("deletion",), seed=4))
+    table = paper_table([guessing, good]).set_index("model")
+    assert table.loc["Guessing", "at_chance"] is True and table.loc["Guessing", "verdict"] == "not_testable"
+    energy = good.table("deletion_summary.csv").set_index("ranking").loc["energy"]
+    assert table.loc["Model", "at_chance"] is False and table.loc["Model", "verdict"] == energy["verdict"]
+    assert table.loc["Model", "auc_diff_ci_low"] == energy["auc_diff_ci_low"]
+
+
+def test_header_counts_input_folders_and_provenance_lists_each_once(tmp_path, run_writer):
+    from reports.combine import combine_by_checkpoint
+
+    folders = [run_writer(tmp_path / kind, kinds=(kind,)) for kind in ("deletion", "occlusion", "sparsity")]
+    runs = combine_by_checkpoint([load_run(f) for f in folders])
+    assert len(runs) == 1
+    out = build_report(runs, tmp_path / "out" / "report.html")
+    html = out.read_text(encoding="utf-8")
+    assert "1 model (checkpoints/ersm_full.pt) from 3 run folders" in html
+    page = _events(out)
+    prov = [cells[0] for cells in page.cells if len(cells) == 9 and cells[0] != "Folder"]
+    assert sorted(prov) == ["../deletion", "../occlusion", "../sparsity"]
+    assert html.count("<details>") == 3
