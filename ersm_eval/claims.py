@@ -6,16 +6,23 @@ string, and conservative: a claim is "yes" only when a 95% interval supports it.
 
 1. Accuracy is kept: paired difference ERSM − baseline on the same test images,
    non-inferiority margin 3 points (interval's lower end ≥ −3 points); "not
-   measured" when both models are below 1.5× chance.
+   measured" when both models are at chance (the chance test of
+   :mod:`ersm_eval.verdicts`: the accuracy's Wilson 95% interval contains
+   1 / number of classes).
 2. Emergent sparsity: mean keep probability at least 5 points below the layer's
    initial keep (``init_keep``), or ≥ 10% of tokens with π < 0.5.
-3. Energy-guided deletion beats random: the largest gap to random is positive with
-   an interval above zero and the energy AUC exceeds the random AUC.
+3. Energy-guided deletion stays above random: the energy ranking's deletion verdict
+   (from the paired interval of ΔAUC, its area under the correctness curve minus
+   random's) is ``above_random``; ``below_random`` or ``indistinguishable`` is "no",
+   ``not_testable`` (the model at chance) is "not measured". The largest per-step gap
+   is never the criterion.
 4. Robustness to occlusion: the ERSM model's occlusion AUC minus the baseline's,
    per fill and pattern, paired over images: "yes" if no condition is significantly
    worse and most are significantly better; "partly" if some are better and none worse.
-5. Masks on the object: keep mass inside the object exceeds the object's share of
-   the image (what a uniform map gets), interval above it.
+5. Masks on the object: with localization.csv, the keep map's localization verdict
+   for the keep mass on the object (its excess over the better of the uniform and
+   centre maps, interval above 0); without it, keep mass inside the object against
+   the object's share of the image (what a uniform map gets), interval above it.
 6. Ignoring a spurious training background: with a class-correlated training
    background and an independent test background, ERSM's test accuracy exceeds
    the baseline's (paired interval above 0).
@@ -29,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from ersm_eval.stats import paired_bootstrap_diff
+from ersm_eval.verdicts import ChanceTest, chance_test, deletion_sentence, deletion_verdict, localization_sentence
 
 __all__ = ["evaluate_claims"]
 
@@ -48,10 +56,13 @@ def _pts(x: float) -> str:
     return f"{100 * x:+.1f}"
 
 
-def _chance(per_image: pd.DataFrame) -> float:
-    """Accuracy of guessing: 1 / the number of classes seen among the labels."""
-    n = per_image["label"].nunique() if "label" in per_image else 0
-    return 1.0 / n if n > 1 else 0.0
+def _chance_test(per_image: pd.DataFrame, n_classes: int | None) -> ChanceTest | None:
+    """The chance test of a model's per_image.csv; classes: ``n_classes``, else those seen among the labels."""
+    n = n_classes or (per_image["label"].nunique() if "label" in per_image else 0)
+    if n < 2 or per_image.empty:
+        return None
+    correct = per_image["correct"].astype(float)
+    return chance_test(int(correct.sum()), len(correct), int(n))
 
 
 def _paired_accuracy(base: pd.DataFrame, ersm: pd.DataFrame) -> tuple[float, float, float, float, float, int] | None:
@@ -72,6 +83,7 @@ def evaluate_claims(
     ersm_label: str = "ersm",
     init_keep: float = 0.9,
     spurious: float = 0.0,
+    n_classes: int | None = None,
 ) -> list[dict[str, Any]]:
     """Verdicts for the paper's claims.
 
@@ -82,6 +94,7 @@ def evaluate_claims(
             the baseline first (its ``diff_auc_to_first`` is ERSM − baseline).
         init_keep: the ERSM layer's initial keep probability.
         spurious: the training split's background-label correlation (0 = none).
+        n_classes: classes of the models (chance = 1 / n_classes); None: those seen among the labels.
     """
     claims: list[dict[str, Any]] = []
 
@@ -91,15 +104,18 @@ def evaluate_claims(
     # 1. accuracy kept
     acc = None
     chance = 0.0
+    at_chance = False
     if "per_image.csv" in baseline and "per_image.csv" in ersm:
         acc = _paired_accuracy(baseline["per_image.csv"], ersm["per_image.csv"])
-        chance = _chance(ersm["per_image.csv"])
-    at_chance = acc is not None and chance > 0 and max(acc[0], acc[1]) < 1.5 * chance
+        tests = [_chance_test(baseline["per_image.csv"], n_classes), _chance_test(ersm["per_image.csv"], n_classes)]
+        if acc is not None and all(t is not None for t in tests):
+            chance = tests[1].chance
+            at_chance = all(t.at_chance for t in tests)  # neither model tells the classes apart
     if acc is None:
         add("Accuracy is kept", "not measured", "needs per_image.csv of both models on the same images")
     elif at_chance:
         add("Accuracy is kept", "not measured",
-            f"both models are near chance on the test images ({ersm_label} {100 * acc[0]:.1f}%, {baseline_label} "
+            f"both models are at chance on the test images (their accuracy's 95% interval contains chance; {ersm_label} {100 * acc[0]:.1f}%, {baseline_label} "
             f"{100 * acc[1]:.1f}%, chance {100 * chance:.1f}%): comparing them says nothing; train longer or on "
             "less biased data")
     else:
@@ -127,14 +143,18 @@ def evaluate_claims(
     if energy is None or energy.empty or rand is None or rand.empty:
         add("Energy-guided deletion stays above random", "not measured", "needs the energy and random rankings in deletion_summary.csv")
     else:
-        er, rr = energy.iloc[0], rand.iloc[0]
-        gap_ok = float(er["max_gap_ci_low"]) > 0 and float(er["max_gap_to_random"]) > 0
-        auc_ok = float(er["auc"]) > float(rr["auc"])
-        verdict = "yes" if gap_ok and auc_ok else ("partly" if gap_ok or auc_ok else "no")
-        add("Energy-guided deletion stays above random", verdict,
-            f"normalized AUC energy {float(er['auc']):.3f} vs random {float(rr['auc']):.3f}; largest gap "
-            f"{_pts(float(er['max_gap_to_random']))} points at k={int(er['max_gap_k'])} (95% CI "
-            f"{_pts(float(er['max_gap_ci_low']))} to {_pts(float(er['max_gap_ci_high']))})")
+        er = energy.iloc[0].to_dict()
+        verdict = er.get("verdict")
+        if not isinstance(verdict, str) or not verdict:  # tables without the column: the same rule, here
+            verdict = deletion_verdict(er.get("auc_diff_ci_low", float("nan")), er.get("auc_diff_ci_high", float("nan")),
+                                       False) if "auc_diff" in er else None
+        if verdict is None:
+            add("Energy-guided deletion stays above random", "not measured",
+                "deletion_summary.csv has no ΔAUC to random (written by an older ersm-eval); re-run the deletion")
+        else:
+            er["verdict"] = verdict
+            supported = {"above_random": "yes", "not_testable": "not measured"}.get(verdict, "no")
+            add("Energy-guided deletion stays above random", supported, deletion_sentence(er, None, ersm_label))
 
     # 4. occlusion robustness
     if occlusion_summary is None or occlusion_summary.empty:
@@ -158,7 +178,17 @@ def evaluate_claims(
     # 5. masks on the object
     mass = _stat(spars, "keep", "mass_in_object")
     area = _stat(spars, "", "object_area_fraction")
-    if mass is None or area is None:
+    loc = ersm.get("localization.csv")
+    loc_row = None
+    if loc is not None and not loc.empty:
+        hit = loc[(loc["map"] == "keep") & (loc["metric"] == "mass_in_object")]
+        loc_row = None if hit.empty else hit.iloc[0].to_dict()
+    if loc_row is not None:
+        localizes = loc_row.get("verdict") == "localizes"
+        excess = float(loc_row.get("excess", float("nan")))
+        add("Masks lie on the object", "yes" if localizes else ("partly" if excess > 0 else "no"),
+            localization_sentence(loc_row))
+    elif mass is None or area is None:
         add("Masks lie on the object", "not measured", "needs a keep map and object masks (sparsity on a dataset with masks)")
     else:
         m, a = float(mass["value"]), float(area["value"])

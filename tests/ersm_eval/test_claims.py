@@ -20,13 +20,26 @@ def _sparsity(mean_keep, below, mass, area):
                           "ci_low": lo, "ci_high": hi} for m, k, v, lo, hi in rows])
 
 
-def _deletion(energy_auc, random_auc, gap, gap_low):
+def _deletion(energy_auc, random_auc, gap, gap_low, verdict=None, half_width=0.02):
+    diff = energy_auc - random_auc
+    low, high = diff - half_width, diff + half_width
+    if verdict is None:
+        verdict = "above_random" if low > 0 else "below_random" if high < 0 else "indistinguishable"
     return pd.DataFrame([
-        {"ranking": "energy", "auc": energy_auc, "max_gap_to_random": gap, "max_gap_k": 10,
-         "max_gap_ci_low": gap_low, "max_gap_ci_high": gap + 0.05},
-        {"ranking": "random", "auc": random_auc, "max_gap_to_random": np.nan, "max_gap_k": np.nan,
-         "max_gap_ci_low": np.nan, "max_gap_ci_high": np.nan},
+        {"ranking": "energy", "auc": energy_auc, "auc_diff": diff, "auc_diff_ci_low": low, "auc_diff_ci_high": high,
+         "auc_diff_p_value": 0.01, "max_gap_to_random": gap, "max_gap_k": 10,
+         "max_gap_ci_low": gap_low, "max_gap_ci_high": gap + 0.05, "min_gap_to_random": min(gap, diff) - 0.1,
+         "min_gap_k": 40, "min_gap_ci_low": min(gap, diff) - 0.15, "min_gap_ci_high": min(gap, diff) - 0.05,
+         "steps_above_random": 3, "steps_below_random": 20, "n_steps": 63, "verdict": verdict},
+        {"ranking": "random", "auc": random_auc, "auc_diff": np.nan, "auc_diff_ci_low": np.nan,
+         "auc_diff_ci_high": np.nan, "max_gap_to_random": np.nan, "max_gap_k": np.nan,
+         "max_gap_ci_low": np.nan, "max_gap_ci_high": np.nan, "verdict": ""},
     ])
+
+
+def _deletion_claim(table):
+    claims = evaluate_claims({}, {"deletion_summary.csv": table}, None, "b", "e")
+    return next(c for c in claims if c["claim"] == "Energy-guided deletion stays above random")
 
 
 def _verdicts(claims):
@@ -78,3 +91,58 @@ def test_models_at_chance_say_nothing_about_kept_accuracy():
                                   None, "b", "e", spurious=0.9))
     assert v["Accuracy is kept"] == "not measured"
     assert v["Ignores a spurious training background"] == "no"
+
+
+def test_deletion_claim_follows_the_auc_difference_not_the_largest_gap():
+    # the energy curve lies far below random (AUC 0.309 vs 0.522) but one step is 1.8 points above it
+    claim = _deletion_claim(_deletion(0.309, 0.522, gap=0.018, gap_low=0.004))
+    assert claim["supported"] == "no"
+    assert "below random" in claim["evidence"] and "ΔAUC of accuracy -0.213" in claim["evidence"]
+    assert claim["evidence"].index("ΔAUC") < claim["evidence"].index("+1.8 points")  # the gap is secondary
+
+
+def test_deletion_claim_indistinguishable_and_touching_zero_are_not_support():
+    assert _deletion_claim(_deletion(0.51, 0.50, 0.05, 0.01))["supported"] == "no"  # interval -0.01..+0.03
+    touching = _deletion(0.52, 0.50, 0.05, 0.01, half_width=0.02)  # interval exactly 0.00..+0.04
+    touching.loc[0, ["auc_diff_ci_low", "verdict"]] = [0.0, np.nan]  # no verdict column value: the rule here
+    assert _deletion_claim(touching)["supported"] == "no"
+    assert _deletion_claim(_deletion(0.60, 0.50, 0.05, 0.01))["supported"] == "yes"
+
+
+def test_deletion_claim_at_chance_is_not_measured():
+    claim = _deletion_claim(_deletion(0.7, 0.5, 0.2, 0.1, verdict="not_testable"))
+    assert claim["supported"] == "not measured" and "at chance" in claim["evidence"]
+
+
+def test_old_deletion_tables_without_auc_difference_are_not_measured():
+    old = _deletion(0.7, 0.5, 0.2, 0.1).drop(columns=["auc_diff", "auc_diff_ci_low", "auc_diff_ci_high", "verdict"])
+    assert _deletion_claim(old)["supported"] == "not measured"
+
+
+def test_chance_uses_the_wilson_interval_of_each_model():
+    # 10 classes; 80 of 500 right (16%, Wilson interval 13.0%..19.5%, above chance) vs 50 of 500 (10%, at chance)
+    above = np.zeros(500, dtype=int)
+    above[:80] = 1
+    guess = np.zeros(500, dtype=int)
+    guess[:50] = 1
+    v = _verdicts(evaluate_claims({"per_image.csv": _per_image(guess, 10)}, {"per_image.csv": _per_image(above, 10)},
+                                  None, "b", "e"))
+    assert v["Accuracy is kept"] == "yes"  # only one model at chance: the comparison means something
+    v = _verdicts(evaluate_claims({"per_image.csv": _per_image(guess, 10)}, {"per_image.csv": _per_image(guess, 10)},
+                                  None, "b", "e", n_classes=10))
+    assert v["Accuracy is kept"] == "not measured"
+
+
+def test_masks_claim_uses_the_localization_verdict():
+    loc = pd.DataFrame([
+        {"checkpoint": "e", "map": "keep", "metric": "mass_in_object", "value": 0.40, "ci_low": 0.35, "ci_high": 0.45,
+         "excess": 0.05, "excess_ci_low": -0.01, "excess_ci_high": 0.11, "verdict": "does_not_localize"},
+        {"checkpoint": "e", "map": "uniform", "metric": "mass_in_object", "value": 0.35, "ci_low": 0.3, "ci_high": 0.4,
+         "excess": np.nan, "excess_ci_low": np.nan, "excess_ci_high": np.nan, "verdict": "baseline"},
+    ])
+    claims = {c["claim"]: c for c in evaluate_claims({}, {"localization.csv": loc}, None, "b", "e")}
+    assert claims["Masks lie on the object"]["supported"] == "partly"
+    assert "does not localize" in claims["Masks lie on the object"]["evidence"]
+    loc.loc[0, ["excess_ci_low", "verdict"]] = [0.01, "localizes"]
+    claims = {c["claim"]: c for c in evaluate_claims({}, {"localization.csv": loc}, None, "b", "e")}
+    assert claims["Masks lie on the object"]["supported"] == "yes"
