@@ -274,7 +274,7 @@ def check_output_file(path: str | Path, overwrite: bool = False, inputs: InputPa
                 f"refusing to overwrite {path}: it is not an ersm-eval checkpoint, so --overwrite may not replace it; "
                 f"choose another {option}"
             )
-    _check_room(path, option)
+    _check_room(path.parent, option)
     return path
 
 

@@ -84,6 +84,12 @@ def test_same_occluders_give_the_same_numbers_when_run_alone(run_dir, tiny_basel
 
 def test_dataset_without_masks_skips_mask_patterns(tiny_checkpoint, tmp_path):
     root = _imagefolder(tmp_path / "folder")
+    import torch
+
+    payload = torch.load(tiny_checkpoint, weights_only=True)
+    payload["class_names"] = [f"class{k:02d}" for k in range(10)]  # class names must match the folders'
+    tiny_checkpoint = tmp_path / "renamed.pt"
+    torch.save(payload, tiny_checkpoint)
     out = tmp_path / "run"
     result = _run(tiny_checkpoint, "--dataset", "imagefolder", "--data-root", root, "--out", out,
                   "--patterns", "center,object", "--severities", "0.5", "--no-report", "--quiet")
