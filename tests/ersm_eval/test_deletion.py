@@ -365,3 +365,108 @@ def test_input_level_evaluator(ersm, images):
     assert np.allclose(curves[curves.k == 0].accuracy, plain)
     with pytest.raises(ConfigError, match="needs images"):
         ev.update({"features": torch.zeros(1, ersm.channels, 4, 4), "label": torch.tensor([0]), "index": torch.tensor([0])})
+
+
+# -- ΔAUC, verdicts and the chance test on hand-made records ------------------------------
+
+
+def _hand_records(correct, n_tokens=16):
+    """Records for rankings (energy, random seeds 0 and 1): correctness [n, 3, S] given, probability = correctness."""
+    correct = np.asarray(correct, dtype=bool)
+    n = correct.shape[0]
+    rng = np.random.default_rng(0)
+    return {
+        "index": np.arange(n, dtype=np.int64),
+        "label": np.zeros(n, dtype=np.int64),
+        "correct": correct,
+        "true_prob": correct.astype(np.float32),
+        "orders": np.stack([[rng.permutation(n_tokens) for _ in range(3)] for _ in range(n)]).astype(np.int16),
+    }
+
+
+# 3 images, k = 0, 5, 10, 15 of N = 16: curves energy, random seed 0, random seed 1
+HAND = [
+    [[1, 1, 1, 0], [1, 1, 0, 0], [1, 0, 0, 0]],
+    [[1, 0, 0, 0], [1, 1, 1, 1], [1, 1, 1, 0]],
+    [[0, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 0]],
+]
+
+
+def test_auc_difference_by_hand_on_three_images_and_four_steps(ersm):
+    ev = DeletionEvaluator(ersm, DeletionSettings(rankings=("energy", "random"), seeds=(0, 1), steps=4, n_boot=200))
+    assert ev.steps.tolist() == [0, 5, 10, 15]
+    tables = ev.compute(_hand_records(HAND))
+    # equal fraction steps of 5/16 over a range of 15/16: normalized area = (y0/2 + y1 + y2 + y3/2) / 3
+    # image 0: energy 2.5/3, random (mean of seeds: 1, .5, 0, 0) 1/3       -> +0.5
+    # image 1: energy 0.5/3, random (1, 1, 1, .5) 5.5/6                     -> -0.75
+    # image 2: energy 0,     random (0, .5, 0, 0) 1/6                       -> -1/6
+    expected = (0.5 - 0.75 - 1 / 6) / 3  # = -2.5/18
+    row = tables["deletion_summary.csv"].set_index("ranking").loc["energy"]
+    assert row.auc_diff == pytest.approx(expected, abs=1e-12)
+    assert row.prob_auc_diff == pytest.approx(expected, abs=1e-12)  # probability = correctness here
+    assert row.auc_diff_ci_low <= row.auc_diff <= row.auc_diff_ci_high and 0 < row.auc_diff_p_value <= 1
+    # the same number from the written curves: seed-mean curve, then the area
+    curves = tables["deletion_curves.csv"]
+    x = np.array([0, 5, 10, 15]) / 16
+
+    def area(ranking):
+        y = curves[curves.ranking == ranking].groupby("k")["accuracy"].mean().to_numpy()
+        return np.trapezoid(y, x) / (x[-1] - x[0])
+
+    assert area("energy") - area("random") == pytest.approx(expected, abs=1e-12)
+    # per-k gaps: energy (2/3, 1/3, 1/3, 0) − random (2/3, 2/3, 1/3, 1/6)
+    assert row.max_gap_to_random == 0 and row.max_gap_k == 0
+    assert row.min_gap_to_random == pytest.approx(-1 / 3) and row.min_gap_k == 5
+    assert row.min_gap_ci_low <= row.min_gap_to_random <= row.min_gap_ci_high
+    # k = 0 is an exact tie on every image (interval [0, 0]) and k = 10 an equal accuracy (1/3 each):
+    # neither counts as a step above or below random
+    tests = tables["deletion_tests.csv"].set_index("k")
+    assert tests.loc[0, "ci_low"] == 0 and tests.loc[0, "ci_high"] == 0
+    assert tests.loc[10, "difference"] == 0 and tests.loc[10, "ci_low"] <= 0 <= tests.loc[10, "ci_high"]
+    above = int((tests.ci_low > 0).sum())
+    below = int((tests.ci_high < 0).sum())
+    assert (row.steps_above_random, row.steps_below_random, row.n_steps) == (above, below, 4)
+    assert above == 0 and below <= 2
+    assert row.verdict == ("above_random" if row.auc_diff_ci_low > 0 else "below_random"
+                           if row.auc_diff_ci_high < 0 else "indistinguishable")
+    random_row = tables["deletion_summary.csv"].set_index("ranking").loc["random"]
+    assert np.isnan(random_row.auc_diff) and random_row.verdict == "" and pd.isna(random_row.min_gap_k)
+
+
+def test_a_model_at_chance_makes_every_ranking_not_testable(ersm):
+    # 1 of 5 images right before any deletion, 5 classes: chance 0.2 inside the Wilson interval
+    good = [[1, 1, 1, 1], [1, 0, 0, 0], [1, 0, 0, 0]]  # energy far above random, but it says nothing
+    correct = [good] + [[[0, 0, 0, 0]] * 3] * 4
+    ev = DeletionEvaluator(ersm, DeletionSettings(rankings=("energy", "random"), seeds=(0, 1), steps=4, n_boot=200))
+    tables = ev.compute(_hand_records(correct))
+    summary = tables["deletion_summary.csv"].set_index("ranking")
+    assert summary.loc["energy", "verdict"] == "not_testable"
+    out = ev.verdicts(tables)
+    assert out["chance_test"]["at_chance"] and out["chance_test"]["accuracy"] == pytest.approx(0.2)
+    assert out["chance_test"]["chance"] == pytest.approx(1 / 5) and out["chance_test"]["n_classes"] == 5
+    assert out["verdicts"] == {"energy": "not_testable"}
+    assert "at chance" in out["sentences"]["chance"] and "cannot be judged" in out["sentences"]["rankings"]["energy"]
+
+
+def test_verdicts_follow_the_summary_when_above_chance(ersm, images):
+    ev = _run(ersm, *images, 32, DeletionSettings(rankings=("energy", "center", "random"), seeds=(0, 1), n_boot=100))
+    tables = ev.compute()
+    out = ev.verdicts(tables)
+    summary = tables["deletion_summary.csv"].set_index("ranking")
+    n = len(images[1])
+    k0 = int(round(summary.loc["energy", "acc_k0"] * n))
+    assert out["chance_test"]["accuracy"] == pytest.approx(k0 / n) and out["chance_test"]["n_images"] == n
+    for name in ("energy", "center"):
+        assert out["verdicts"][name] == summary.loc[name, "verdict"]
+    diag = tables["energy_diagnostics.csv"].set_index("metric")["value"]
+    assert out["energy_diagnostics"]["spearman_center"] == diag["spearman_center"]
+    assert out["sentences"]["position"] is not None
+
+
+def test_energy_diagnostics_only_for_models_with_energies(images):
+    baseline = _model(variant="baseline")
+    ev = _run(baseline, *images, 32, DeletionSettings(seeds=(0,), n_boot=100))
+    tables = ev.compute()
+    assert "energy_diagnostics.csv" not in tables
+    assert not any(k.startswith("diag_") for k in ev.records())
+    assert "no Energy-Mask Layer" in ev.verdicts(tables)["energy_diagnostics"]

@@ -68,3 +68,32 @@ def test_paired_bootstrap_test_vector_input_and_no_images():
     assert mean.shape == (1,) and 0 < p[0] <= 1
     mean, *_ = paired_bootstrap_test(np.zeros((0, 2)))
     assert np.all(np.isnan(mean))
+
+
+def test_normalized_auc_of_many_curves_and_its_linearity():
+    x = np.array([0.0, 0.25, 0.5, 1.0])
+    y = np.array([[1.0, 1.0, 0.0, 0.0], [1.0, 0.5, 0.5, 0.0]])
+    # by hand: (0.25·1 + 0.25·0.5 + 0.5·0) / 1 and (0.25·0.75 + 0.25·0.5 + 0.5·0.25) / 1
+    assert normalized_auc(x, y) == pytest.approx([0.375, 0.4375])
+    assert isinstance(normalized_auc(x, y[0]), float)
+    # the mean of per-curve areas is the area of the mean curve
+    assert normalized_auc(x, y).mean() == pytest.approx(normalized_auc(x, y.mean(0)), abs=1e-15)
+    with pytest.raises(ValueError, match="points"):
+        normalized_auc(x[:3], y)
+
+
+def test_one_bootstrap_p_value_formula():
+    # paired_bootstrap_diff is a thin caller of paired_bootstrap_test: same mean, interval and p
+    rng = np.random.default_rng(3)
+    a, b = rng.random((40, 3)), rng.random((40, 3)) + np.array([0.0, 0.1, 0.4])
+    mean, low, high, p = paired_bootstrap_diff(a, b, n_boot=300, seed=2)
+    ref = paired_bootstrap_test(a - b, n_boot=300, seed=2)
+    for got, want in zip((mean, low, high, p), (ref[0], ref[1], ref[2], ref[4])):
+        assert np.array_equal(got, want)
+    # the formula by hand: 2 · (1 + resamples on the far side of 0) / (n_boot + 1), capped at 1
+    means = bootstrap_weights(40, 300, 2) @ (a - b) / 40
+    far = np.minimum((means <= 0).sum(0), (means >= 0).sum(0))
+    assert p == pytest.approx(np.minimum(1.0, 2 * (far + 1) / 301))
+    # shapes beyond 2-D and a single column keep their shape
+    assert paired_bootstrap_diff(a[:, :, None], b[:, :, None], n_boot=50)[3].shape == (3, 1)
+    assert paired_bootstrap_diff(a[:, 0], b[:, 0], n_boot=50)[0].shape == ()
