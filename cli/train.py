@@ -1,27 +1,38 @@
-"""``ersm-eval train``: train a model variant and write its checkpoint and per-epoch history."""
+"""``ersm-eval train``: train a model variant and write its checkpoint and per-epoch history.
+
+Heavy packages (torch, timm) are imported inside the command, so ``--help`` stays fast;
+the option defaults below are the library's (a test keeps them equal to
+``ModelConfig`` / ``TrainConfig``).
+"""
 
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import fields
+import time
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
-import torch
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cli.app import app
-from cli.common import BatchSize, DataRoot, DatasetName, Device, Quiet, Workers, console, err_console, handle_errors
-from ersm_core.model import ModelConfig
-from ersm_core.training import TrainConfig, TrainProgress, check_output_file, train
+from cli.common import BatchSize, DataRoot, DatasetName, Device, Quiet, SubsetSeed, Workers, console, err_console, handle_errors
 
-__all__ = ["train_command", "Variant", "PairwiseReduce", "BiasKind"]
+if TYPE_CHECKING:  # pragma: no cover
+    from cli.progress import ProgressDisplay
 
-_MODEL_DEFAULTS = {f.name: f.default for f in fields(ModelConfig)}
-_TRAIN_DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
+__all__ = ["train_command", "Variant", "PairwiseReduce", "BiasKind", "Interpolation", "MODEL_DEFAULTS", "TRAIN_DEFAULTS"]
+
+# the defaults of ModelConfig and TrainConfig, written out so that --help needs no torch
+MODEL_DEFAULTS = {
+    "patch_size": 1, "alpha": 1e-3, "beta": 1e-3, "tau": 1.0, "init_keep": 0.9, "drop_prob": 0.1, "block_size": 3,
+    "l0_lambda": 1e-2,
+}
+TRAIN_DEFAULTS = {
+    "lr": 1e-3, "weight_decay": 1e-4, "batch_size": 32, "epochs": 20, "seed": 0, "workers": 0, "val_fraction": 0.1,
+    "feature_views": 0,
+}
 
 
 class Variant(str, Enum):
@@ -43,89 +54,144 @@ class BiasKind(str, Enum):
     per_token = "per_token"
 
 
-class _RichProgress(TrainProgress):
-    """One rich bar per epoch (train, then test batches): running loss and train accuracy, then
-    the epoch's test accuracy and mean keep probability."""
-
-    def __init__(self, bar: Progress) -> None:
-        self.bar = bar
-        self.task = None
-        self.epochs = self.per_epoch = 0
-
-    def start(self, epochs: int, train_batches: int, test_batches: int) -> None:
-        self.epochs, self.per_epoch = epochs, train_batches + test_batches
-
-    def epoch_start(self, epoch: int) -> None:
-        self.task = self.bar.add_task(
-            f"epoch {epoch}/{self.epochs}", total=self.per_epoch, loss="-", acc="-", test="-", keep="-"
-        )
-
-    def train_step(self, n_images: int, running: dict[str, float]) -> None:
-        self.bar.update(self.task, advance=1, loss=f"{running['loss']:.3f}", acc=f"{running['acc']:.1%}")
-
-    def test_step(self, n_images: int) -> None:
-        self.bar.advance(self.task, 1)
-
-    def epoch_end(self, row: dict[str, float]) -> None:
-        keep = "-" if math.isnan(row["mean_keep"]) else f"{row['mean_keep']:.3f}"
-        self.bar.update(self.task, test=f"{row['test_acc']:.1%}", keep=keep)
+class Interpolation(str, Enum):  # ersm_core.data.INTERPOLATIONS
+    bilinear = "bilinear"
+    bicubic = "bicubic"
+    lanczos = "lanczos"
+    nearest = "nearest"
 
 
-def _bar() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(bar_width=12),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]} acc {task.fields[acc]} test {task.fields[test]} keep {task.fields[keep]}"),
-        TimeElapsedColumn(),
-        console=err_console,
-    )
+def _pct(value: Any) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.1%}"
+
+
+def _keep(value: Any) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
+
+
+def _train_display(display: "ProgressDisplay"):
+    """A TrainProgress drawing on ``display``: one task per epoch with the run's ETA, one for the
+    one-off feature cache and one for the final test."""
+    from cli.progress import format_duration
+    from ersm_core.training import TrainProgress
+
+    class TrainDisplay(TrainProgress):
+        def __init__(self) -> None:
+            self.task = None
+            self.epochs = self.per_epoch = self.units_done = 0
+            self.run_started: float | None = None
+            self.features_left = 0
+            self.info = ""
+
+        def _run_eta(self) -> str:
+            if self.run_started is None or not self.units_done:
+                return "run ETA -"
+            rate = self.units_done / max(time.monotonic() - self.run_started, 1e-9)
+            left = self.epochs * self.per_epoch - self.units_done
+            return f"run ETA {format_duration(left / rate)}"
+
+        def start(self, epochs: int, train_batches: int, val_batches: int) -> None:
+            self.epochs, self.per_epoch = epochs, train_batches + val_batches
+
+        def features_start(self, split: str, n_images: int) -> None:
+            self.task = display.add_task(f"backbone features, {split} (once)", total=n_images, unit="images")
+            self.features_left = n_images
+
+        def features_step(self, n_images: int) -> None:
+            display.advance(self.task, n_images)
+            self.features_left -= n_images
+            if self.features_left <= 0:
+                display.finish(self.task)
+
+        def epoch_start(self, epoch: int) -> None:
+            if self.run_started is None:
+                self.run_started = time.monotonic()
+            self.task = display.add_task(f"epoch {epoch}/{self.epochs}", total=self.per_epoch, unit="batches")
+
+        def train_step(self, n_images: int, running: dict[str, float]) -> None:
+            self.units_done += 1
+            self.info = f"loss {running['loss']:.3f} acc {running['acc']:.1%}"
+            display.advance(self.task, 1, info=f"{self.info} | {self._run_eta()}")
+
+        def val_step(self, n_images: int) -> None:
+            self.units_done += 1
+            display.advance(self.task, 1, info=f"{self.info} | validating | {self._run_eta()}")
+
+        def epoch_end(self, row: dict[str, float]) -> None:
+            display.finish(self.task, info=f"loss {row['train_loss']:.3f} acc {row['train_acc']:.1%} "
+                                           f"val {_pct(row['val_acc'])} mean keep {_keep(row['val_keep'])} | {self._run_eta()}")
+
+        def test_start(self, test_batches: int) -> None:
+            self.task = display.add_task("test split (once, final model)", total=test_batches, unit="batches")
+
+        def test_step(self, n_images: int) -> None:
+            display.advance(self.task, 1)
+
+        def test_end(self, metrics: dict[str, Any]) -> None:
+            display.finish(self.task, info=f"test {_pct(metrics['test_acc'])} mean keep {_keep(metrics['mean_keep'])}")
+
+    return TrainDisplay()
 
 
 @app.command("train")
 @handle_errors
 def train_command(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint file to write (a history CSV <stem>.history.csv goes beside it).", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint file to write (a history CSV <stem>.history.csv goes beside it, rewritten after every epoch).", show_default=False)],
     dataset: DatasetName = "synthetic",
     data_root: DataRoot = None,
     backbone: Annotated[str, typer.Option("--backbone", help="compact_cnn or a timm CNN name (resnet50, convnext_tiny, efficientnetv2_s, ...).")] = "compact_cnn",
     variant: Annotated[Variant, typer.Option("--variant", help="Spatial module between backbone and pooling.")] = Variant.ersm_full,
-    image_size: Annotated[int, typer.Option("--image-size", help="Square input side in pixels.")] = _MODEL_DEFAULTS["image_size"],
-    patch_size: Annotated[int, typer.Option("--patch-size", help="Token size P on the feature map (must divide it).")] = _MODEL_DEFAULTS["patch_size"],
-    alpha: Annotated[float, typer.Option("--alpha", help="Weight of the unary energy.")] = _MODEL_DEFAULTS["alpha"],
-    beta: Annotated[float, typer.Option("--beta", help="Weight of the pairwise energy (ignored by ersm_unary).")] = _MODEL_DEFAULTS["beta"],
-    tau: Annotated[float, typer.Option("--tau", help="Gate temperature.")] = _MODEL_DEFAULTS["tau"],
-    init_keep: Annotated[float, typer.Option("--init-keep", help="Initial keep probability of the gate (ERSM, L0).")] = _MODEL_DEFAULTS["init_keep"],
+    image_size: Annotated[Optional[int], typer.Option("--image-size", help="Square input side in pixels. Default: the backbone's (timm: its pretrained config; compact_cnn: 128).", show_default=False)] = None,
+    crop_pct: Annotated[Optional[str], typer.Option("--crop-pct", help="Share of the resized image kept by the centre crop, in (0, 1]; 'authors' = 1/1.14 (resize to 1.14·S, crop S), 'none' = 1. Default: the backbone's (compact_cnn: 1).", show_default=False)] = None,
+    interpolation: Annotated[Optional[Interpolation], typer.Option("--interpolation", help="Image resize filter (masks always nearest). Default: the backbone's (timm: its pretrained config; compact_cnn: bilinear).", show_default=False)] = None,
+    patch_size: Annotated[int, typer.Option("--patch-size", help="Token size P on the feature map (must divide it).")] = MODEL_DEFAULTS["patch_size"],
+    alpha: Annotated[float, typer.Option("--alpha", help="Weight of the unary energy.")] = MODEL_DEFAULTS["alpha"],
+    beta: Annotated[float, typer.Option("--beta", help="Weight of the pairwise energy (ignored by ersm_unary).")] = MODEL_DEFAULTS["beta"],
+    tau: Annotated[float, typer.Option("--tau", help="Gate temperature.")] = MODEL_DEFAULTS["tau"],
+    init_keep: Annotated[float, typer.Option("--init-keep", help="Initial keep probability of the gate (ERSM, L0).")] = MODEL_DEFAULTS["init_keep"],
     pairwise_reduce: Annotated[PairwiseReduce, typer.Option("--pairwise-reduce", help="Sum (authors' code) or mean over the Moore neighbours.")] = PairwiseReduce.sum,
     bias: Annotated[BiasKind, typer.Option("--bias", help="One gate bias b, or one per token.")] = BiasKind.scalar,
-    drop_prob: Annotated[float, typer.Option("--drop-prob", help="DropBlock / spatial-dropout rate.")] = _MODEL_DEFAULTS["drop_prob"],
-    block_size: Annotated[int, typer.Option("--block-size", help="DropBlock block size on the feature map.")] = _MODEL_DEFAULTS["block_size"],
-    l0_lambda: Annotated[float, typer.Option("--l0-lambda", help="Weight of the expected-L0 penalty (variant l0).")] = _MODEL_DEFAULTS["l0_lambda"],
-    lr: Annotated[float, typer.Option("--lr", help="AdamW peak learning rate (cosine schedule over all steps).")] = _TRAIN_DEFAULTS["lr"],
-    weight_decay: Annotated[float, typer.Option("--weight-decay", help="AdamW weight decay.")] = _TRAIN_DEFAULTS["weight_decay"],
-    batch_size: BatchSize = _TRAIN_DEFAULTS["batch_size"],
-    epochs: Annotated[int, typer.Option("--epochs", help="Passes over the training split.")] = _TRAIN_DEFAULTS["epochs"],
-    seed: Annotated[int, typer.Option("--seed", help="Seed of initialization, shuffling and flips.")] = _TRAIN_DEFAULTS["seed"],
-    workers: Workers = _TRAIN_DEFAULTS["workers"],
+    drop_prob: Annotated[float, typer.Option("--drop-prob", help="DropBlock / spatial-dropout rate.")] = MODEL_DEFAULTS["drop_prob"],
+    block_size: Annotated[int, typer.Option("--block-size", help="DropBlock block size on the feature map.")] = MODEL_DEFAULTS["block_size"],
+    l0_lambda: Annotated[float, typer.Option("--l0-lambda", help="Weight of the expected-L0 penalty (variant l0).")] = MODEL_DEFAULTS["l0_lambda"],
+    lr: Annotated[float, typer.Option("--lr", help="AdamW peak learning rate (cosine schedule over all steps).")] = TRAIN_DEFAULTS["lr"],
+    weight_decay: Annotated[float, typer.Option("--weight-decay", help="AdamW weight decay.")] = TRAIN_DEFAULTS["weight_decay"],
+    batch_size: BatchSize = TRAIN_DEFAULTS["batch_size"],
+    epochs: Annotated[int, typer.Option("--epochs", help="Passes over the training images.")] = TRAIN_DEFAULTS["epochs"],
+    seed: Annotated[int, typer.Option("--seed", help="Seed of initialization, shuffling and flips.")] = TRAIN_DEFAULTS["seed"],
+    workers: Workers = TRAIN_DEFAULTS["workers"],
     device: Device = "auto",
     pretrained: Annotated[bool, typer.Option("--pretrained", help="Start from timm's pretrained weights (timm backbones only).")] = False,
     weights: Annotated[Optional[Path], typer.Option("--weights", help="Local backbone state dict (.pt/.pth/.safetensors) to start from.")] = None,
     freeze_backbone: Annotated[bool, typer.Option("--freeze-backbone", help="Keep the backbone fixed (eval mode, no gradients): the paper's protocol for pretrained backbones.")] = False,
+    feature_cache: Annotated[Optional[bool], typer.Option("--feature-cache/--no-feature-cache", help="Frozen backbone: compute its features once per image, in memory, and train the spatial module and head from them. Default: on with --freeze-backbone.", show_default=False)] = None,
+    feature_views: Annotated[int, typer.Option("--feature-views", help="Cached training: keep K seeded views per image (each randomly flipped); 0 = the unaugmented image only.")] = TRAIN_DEFAULTS["feature_views"],
+    augment: Annotated[bool, typer.Option("--augment/--no-augment", help="Random horizontal flips of training images (uncached training; cached: see --feature-views).")] = True,
+    val_fraction: Annotated[float, typer.Option("--val-fraction", help="Share of the training images held out (seeded, stratified) and scored after every epoch; the test split is scored once, at the end.")] = TRAIN_DEFAULTS["val_fraction"],
     spurious: Annotated[Optional[float], typer.Option("--spurious", help="synthetic: probability that a training image's background matches its label.")] = None,
     n_train: Annotated[Optional[int], typer.Option("--n-train", help="synthetic: number of training images (default 2000).")] = None,
     n_test: Annotated[Optional[int], typer.Option("--n-test", help="synthetic: number of test images (default 500).")] = None,
     num_classes: Annotated[Optional[int], typer.Option("--num-classes", help="synthetic: number of classes, 2 to 12 (default 10).")] = None,
-    limit: Annotated[Optional[int], typer.Option("--limit", help="Use a seeded random subset of N images of each split (quick runs).")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing checkpoint file.")] = False,
+    limit: Annotated[Optional[int], typer.Option("--limit", help="Use N images of each split: a seeded, class-stratified subset, the same images as the evaluators' --limit N with the same --subset-seed.")] = None,
+    subset_seed: SubsetSeed = 0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing checkpoint file and its history CSV.")] = False,
     quiet: Quiet = False,
 ) -> None:
     """Train a model variant (AdamW, cosine schedule, cross-entropy + regularizer) and write a checkpoint."""
+    from cli.progress import ProgressDisplay
+    from ersm_core.data.transforms import resolve_data_config
+    from ersm_core.model import ModelConfig
+    from ersm_core.training import TrainConfig, check_output_file, history_path, train
+    from ersm_eval.output import check_output_file as check_owned_file  # replaces only checkpoints, never an input
+
     check_output_file(out, overwrite)
+    check_owned_file(out, overwrite, inputs=[data_root, weights])
+    data = resolve_data_config(backbone, image_size, crop_pct, interpolation.value if interpolation else None)
     model_config = ModelConfig(
         num_classes=num_classes or 2,  # train() sizes the head for the dataset's classes
         backbone=backbone,
         variant=variant.value,
-        image_size=image_size,
+        image_size=data.image_size,
         patch_size=patch_size,
         alpha=alpha,
         beta=beta,
@@ -138,6 +204,10 @@ def train_command(
         l0_lambda=l0_lambda,
         pretrained=pretrained,
         freeze_backbone=freeze_backbone,
+        mean=data.mean,
+        std=data.std,
+        crop_pct=data.crop_pct,
+        interpolation=data.interpolation,
     )
     train_config = TrainConfig(
         dataset=dataset,
@@ -155,24 +225,40 @@ def train_command(
         spurious=spurious,
         limit_train=limit,
         limit_test=limit,
+        subset_seed=subset_seed,
+        val_fraction=val_fraction,
+        augment=augment,
+        feature_cache=feature_cache,
+        feature_views=feature_views,
     )
     main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 shows progress and writes
-    if quiet or not main_process:
-        result = train(model_config, train_config, weights=weights)
-    else:
-        with _bar() as bar:
-            result = train(model_config, train_config, weights=weights, progress=_RichProgress(bar))
+    history = history_path(out)
+    try:
+        with ProgressDisplay(enabled=not quiet and main_process) as display:
+            if main_process and not quiet:
+                display.message(f"input: {data.image_size} px, crop {data.crop_pct:.4g}, {data.interpolation} ({data.source})")
+            result = train(model_config, train_config, weights=weights, progress=_train_display(display),
+                           history_file=history if main_process else None)
+    except KeyboardInterrupt:
+        if main_process:
+            kept = f"the finished epochs are in {history}" if history.exists() else "no epoch had finished"
+            err_console.print(f"[bold red]Interrupted:[/] no checkpoint was written; {kept}.", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=130) from None
+    import torch
+
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     if not main_process:
         return
+    result.provenance["data_config"] = data.to_dict()
     ckpt, history = result.save(out)
-    keep = result.metrics["mean_keep"]
+    metrics = result.metrics
     console.print(
-        f"test accuracy {result.metrics['test_acc']:.1%}  train accuracy {result.metrics['train_acc']:.1%}  "
-        f"mean keep {'-' if keep is None else f'{keep:.3f}'}  ({result.provenance['wall_seconds']:.0f} s)",
-        highlight=False,
+        f"test accuracy {_pct(metrics['test_acc'])}  validation accuracy {_pct(metrics['val_acc'])}  "
+        f"train accuracy {_pct(metrics['train_acc'])}  mean keep {_keep(metrics['mean_keep'])}  "
+        f"({result.provenance['wall_seconds']:.0f} s)",
+        highlight=False, soft_wrap=True,
     )
     console.print(f"checkpoint: {ckpt}", highlight=False, soft_wrap=True)
     console.print(f"history:    {history}", highlight=False, soft_wrap=True)

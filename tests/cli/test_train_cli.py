@@ -15,8 +15,8 @@ QUICK = ["--dataset", "synthetic", "--image-size", "32", "--n-train", "48", "--n
          "--batch-size", "16", "--epochs", "1", "--device", "cpu"]
 
 
-def _train(*args):
-    return runner.invoke(app, ["train", *QUICK, *args])
+def _train(*args, env=None):
+    return runner.invoke(app, ["train", *QUICK, *args], env=env)
 
 
 def test_train_writes_checkpoint_and_history(tmp_path):
@@ -47,6 +47,12 @@ def test_existing_checkpoint_needs_overwrite(tmp_path):
     assert "already exists" in result.output and "--overwrite" in result.output
     assert out.read_bytes() == b"precious"
     result = _train("--variant", "baseline", "--out", str(out), "--overwrite", "--quiet")
+    assert result.exit_code != 0 and "not an ersm-eval checkpoint" in result.output  # --overwrite replaces checkpoints only
+    assert out.read_bytes() == b"precious"
+    import torch
+
+    torch.save({"format": "ersm-eval checkpoint"}, out)  # an (old) ersm-eval checkpoint may be replaced
+    result = _train("--variant", "baseline", "--out", str(out), "--overwrite", "--quiet")
     assert result.exit_code == 0, result.output
     assert load_checkpoint(out).config.variant == "baseline"
 
@@ -62,7 +68,7 @@ def test_unknown_variant_lists_valid_ones(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--patch-size", "3"], "patch size 3 does not divide the 2x2 feature map"),
+        (["--image-size", "64", "--patch-size", "3"], "patch size 3 does not divide the 4x4 feature map"),
         (["--dataset", "pets", "--data-root", "/nonexistent"], "only apply to the synthetic dataset"),
         (["--variant", "ersm_full", "--beta", "0"], "ersm_unary for beta = 0"),
         (["--pretrained"], "compact_cnn has no pretrained weights"),
@@ -90,8 +96,99 @@ def test_top_level_help_lists_commands():
 
 
 def test_train_help_documents_every_option():
-    result = runner.invoke(app, ["train", "--help"])
+    result = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
     for option in ("--variant", "--pairwise-reduce", "--bias", "--freeze-backbone", "--weights",
                    "--spurious", "--limit", "--overwrite", "--l0-lambda", "--init-keep"):
         assert option in result.output
+
+
+def test_new_options_are_documented_and_defaults_match_the_library():
+    from dataclasses import fields
+
+    from cli.train import MODEL_DEFAULTS, TRAIN_DEFAULTS, Interpolation
+    from ersm_core.data import INTERPOLATIONS
+    from ersm_core.model import ModelConfig
+    from ersm_core.training import TrainConfig
+
+    model_defaults = {f.name: f.default for f in fields(ModelConfig)}
+    train_defaults = {f.name: f.default for f in fields(TrainConfig)}
+    assert MODEL_DEFAULTS == {k: model_defaults[k] for k in MODEL_DEFAULTS}
+    assert TRAIN_DEFAULTS == {k: train_defaults[k] for k in TRAIN_DEFAULTS}
+    assert tuple(i.value for i in Interpolation) == INTERPOLATIONS
+    result = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
+    for option in ("--feature-cache", "--no-feature-cache", "--feature-views", "--val-fraction", "--crop-pct",
+                   "--interpolation", "--subset-seed", "--augment"):
+        assert option in result.output
+
+
+def test_log_without_a_terminal_has_eta_lines_and_validation(tmp_path):
+    out = tmp_path / "m.pt"
+    result = _train("--variant", "ersm_full", "--epochs", "2", "--freeze-backbone", "--out", str(out),
+                    env={"ERSM_EVAL_PROGRESS_SECONDS": "1000"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert any(line.startswith("backbone features, train (once): 43/43 images (100%)") for line in lines)
+    ends = [line for line in lines if line.startswith("epoch 2/2: 4/4 batches (100%)")]
+    assert ends and "ETA 0:00:00" in ends[-1] and "run ETA" in ends[-1] and "val " in ends[-1]
+    assert any(line.startswith("test split (once, final model): 1/1 batches") for line in lines)
+    history = pd.read_csv(tmp_path / "m.history.csv")
+    assert history["test_acc"].isna().tolist() == [True, False] and history["val_acc"].notna().all()
+    prov = load_checkpoint(out).provenance
+    assert prov["feature_cache"]["used"] is True and prov["val_size"] == 5 and prov["train_size"] == 43
+
+
+def test_ctrl_c_after_epoch_two_keeps_the_history(tmp_path, monkeypatch):
+    import ersm_core.training as training
+
+    calls = {"n": 0}
+    real = training.evaluate
+
+    def interrupt_third_validation(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "evaluate", interrupt_third_validation)
+    out = tmp_path / "m.pt"
+    result = _train("--variant", "baseline", "--epochs", "5", "--out", str(out), "--quiet")
+    assert result.exit_code == 130
+    assert "no checkpoint was written" in result.output and "m.history.csv" in " ".join(result.output.split())
+    assert not out.exists()
+    assert pd.read_csv(tmp_path / "m.history.csv")["epoch"].tolist() == [1, 2]
+    # a second run beside that history refuses to replace it silently
+    again = _train("--variant", "baseline", "--out", str(out), "--quiet")
+    assert again.exit_code == 2 and "history of another run" in " ".join(again.output.split())
+
+
+def test_timm_backbone_records_timms_own_data_config(tmp_path):
+    from timm import create_model
+    from timm.data import resolve_model_data_config
+
+    expected = resolve_model_data_config(create_model("tf_efficientnet_lite0", pretrained=False))
+    out = tmp_path / "lite0.pt"
+    result = runner.invoke(app, ["train", "--backbone", "tf_efficientnet_lite0", "--freeze-backbone", "--variant", "baseline",
+                                 "--dataset", "synthetic", "--n-train", "10", "--n-test", "4", "--num-classes", "2",
+                                 "--batch-size", "5", "--epochs", "1", "--device", "cpu", "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    loaded = load_checkpoint(out)
+    config = loaded.config
+    assert config.image_size == expected["input_size"][-1] == 224
+    assert config.crop_pct == expected["crop_pct"] and config.interpolation == expected["interpolation"] == "bicubic"
+    assert config.mean == tuple(expected["mean"]) and config.std == tuple(expected["std"])
+    data_config = loaded.provenance["data_config"]
+    assert data_config["source"] == "timm pretrained config of tf_efficientnet_lite0"
+    assert (data_config["image_size"], data_config["crop_pct"], data_config["interpolation"]) == (224, 0.875, "bicubic")
+    assert loaded.provenance["transform"]["eval"]["interpolation"] == "bicubic"
+
+
+def test_authors_crop_setting_is_recorded(tmp_path):
+    out = tmp_path / "m.pt"
+    result = _train("--variant", "baseline", "--crop-pct", "authors", "--interpolation", "bicubic", "--out", str(out), "--quiet")
+    assert result.exit_code == 0, result.output
+    loaded = load_checkpoint(out)
+    assert loaded.config.crop_pct == pytest.approx(1 / 1.14) and loaded.config.interpolation == "bicubic"
+    assert "crop_pct 'authors'" in loaded.provenance["data_config"]["source"]
+    bad = _train("--crop-pct", "paper", "--out", str(tmp_path / "x.pt"))
+    assert bad.exit_code == 2 and "authors" in bad.output

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -18,7 +19,7 @@ from ersm_core.training import (
     train,
 )
 
-# a tiny run: 64 px (4×4 map), 96 training and 32 test images of 10 classes
+# a tiny run: 64 px (4×4 map), 96 training-split images (86 train + 10 validation) and 32 test images of 10 classes
 TINY = dict(dataset="synthetic", n_train=96, n_test=32, batch_size=32, device="cpu")
 
 
@@ -30,8 +31,14 @@ class _Recorder(TrainProgress):
     def __init__(self):
         self.events = []
 
-    def start(self, epochs, train_batches, test_batches):
-        self.events.append(("start", epochs, train_batches, test_batches))
+    def start(self, epochs, train_batches, val_batches):
+        self.events.append(("start", epochs, train_batches, val_batches))
+
+    def features_start(self, split, n_images):
+        self.events.append(("features_start", split, n_images))
+
+    def features_step(self, n_images):
+        self.events.append(("features_step", n_images))
 
     def epoch_start(self, epoch):
         self.events.append(("epoch_start", epoch))
@@ -39,11 +46,20 @@ class _Recorder(TrainProgress):
     def train_step(self, n_images, running):
         self.events.append(("train_step", n_images))
 
-    def test_step(self, n_images):
-        self.events.append(("test_step", n_images))
+    def val_step(self, n_images):
+        self.events.append(("val_step", n_images))
 
     def epoch_end(self, row):
         self.events.append(("epoch_end", row["epoch"]))
+
+    def test_start(self, test_batches):
+        self.events.append(("test_start", test_batches))
+
+    def test_step(self, n_images):
+        self.events.append(("test_step", n_images))
+
+    def test_end(self, metrics):
+        self.events.append(("test_end", metrics["test_acc"]))
 
 
 def test_learns_far_above_chance():
@@ -73,8 +89,10 @@ def test_history_columns_and_values(tiny_run):
     assert history["lr"].iloc[1] == pytest.approx(1e-3 * 0.5 * (1 + math.cos(math.pi * 3 / 6)))  # cosine per step
     assert (history["train_loss"] - history["train_ce"] - history["train_reg"]).abs().max() < 1e-5
     assert (history["train_reg"] > 0).all()
-    assert history[["train_acc", "test_acc"]].stack().between(0, 1).all()
-    assert history["mean_keep"].between(0.5, 1.0).all()  # starts near init_keep = 0.9
+    assert history[["train_acc", "val_acc"]].stack().between(0, 1).all()
+    assert history["val_keep"].between(0.5, 1.0).all()  # starts near init_keep = 0.9
+    # the test split is scored once, after the last epoch
+    assert history["test_acc"].isna().tolist() == [True, False] and history["test_keep"].isna().tolist() == [True, False]
     assert (history["seconds"] > 0).all()
 
 
@@ -83,10 +101,17 @@ def test_result_model_metrics_and_provenance(tiny_run):
     assert not result.model.training and next(result.model.parameters()).device.type == "cpu"
     assert result.class_names[:2] == ["disk-solid", "disk-striped"] and len(result.class_names) == 10
     assert result.metrics["test_acc"] == result.history["test_acc"].iloc[-1]
-    assert result.metrics["mean_keep"] == pytest.approx(result.history["mean_keep"].iloc[-1])
+    assert result.metrics["val_acc"] == result.history["val_acc"].iloc[-1]
+    assert result.metrics["mean_keep"] == pytest.approx(result.history["test_keep"].iloc[-1])
     prov = result.provenance
     assert prov["dataset"] == "synthetic" and prov["dataset_options"] == {"n_train": 96, "n_test": 32}
-    assert (prov["train_size"], prov["test_size"], prov["epochs"], prov["seed"]) == (96, 32, 2, 0)
+    assert (prov["train_size"], prov["val_size"], prov["test_size"], prov["epochs"], prov["seed"]) == (86, 10, 32, 2, 0)
+    # the validation images: one per class (the synthetic labels cycle, so class c holds indices c, c+10, ...)
+    val = prov["selection"]["val_indices"]
+    assert len(val) == 10 and sorted(i % 10 for i in val) == list(range(10))
+    assert prov["selection"]["test"]["rule"] == "all images" and prov["selection"]["subset_seed"] == 0
+    assert prov["transform"]["eval"]["interpolation"] == "bilinear" and prov["transform"]["train"]["hflip"] is True
+    assert prov["feature_cache"] == {"used": False}
     assert prov["final_test_acc"] == result.metrics["test_acc"]
     assert prov["train_config"]["lr"] == 1e-3 and prov["train_config"]["batch_size"] == 32
     assert prov["wall_seconds"] > 0 and len(prov["history"]) == 2
@@ -97,9 +122,10 @@ def test_progress_hooks_are_called_in_order(tiny_run):
     events = recorder.events
     assert events[0] == ("start", 2, 3, 1)
     assert events[1] == ("epoch_start", 1)
-    assert [e for e in events if e[0] == "train_step"] == [("train_step", 32)] * 6
-    assert [e for e in events if e[0] == "test_step"] == [("test_step", 32)] * 2
-    assert events[-1] == ("epoch_end", 2)
+    assert [e for e in events if e[0] == "train_step"] == [("train_step", 32), ("train_step", 32), ("train_step", 22)] * 2
+    assert [e for e in events if e[0] == "val_step"] == [("val_step", 10)] * 2
+    assert [e[0] for e in events[-4:]] == ["epoch_end", "test_start", "test_step", "test_end"]
+    assert events[-4] == ("epoch_end", 2) and events[-3] == ("test_start", 1) and events[-2] == ("test_step", 32)
 
 
 def test_save_writes_a_loadable_checkpoint_and_history(tiny_run, tmp_path):
@@ -135,7 +161,7 @@ def test_same_seed_same_history(variant):
 
 def test_baseline_has_no_keep_rate():
     result = train(_tiny_model("baseline"), TrainConfig(epochs=1, **{**TINY, "n_train": 32}))
-    assert result.history["mean_keep"].isna().all()
+    assert result.history["val_keep"].isna().all() and result.history["test_keep"].isna().all()
     assert result.metrics["mean_keep"] is None and result.provenance["final_mean_keep"] is None
     assert (result.history["train_reg"] == 0).all()
 
@@ -161,7 +187,11 @@ def test_head_is_sized_for_the_dataset_and_limits_apply():
     )
     assert result.config.num_classes == 3 and result.model.head.out_features == 3
     assert result.class_names == ["disk-solid", "disk-striped", "square-solid"]
-    assert (result.provenance["train_size"], result.provenance["test_size"]) == (40, 20)
+    assert (result.provenance["train_size"], result.provenance["val_size"], result.provenance["test_size"]) == (36, 4, 20)
+    # the limit subsets are stratified: 40 of 3 classes -> 14/13/13 (train + validation); 20 test -> 7/7/6
+    selection = result.provenance["selection"]
+    assert sorted(np.bincount([i % 3 for i in selection["train_split"]["indices"]]).tolist()) == [13, 13, 14]
+    assert sorted(np.bincount([i % 3 for i in selection["test"]["indices"]]).tolist()) == [6, 7, 7]
     assert result.config.beta == 0.0
 
 
@@ -201,3 +231,86 @@ def test_check_output_file(tmp_path):
     assert check_output_file(path, overwrite=True) == path
     with pytest.raises(ConfigError, match="is a folder"):
         check_output_file(tmp_path)
+    # another run's history beside a new checkpoint name is not silently replaced
+    (tmp_path / "other.history.csv").write_text("epoch\n1\n")
+    with pytest.raises(ConfigError, match=r"other.history.csv already exists \(the history of another run\)"):
+        check_output_file(tmp_path / "other.pt")
+    assert check_output_file(tmp_path / "other.pt", overwrite=True) == tmp_path / "other.pt"
+
+
+# -- validation split, history file, feature cache ------------------------------------------
+
+
+def test_train_config_new_options_are_checked():
+    with pytest.raises(ConfigError, match=r"val_fraction must be in \[0, 1\)"):
+        TrainConfig(val_fraction=1.0)
+    with pytest.raises(ConfigError, match="feature_views must be 0 or more"):
+        TrainConfig(feature_views=-1)
+    with pytest.raises(ConfigError, match="feature_views applies to cached training only"):
+        TrainConfig(feature_views=2, feature_cache=False)
+    with pytest.raises(ConfigError, match="--feature-cache needs --freeze-backbone"):
+        train(_tiny_model(), TrainConfig(epochs=1, feature_cache=True, **TINY))
+    with pytest.raises(ConfigError, match="--feature-views applies to cached training"):
+        train(_tiny_model(), TrainConfig(epochs=1, feature_views=2, **TINY))
+
+
+def test_no_validation_share():
+    result = train(_tiny_model("baseline"), TrainConfig(epochs=1, val_fraction=0.0, **{**TINY, "n_train": 32}))
+    assert result.provenance["train_size"] == 32 and result.provenance["val_size"] == 0
+    assert result.history["val_acc"].isna().all() and result.metrics["val_acc"] is None
+
+
+@pytest.mark.parametrize("variant", ["ersm_full", "l0"])  # l0 draws random gates while training
+def test_cached_features_give_the_same_history(variant):
+    config = dict(epochs=3, augment=False, **{**TINY, "n_train": 64, "batch_size": 16})
+    slow = train(_tiny_model(variant, freeze_backbone=True), TrainConfig(feature_cache=False, **config))
+    recorder = _Recorder()
+    fast = train(_tiny_model(variant, freeze_backbone=True), TrainConfig(**config), progress=recorder)  # cache on by default
+    columns = [c for c in HISTORY_COLUMNS if c != "seconds"]
+    pd.testing.assert_frame_equal(slow.history[columns], fast.history[columns], check_exact=False, rtol=1e-4, atol=1e-6)
+    for (name, a), (_, b) in zip(slow.model.state_dict().items(), fast.model.state_dict().items()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
+    assert slow.provenance["feature_cache"] == {"used": False}
+    cache = fast.provenance["feature_cache"]
+    # 58 training + 6 validation images, 256 channels × 4 × 4 float32 values each
+    assert cache["used"] and cache["views"] == 1 and cache["bytes"] == 64 * 256 * 16 * 4
+    assert ("features_start", "train", 58) in recorder.events and ("features_start", "val", 6) in recorder.events
+    assert sum(e[1] for e in recorder.events if e[0] == "features_step") == 64
+
+
+def test_feature_views_are_seeded_flips():
+    from ersm_core.training import _view_flips
+
+    flips = _view_flips([3, 4, 5, 6, 7, 8, 9, 10], views=3, seed=0)
+    assert flips.shape == (3, 8) and flips.any() and not flips.all()
+    assert np.array_equal(flips, _view_flips([3, 4, 5, 6, 7, 8, 9, 10], views=3, seed=0))
+    assert np.array_equal(flips[:, 2:], _view_flips([5, 6, 7, 8, 9, 10], views=3, seed=0))  # per image, not per position
+    config = TrainConfig(epochs=2, feature_views=2, **{**TINY, "n_train": 32, "batch_size": 16})
+    first = train(_tiny_model(freeze_backbone=True), config)
+    second = train(_tiny_model(freeze_backbone=True), config)
+    assert first.provenance["feature_cache"]["views"] == 2
+    assert first.provenance["feature_cache"]["bytes"] == (2 * 29 + 3) * 256 * 16 * 4
+    columns = [c for c in HISTORY_COLUMNS if c != "seconds"]
+    pd.testing.assert_frame_equal(first.history[columns], second.history[columns], check_exact=True)
+
+
+def test_history_file_is_rewritten_after_every_epoch_and_survives_an_interrupt(tmp_path):
+    path = tmp_path / "m.history.csv"
+
+    class StopAfterTwo(TrainProgress):
+        def epoch_end(self, row):
+            written = pd.read_csv(path)
+            assert written["epoch"].tolist() == list(range(1, row["epoch"] + 1))
+            if row["epoch"] == 2:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(_tiny_model("baseline"), TrainConfig(epochs=5, **{**TINY, "n_train": 32}), progress=StopAfterTwo(),
+              history_file=path)
+    history = pd.read_csv(path)
+    assert list(history.columns) == HISTORY_COLUMNS and history["epoch"].tolist() == [1, 2]
+    assert history["test_acc"].isna().all()  # the test split was never scored
+    assert [p.name for p in tmp_path.iterdir()] == ["m.history.csv"]  # no temporary files left
+
+    done = train(_tiny_model("baseline"), TrainConfig(epochs=2, **{**TINY, "n_train": 32}), history_file=path)
+    pd.testing.assert_frame_equal(pd.read_csv(path), done.history, check_exact=False, check_dtype=False, rtol=1e-8)
