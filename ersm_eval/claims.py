@@ -115,8 +115,9 @@ def evaluate_claims(
         add("Accuracy is kept", "not measured", "needs per_image.csv of both models on the same images")
     elif at_chance:
         add("Accuracy is kept", "not measured",
-            f"both models are at chance on the test images (their accuracy's 95% interval contains chance; {ersm_label} {100 * acc[0]:.1f}%, {baseline_label} "
-            f"{100 * acc[1]:.1f}%, chance {100 * chance:.1f}%): comparing them says nothing; train longer or on "
+            f"both models are at chance on the test images (their accuracy's 95% interval contains chance; "
+            f"{ersm_label} {100 * acc[0]:.1f}%, {baseline_label} {100 * acc[1]:.1f}%, chance {100 * chance:.1f}%): "
+            "comparing them says nothing; train longer or on "
             "less biased data")
     else:
         e, b, d, lo, hi, n = acc

@@ -53,3 +53,13 @@ def test_table_has_one_row_per_pair():
 def test_single_ranking_gives_an_empty_table():
     table = ranking_agreement({"cam": np.zeros((3, 4), dtype=np.int64) + np.arange(4)})
     assert table.empty and list(table.columns) == TABLES["ranking_agreement.csv"]
+
+
+def test_center_and_border_are_exact_reverses():
+    from ersm_eval.rankings import border_order, center_order
+
+    orders = {"center": center_order((3, 4))[None], "border": border_order((3, 4))[None]}
+    row = ranking_agreement(orders).iloc[0]
+    assert (row.ranking_a, row.ranking_b) == ("center", "border")
+    assert row.spearman_mean == pytest.approx(-1.0) and row.kendall_mean == pytest.approx(-1.0)
+    assert row.overlap50_mean == 0.0
