@@ -77,7 +77,7 @@ def test_two_processes_equal_one(tmp_path, ckpt, command):
 def test_training_under_torchrun_writes_one_checkpoint(tmp_path):
     out = tmp_path / "ddp.pt"
     r = _torchrun(["train", "--dataset", "synthetic", "--image-size", "32", "--n-train", "64", "--n-test", "16",
-                   "--epochs", "1", "--batch-size", "8", "--variant", "ersm_full", "--quiet", "--out", str(out)])
+                   "--epochs", "1", "--batch-size", "8", "--variant", "ersm_full", "--val-fraction", "0", "--quiet", "--out", str(out)])
     assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])
     from ersm_core.checkpoint import load_checkpoint
 
