@@ -78,7 +78,7 @@ def test_records_do_not_depend_on_batch_size(model, data):
     a, b = _records(model, data, 2), _records(model, data, 5)
     np.testing.assert_array_equal(a["index"], b["index"])
     np.testing.assert_array_equal(a["correct"], b["correct"])
-    np.testing.assert_allclose(a["true_prob"], b["true_prob"], rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(a["true_prob"], b["true_prob"])  # bitwise: fixed-size forward chunks
     assert a["correct"].shape == (5, 2, 2, 3, 3)  # images, seeds, fills, patterns, severities (0 added)
 
 
@@ -88,8 +88,9 @@ def test_every_checkpoint_sees_the_same_occluded_images(data):
         recorder = Recorder()
         _records(recorder, data, batch_size)
         rows = torch.cat([x.reshape(-1, 3 * 32 * 32) for x in recorder.seen])
-        seen.append(sorted(hash(r.numpy().tobytes()) for r in rows))
-    # the same multiset of inputs, bit for bit (the order of forward passes follows the batches)
+        seen.append(sorted({hash(r.numpy().tobytes()) for r in rows}))
+    # the same inputs, bit for bit (the order of forward passes follows the batches; fixed-size
+    # chunks pad with copies of their last image, so compare the distinct inputs)
     assert len(seen[0]) > 5 * 10 and seen[0] == seen[1]
 
 
