@@ -2,22 +2,35 @@
 images, one comparative report and a paper-style table.
 
 The command runs the three evaluation commands in turn into sub-folders of a
-temporary folder that becomes ``--out`` only when everything is written.
+temporary folder that becomes ``--out`` only when everything is written. It takes
+the evaluators' own options (rankings, seeds, occlusion fills, patterns and
+severities) and ``--skip occlusion`` / ``--skip sparsity``.
+
+Cost by default, in backbone passes per image per model: deletion 1 (feature level,
+every k from one pass), sparsity 1, occlusion 10 = the clean image + 3 patterns
+(random squares, the object, the background) × 3 severities (0.2, 0.4, 0.6) × one
+gray fill × one seed; 12 in all. On a dataset without object masks or boxes the
+object and background patterns are skipped (occlusion 4, 6 in all). The
+``occlusion`` command's own default grid (5 patterns × 6 severities, 31 passes)
+is there for a full stress test.
 """
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
+
+import typer
 
 from cli.app import app
 from cli.common import (
-    BatchSize, Checkpoints, DataRoot, DatasetName, Device, Limit, Out, Overwrite, Quiet, Seeds, Split, SplitOpt,
+    BatchSize, Checkpoints, DataRoot, DatasetName, Device, Limit, Out, Overwrite, Quiet, Split, SplitOpt, SubsetSeed,
     Workers, console, handle_errors,
 )
 from ersm_core.errors import ConfigError
 
-__all__ = ["compare", "run_comparison", "compare_into"]
+__all__ = ["compare", "run_comparison", "compare_into", "SKIPPABLE", "Skippable"]
 
 
 def _labels(checkpoints: list[Path]) -> list[str]:
@@ -42,9 +55,13 @@ def compare_into(
     quiet: bool = False,
     deletion_steps: str = "all",
     occlusion_fills: str = "gray",
-    occlusion_severities: str = "0,0.1,0.2,0.3,0.4,0.5,0.6",
+    occlusion_severities: str = "0.2,0.4,0.6",
     claims_for: Optional[dict[str, Any]] = None,
     title: Optional[str] = None,
+    rankings: str = ",".join(("energy", "unary", "magnitude", "cam", "center", "border", "random")),
+    occlusion_patterns: str = "random_squares,object,background",
+    subset_seed: int = 0,
+    skip: tuple[str, ...] = (),
 ) -> Path:
     """Run the three evaluations and write the comparative report into the folder ``tmp``.
 
@@ -60,21 +77,24 @@ def compare_into(
     from reports.combine import combine_by_checkpoint
 
     labels = _labels(checkpoints)
+    skip = _check_skip(skip)
     common = dict(dataset=dataset, data_root=data_root, split=split, batch_size=batch_size, workers=workers,
-                  device=device, limit=limit, no_report=True, quiet=quiet)
+                  device=device, limit=limit, subset_seed=subset_seed, no_report=True, quiet=quiet)
     folders = []
     for ckpt, label in zip(checkpoints, labels):
         folder = tmp / f"deletion-{label}"
-        deletion(ckpt, out=folder, label=label, seeds=seeds, steps=deletion_steps, **common)
+        deletion(ckpt, out=folder, label=label, rankings=rankings, seeds=seeds, steps=deletion_steps, **common)
         folders.append(folder)
-    folder = tmp / "occlusion"
-    occlusion(list(checkpoints), out=folder, label=labels, seeds=occlusion_seeds, fills=occlusion_fills,
-              severities=occlusion_severities, **common)
-    folders.append(folder)
-    for ckpt, label in zip(checkpoints, labels):
-        folder = tmp / f"sparsity-{label}"
-        sparsity(ckpt, out=folder, label=label, **common)
+    if "occlusion" not in skip:
+        folder = tmp / "occlusion"
+        occlusion(list(checkpoints), out=folder, label=labels, seeds=occlusion_seeds, fills=occlusion_fills,
+                  patterns=occlusion_patterns, severities=occlusion_severities, **common)
         folders.append(folder)
+    if "sparsity" not in skip:
+        for ckpt, label in zip(checkpoints, labels):
+            folder = tmp / f"sparsity-{label}"
+            sparsity(ckpt, out=folder, label=label, **common)
+            folders.append(folder)
 
     runs = combine_by_checkpoint([load_run(f) for f in folders])
     claims = None
@@ -91,6 +111,22 @@ def compare_into(
                  title=title or f"ERSM comparison on {dataset}: {', '.join(labels)}")
     write_paper_table(paper_table(runs), tmp)
     return tmp / "report.html"
+
+
+SKIPPABLE = ("occlusion", "sparsity")  # deletion is the comparison's core and always runs
+
+
+def _check_skip(skip) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(getattr(s, "value", s) for s in skip or ()))
+    unknown = [n for n in names if n not in SKIPPABLE]
+    if unknown:
+        raise ConfigError(f"--skip takes {' or '.join(SKIPPABLE)}, got {', '.join(unknown)}")
+    return names
+
+
+class Skippable(str, Enum):
+    occlusion = "occlusion"
+    sparsity = "sparsity"
 
 
 def run_comparison(checkpoints: list[Path], dataset: str, out: Path, overwrite: bool = False, **options: Any) -> Path:
@@ -115,15 +151,45 @@ def compare(
     out: Out = Path("runs/compare"),
     data_root: DataRoot = None,
     split: SplitOpt = Split.test,
-    seeds: Seeds = "0,1,2,3,4",
+    rankings: Annotated[str, typer.Option(
+        "--rankings", "-r", help="Deletion: comma-separated rankings (see `ersm-eval deletion --help`).",
+    )] = "energy,unary,magnitude,cam,center,border,random",
+    seeds: Annotated[str, typer.Option("--seeds", help="Deletion: seeds of the random ranking, comma-separated.")] = "0,1,2,3,4",
+    steps: Annotated[str, typer.Option(
+        "--steps", help="Deletion: 'all' (k = 0..N−1) or a count of evenly spaced k values.",
+    )] = "all",
+    occlusion_fills: Annotated[str, typer.Option(
+        "--occlusion-fills", help="Occlusion: comma-separated fills (gray, black, noise, blur).",
+    )] = "gray",
+    occlusion_patterns: Annotated[str, typer.Option(
+        "--occlusion-patterns", help="Occlusion: comma-separated patterns (random_squares, grid, center, object, background). "
+        "The default grid costs 10 passes per image (see the command's description).",
+    )] = "random_squares,object,background",
+    occlusion_severities: Annotated[str, typer.Option(
+        "--occlusion-severities", help="Occlusion: comma-separated area fractions (0 is always added).",
+    )] = "0.2,0.4,0.6",
+    occlusion_seeds: Annotated[str, typer.Option(
+        "--occlusion-seeds", help="Occlusion: seeds of the random occluders, comma-separated (each multiplies the seeded patterns' cost).",
+    )] = "0",
+    skip: Annotated[Optional[list[Skippable]], typer.Option(
+        "--skip", help="Leave out an evaluation: occlusion or sparsity (repeat for both). Deletion always runs.",
+    )] = None,
     batch_size: BatchSize = 32,
     workers: Workers = 0,
     device: Device = "auto",
     limit: Limit = None,
+    subset_seed: SubsetSeed = 0,
     overwrite: Overwrite = False,
     quiet: Quiet = False,
 ) -> None:
-    """Deletion, occlusion and sparsity for every checkpoint on the same images, with one comparative report."""
-    path = run_comparison(checkpoints, dataset, out, overwrite, data_root=data_root, split=split, seeds=seeds,
-                          batch_size=batch_size, workers=workers, device=device, limit=limit, quiet=quiet)
+    """Deletion, occlusion and sparsity for every checkpoint on the same images, with one comparative report.
+
+    By default about 12 backbone passes per image and model: deletion 1, sparsity 1, occlusion 10 (the clean
+    image, then random squares, the object and the background each covering 20%, 40% and 60%).
+    """
+    path = run_comparison(checkpoints, dataset, out, overwrite, data_root=data_root, split=split, rankings=rankings,
+                          seeds=seeds, deletion_steps=steps, occlusion_fills=occlusion_fills,
+                          occlusion_patterns=occlusion_patterns, occlusion_severities=occlusion_severities,
+                          occlusion_seeds=occlusion_seeds, skip=tuple(skip or ()), batch_size=batch_size,
+                          workers=workers, device=device, limit=limit, subset_seed=subset_seed, quiet=quiet)
     console.print(f"Report: {path}", highlight=False)

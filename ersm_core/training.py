@@ -266,7 +266,7 @@ def _join_process_group(device: torch.device) -> tuple[int, int, torch.device]:
 
 
 def _loader(dataset: Dataset, batch_size: int, workers: int, device: torch.device, *, shuffle: bool, seed: int,
-            world: int = 1, rank: int = 0) -> DataLoader:
+            world: int = 1, rank: int = 0, collate_fn: Callable | None = None) -> DataLoader:
     generator = torch.Generator().manual_seed(seed)
     sampler = None
     if world > 1 and shuffle:
@@ -283,6 +283,7 @@ def _loader(dataset: Dataset, batch_size: int, workers: int, device: torch.devic
         worker_init_fn=_seed_worker if workers else None,
         generator=generator,
         pin_memory=device.type == "cuda",
+        collate_fn=collate_fn,
         # a last batch of one image breaks BatchNorm in training mode
         drop_last=shuffle and len(dataset) % batch_size == 1 and len(dataset) > 1,
     )
@@ -335,6 +336,16 @@ class _FeatureSet(Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         return {"features": self.features[self.views[i], i], "label": self.labels[i]}
+
+    def __getitems__(self, indices: list[int]) -> dict[str, Any]:
+        """A whole batch in one gather (the loader's sampler, hence the order, is unchanged)."""
+        index = torch.as_tensor(indices, dtype=torch.long)
+        return {"features": self.features[self.views[index], index], "label": self.labels[index]}
+
+    @staticmethod
+    def collate(batch: dict[str, Any]) -> dict[str, Any]:
+        """:meth:`__getitems__` already returns a batch."""
+        return batch
 
 
 def _view_flips(indices: list[int], views: int, seed: int) -> np.ndarray:
@@ -568,8 +579,11 @@ def train(
         val_set = Subset(eval_train_data, chosen.val) if chosen.val else None
         loader_workers = workers
         net = model
-    train_loader = _loader(train_set, bs, loader_workers, device, shuffle=True, seed=seed, world=world, rank=rank)
-    val_loader = _loader(val_set, bs, loader_workers, device, shuffle=False, seed=seed) if val_set is not None else None
+    collate = _FeatureSet.collate if cached else None
+    train_loader = _loader(train_set, bs, loader_workers, device, shuffle=True, seed=seed, world=world, rank=rank,
+                           collate_fn=collate)
+    val_loader = (_loader(val_set, bs, loader_workers, device, shuffle=False, seed=seed, collate_fn=collate)
+                  if val_set is not None else None)
 
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=train_config.lr, weight_decay=train_config.weight_decay)

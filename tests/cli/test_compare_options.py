@@ -1,0 +1,76 @@
+"""``compare`` takes the evaluators' options, can skip evaluations, and costs ≤ 12 passes per image by default."""
+
+import inspect
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.compare import compare, compare_into
+from cli.main import app
+from ersm_core.checkpoint import load_checkpoint
+from ersm_core.data import build_dataset, model_transform
+from ersm_eval.subset import dataset_labels, stratified_subset
+
+runner = CliRunner()
+
+
+def _default(func, name):
+    return inspect.signature(func).parameters[name].default
+
+
+def test_default_occlusion_grid_costs_ten_passes_per_image(tiny_checkpoint):
+    from ersm_eval.occlusion import OcclusionConfig, OcclusionEvaluator, resolve_patterns
+
+    model = load_checkpoint(tiny_checkpoint).model
+    config = OcclusionConfig(
+        fills=(_default(compare, "occlusion_fills"),),
+        patterns=tuple(_default(compare, "occlusion_patterns").split(",")),
+        severities=tuple(float(s) for s in _default(compare, "occlusion_severities").split(",")),
+        seeds=(int(_default(compare, "occlusion_seeds")),),
+    )
+    for has_masks, expected in ((True, 10), (False, 4)):
+        active, _ = resolve_patterns(config.patterns, has_masks)
+        evaluator = OcclusionEvaluator(model, config, model.mean, model.std, active, 8)
+        assert evaluator.forward_count(1) == expected
+    # with deletion (feature level) and sparsity at one backbone pass each: 1 + 1 + 10 = 12 per image and model
+    # the library entry point has the same defaults as the command
+    assert _default(compare_into, "occlusion_patterns") == _default(compare, "occlusion_patterns")
+    assert _default(compare_into, "occlusion_severities") == _default(compare, "occlusion_severities")
+
+
+def test_options_reach_the_evaluators_and_skip_leaves_them_out(tmp_path, tiny_checkpoint, tiny_baseline_checkpoint):
+    out = tmp_path / "cmp"
+    result = runner.invoke(app, [
+        "compare", str(tiny_baseline_checkpoint), str(tiny_checkpoint), "--dataset", "synthetic", "--limit", "10",
+        "--subset-seed", "3", "--rankings", "energy,random", "--seeds", "0,1", "--steps", "3",
+        "--skip", "occlusion", "--quiet", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    names = {p.name for p in out.iterdir()}
+    assert "occlusion" not in names and {"deletion-ersm_full", "sparsity-ersm_full", "report.html"} <= names
+    deletion = json.loads((out / "deletion-ersm_full" / "summary.json").read_text())
+    sparsity = json.loads((out / "sparsity-ersm_full" / "summary.json").read_text())
+    assert deletion["options"]["rankings"] == "energy,random" and deletion["options"]["seeds"] == "0,1"
+    assert deletion["options"]["steps"] == "3" and deletion["options"]["subset_seed"] == 3
+    # the same stratified subset in both evaluations, one image per synthetic class
+    data = build_dataset("synthetic", "test", model_transform(load_checkpoint(tiny_checkpoint).model), num_classes=10)
+    expected = stratified_subset(dataset_labels(data), 10, seed=3)
+    assert deletion["subset"]["indices"] == sparsity["subset"]["indices"] == expected
+    assert sorted(i % 10 for i in expected) == list(range(10))
+
+    result = runner.invoke(app, [
+        "compare", str(tiny_baseline_checkpoint), str(tiny_checkpoint), "--dataset", "synthetic", "--limit", "4",
+        "--skip", "occlusion", "--skip", "sparsity", "--quiet", "--out", str(tmp_path / "only")])
+    assert result.exit_code == 0, result.output
+    assert not any(p.name.startswith(("sparsity", "occlusion")) for p in (tmp_path / "only").iterdir())
+
+
+def test_skip_takes_only_known_names(tmp_path, tiny_checkpoint):
+    result = runner.invoke(app, ["compare", str(tiny_checkpoint), "--dataset", "synthetic", "--skip", "deletion",
+                                 "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "occlusion" in result.output
+    from cli.compare import _check_skip
+    from ersm_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--skip takes occlusion or sparsity"):
+        _check_skip(["deletion"])
