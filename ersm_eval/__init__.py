@@ -10,18 +10,39 @@ The library face, for any image classifier::
     result.save("runs/resnet-deletion")  # then: ersm-eval report runs/resnet-deletion
 """
 
-from ersm_eval.adapter import ModelAdapter, wrap
-from ersm_eval.api import evaluate_deletion, evaluate_occlusion, mask_statistics, tokens_from_maps
-from ersm_eval.deletion import DeletionSettings
-from ersm_eval.occlusion import OcclusionConfig
-from ersm_eval.results import (
-    SUMMARY_SCHEMA_VERSION,
-    EvaluationResult,
-    ModelInfo,
-    RunSummary,
-    check_summary,
-    load_summary,
-)
+from importlib import import_module
+from typing import Any
+
+# name -> module; imported on first use, so that `import ersm_eval.schema` (and `ersm-eval --help`) needs no torch
+_EXPORTS = {
+    "wrap": "ersm_eval.adapter",
+    "ModelAdapter": "ersm_eval.adapter",
+    "evaluate_deletion": "ersm_eval.api",
+    "evaluate_occlusion": "ersm_eval.api",
+    "mask_statistics": "ersm_eval.api",
+    "tokens_from_maps": "ersm_eval.api",
+    "DeletionSettings": "ersm_eval.deletion",
+    "OcclusionConfig": "ersm_eval.occlusion",
+    "SUMMARY_SCHEMA_VERSION": "ersm_eval.results",
+    "EvaluationResult": "ersm_eval.results",
+    "ModelInfo": "ersm_eval.results",
+    "RunSummary": "ersm_eval.results",
+    "check_summary": "ersm_eval.results",
+    "load_summary": "ersm_eval.results",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'ersm_eval' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
 
 __all__ = [
     "wrap",
