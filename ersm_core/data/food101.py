@@ -43,7 +43,7 @@ class Food101Dataset(ERSMDataset):
             index = Food101(str(root), split=split, download=False)
         except (RuntimeError, OSError, ValueError) as err:  # not found, missing or unreadable meta json
             raise DatasetError(
-                f"Food-101 not found or unreadable in {root / _FOLDER} ({err}): expected {_LAYOUT}. {_SOURCE}."
+                f"Food-101 not found or unreadable in {root / _FOLDER} ({_offline(err)}): expected {_LAYOUT}. {_SOURCE}."
             ) from None
         self.root = root
         self.classes = list(index.classes)
@@ -72,3 +72,9 @@ def build_food101(root: Path | None, split: str, transform: ImageTransform, **op
     if root is None:
         raise DatasetError(f"dataset 'food101' needs a data folder: expected {_LAYOUT}. {_SOURCE}.")
     return Food101Dataset(Path(root), split, transform)
+
+
+def _offline(err: Exception) -> str:
+    """torchvision's message without its advice to pass download=True (ersm-eval never downloads)."""
+    text = str(err)
+    return "no dataset files there" if "download=True" in text else text

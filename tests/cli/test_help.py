@@ -55,3 +55,16 @@ def test_lazy_package_names_still_resolve():
         assert set(package.__all__) <= set(dir(package))
     with pytest.raises(AttributeError):
         ersm_core.no_such_name
+
+
+@pytest.mark.parametrize("name", ["pets", "food101"])
+def test_missing_dataset_message_never_suggests_download(tmp_path, name):
+    from ersm_core.data import ImageTransform, build_dataset
+    from ersm_core.errors import DatasetError
+
+    transform = ImageTransform(image_size=32, mean=(0.5,) * 3, std=(0.5,) * 3)
+    with pytest.raises(DatasetError) as caught:
+        build_dataset(name, "test", transform, root=tmp_path)
+    message = str(caught.value)
+    assert "download=True" not in message
+    assert "no dataset files there" in message and "https://" in message and "--data-root" in message
