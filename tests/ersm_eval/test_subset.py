@@ -118,3 +118,24 @@ def test_load_eval_dataset_limit_is_stratified(tiny_checkpoint):
     labels = dataset_labels(data)
     assert indices == stratified_subset(labels, 20, seed=4)
     assert np.bincount(labels[indices]).tolist() == [2] * 10
+
+
+def test_limit_on_a_class_sorted_folder_takes_every_class_equally(tmp_path):
+    from ersm_core.checkpoint import load_checkpoint, save_checkpoint
+    from ersm_core.model import ModelConfig, build_model
+    from ersm_eval.context import load_eval_dataset
+
+    classes = ["abyssinian", "beagle", "chihuahua"]
+    for split in ("train", "test"):
+        for c, name in enumerate(classes):
+            (tmp_path / split / name).mkdir(parents=True)
+            for i in range(5):
+                Image.new("RGB", (20, 16), (40 * c, 10 * i, 0)).save(tmp_path / split / name / f"{i}.png")
+    ckpt = load_checkpoint(save_checkpoint(tmp_path / "m.pt", build_model(ModelConfig(num_classes=3, image_size=32)), classes))
+    data, indices = load_eval_dataset(ckpt, "imagefolder", "test", data_root=tmp_path, limit=6, subset_seed=1)
+    labels = dataset_labels(data)
+    assert labels.tolist() == [0] * 5 + [1] * 5 + [2] * 5  # stored class by class
+    assert np.bincount(labels[indices]).tolist() == [2, 2, 2] and indices == sorted(indices)
+    # the same images whichever command asks (they all go through load_eval_dataset), and train's test subset too
+    again = load_eval_dataset(ckpt, "imagefolder", "test", data_root=tmp_path, limit=6, subset_seed=1)[1]
+    assert again == indices == stratified_subset(labels, 6, seed=1)
