@@ -31,7 +31,7 @@ with the **highest** score is deleted first, as saliency maps rank.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -51,6 +51,8 @@ from ersm_eval.sparsity import SparsityEvaluator, gallery_arrays, select_gallery
 
 __all__ = [
     "ScoreMaps",
+    "DatasetBatches",
+    "combine_occlusion",
     "evaluate_deletion",
     "evaluate_occlusion",
     "mask_statistics",
@@ -141,10 +143,61 @@ def iterate_loader(loader: Iterable[Any], device: torch.device | str) -> Iterato
         yield out, positions
 
 
-def _prepare(model: nn.Module, images: torch.Tensor, verify: bool) -> tuple[Any, int]:
-    """The wrapped model in eval mode, its grid fixed by a look at one image; and the class count."""
+@dataclass
+class DatasetBatches:
+    """Batches already in the project's dict form, over known dataset indices (what the CLI feeds).
+
+    The batches (``image`` or, for feature-level deletion, precomputed ``features``; ``label``,
+    ``index``, and ``mask`` / ``has_mask`` / ``box`` where the dataset has them) may be this
+    process's share only: under torchrun every process passes its share, the records are
+    gathered on rank 0, which alone gets a result (the others get None).
+
+    Attributes:
+        batches: the batches, in any order.
+        indices: every dataset index evaluated, ascending (all processes together): row i of
+            external score maps belongs to image ``indices[i]``.
+        has_masks: the dataset has object masks or boxes (occlusion's object/background patterns).
+        dataset: the dataset, for the sparsity gallery's images (None: no gallery images).
+        mean: the images' normalization mean.
+        std: its standard deviation.
+    """
+
+    batches: Iterable[dict[str, Any]]
+    indices: Sequence[int]
+    has_masks: bool = False
+    dataset: Any = None
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+
+
+def _iterate(source: Any, device: torch.device) -> Iterator[tuple[dict[str, Any], np.ndarray]]:
+    """(batch, positions) from a loader (:func:`iterate_loader`) or :class:`DatasetBatches`
+    (positions: each image's row in ``indices``)."""
+    if not isinstance(source, DatasetBatches):
+        yield from iterate_loader(source, device)
+        return
+    indices = np.asarray(source.indices, dtype=np.int64)
+    for batch in source.batches:
+        yield batch, np.searchsorted(indices, np.asarray(torch.as_tensor(batch["index"]).cpu(), dtype=np.int64))
+
+
+def _gathered(records: dict[str, np.ndarray]) -> dict[str, np.ndarray] | None:
+    """Every process's records on rank 0, sorted by index (None on the other ranks)."""
+    from ersm_eval import distributed
+
+    return distributed.gather_records(records)
+
+
+def _prepare(model: nn.Module, images: torch.Tensor | None, verify: bool) -> tuple[Any, int]:
+    """The wrapped model in eval mode, its grid fixed by a look at one image; and the class count.
+
+    Without images (feature batches) the model must be the project's own (its grid is known)."""
     wrapped = wrap(model)
     wrapped.eval()
+    if images is None:
+        if isinstance(wrapped, ModelAdapter):
+            raise ConfigError("feature batches need the project's own model; pass images for other models")
+        return wrapped, int(wrapped.config.num_classes)
     with torch.no_grad():
         probe = images[: min(2, images.shape[0])]
         if isinstance(wrapped, ModelAdapter):
@@ -272,10 +325,11 @@ def _external_batch(scores: Mapping[str, ScoreMaps], model: nn.Module, batch: di
             if value.shape[0] != len(positions):
                 raise ConfigError(f"scores[{name!r}] gave {value.shape[0]} maps for a batch of {len(positions)} images")
         else:
-            if positions[-1] >= len(maps):
+            if len(positions) and int(positions.max()) >= len(maps):
                 raise ConfigError(f"scores[{name!r}] holds {len(maps)} maps but the loader gives more images; "
                                   "give one map per image, in loader order")
-            value = torch.as_tensor(maps[int(positions[0]) : int(positions[-1]) + 1])
+            rows = torch.as_tensor(positions, dtype=torch.long)
+            value = maps[rows.to(maps.device)] if torch.is_tensor(maps) else torch.as_tensor(np.asarray(maps)[positions])
         out[name] = tokens_from_maps(value.detach().cpu(), grid, name).float()
     return out
 
@@ -327,33 +381,16 @@ def evaluate_deletion(
         _check_external_name(name)
     if scores:
         st = replace(st, rankings=tuple(dict.fromkeys([*st.rankings, *scores])))
-    evaluator = wrapped = None
-    n_classes = 0
-    n_images = 0
-    for batch, positions in iterate_loader(loader, _device(model)):
-        if evaluator is None:
-            wrapped, n_classes = _prepare(model, batch["image"], verify)
-            if isinstance(wrapped, ModelAdapter) and (mean is not None or std is not None):
-                wrapped.mean, wrapped.std = tuple(mean or ()), tuple(std or ())
-            if st.level == "input" and st.fill == "black":
-                _needs_normalization("the black fill", tuple(wrapped.mean), tuple(wrapped.std))
-            if not st.label:
-                st = replace(st, label=label or ModelInfo.of(wrapped).name)
-            with external_rankings(list(scores)):  # the evaluator keeps the ranking objects it resolved
-                evaluator = DeletionEvaluator(wrapped, st)
-        if scores:
-            batch["scores"] = _external_batch(scores, model, batch, positions, tuple(wrapped.grid))
-        evaluator.update(batch)
-        n_images += len(positions)
-        if progress is not None:
-            progress(len(positions))
-    if evaluator is None:
-        raise DatasetError("the loader gave no images, so there is nothing to evaluate")
+    with external_rankings(list(scores)):  # the evaluator keeps the ranking objects it resolved
+        evaluator = _deletion_loop(model, loader, st, scores, label, mean, std, verify, progress)
+    records = _gathered(evaluator.records())
+    if records is None:  # a torchrun process other than rank 0
+        return None
+    n_images = len(records["index"])
     for name, maps in scores.items():
         if not callable(maps) and len(maps) != n_images:
             raise ConfigError(f"scores[{name!r}] holds {len(maps)} maps but the loader gave {n_images} images; "
                               "give one map per image, in loader order")
-    records = evaluator.records()
     tables = evaluator.compute(records)
     description = evaluator.describe()
     description.pop("settings", None)
@@ -361,11 +398,46 @@ def evaluate_deletion(
                                          for name, m in scores.items()}
     notes = [f"ranking {name} skipped: {reason}" for name, reason in evaluator.skipped.items()]
     arrays = {}
-    if st.save_token_scores:
-        arrays["token_scores.npz"] = token_score_arrays(records, evaluator.curves, tuple(wrapped.grid))
-    summary = _summary("deletion", st.label, n_images, _class_names(class_names, loader, n_classes), wrapped,
-                       asdict(st), description, notes, started, stamp)
+    if evaluator.settings.save_token_scores:
+        arrays["token_scores.npz"] = token_score_arrays(records, evaluator.curves, tuple(evaluator.model.grid))
+    summary = _summary("deletion", evaluator.settings.label, n_images,
+                       _class_names(class_names, loader, evaluator.n_classes), evaluator.model,
+                       asdict(evaluator.settings), description, notes, started, stamp)
+    found = evaluator.verdicts(tables)
+    summary.chance_test, summary.verdicts = found["chance_test"], found["verdicts"]
+    summary.verdict_sentences, summary.energy_diagnostics = found["sentences"], found["energy_diagnostics"]
     return EvaluationResult(tables=tables, summary=summary, arrays=arrays, records=records)
+
+
+def _deletion_evaluator(model: nn.Module, images: torch.Tensor | None, st: DeletionSettings, label: str | None,
+                        mean: Sequence[float] | None, std: Sequence[float] | None, verify: bool) -> DeletionEvaluator:
+    wrapped, _ = _prepare(model, images, verify)
+    if isinstance(wrapped, ModelAdapter) and (mean is not None or std is not None):
+        wrapped.mean, wrapped.std = tuple(mean or ()), tuple(std or ())
+    if st.level == "input" and st.fill == "black":
+        _needs_normalization("the black fill", tuple(wrapped.mean), tuple(wrapped.std))
+    if not st.label:
+        st = replace(st, label=label or ModelInfo.of(wrapped).name)
+    return DeletionEvaluator(wrapped, st)
+
+
+def _deletion_loop(model: nn.Module, loader: Any, st: DeletionSettings, scores: dict[str, ScoreMaps],
+                   label: str | None, mean: Any, std: Any, verify: bool, progress: Progress | None) -> DeletionEvaluator:
+    """Drive a deletion evaluator over the batches (this process's share under torchrun)."""
+    evaluator = None
+    if isinstance(loader, DatasetBatches):  # the project's model: the grid is known without a look at an image
+        evaluator = _deletion_evaluator(model, None, st, label, mean, std, verify)
+    for batch, positions in _iterate(loader, _device(model)):
+        if evaluator is None:
+            evaluator = _deletion_evaluator(model, batch["image"], st, label, mean, std, verify)
+        if scores:
+            batch["scores"] = _external_batch(scores, model, batch, positions, tuple(evaluator.model.grid))
+        evaluator.update(batch)
+        if progress is not None:
+            progress(len(positions))
+    if evaluator is None:
+        raise DatasetError("the loader gave no images, so there is nothing to evaluate")
+    return evaluator
 
 
 # -- occlusion ---------------------------------------------------------------------------
@@ -405,41 +477,89 @@ def evaluate_occlusion(
     """
     started, stamp = now()
     config = _settings(OcclusionConfig, settings, overrides, "occlusion")
-    evaluator = wrapped = None
-    notes: list[str] = []
-    active: list[str] = []
-    n_classes = n_images = 0
-    for batch, positions in iterate_loader(loader, _device(model)):
-        height, width = batch["image"].shape[2:]
-        if height != width:
-            raise DatasetError(f"occlusion needs square images, got {height}×{width}; resize or crop them")
-        if evaluator is None:
-            wrapped, n_classes = _prepare(model, batch["image"], verify)
-            img_mean = tuple(mean) if mean is not None else tuple(wrapped.mean)
-            img_std = tuple(std) if std is not None else tuple(wrapped.std)
-            if "black" in config.fills:
-                _needs_normalization("the black fill", img_mean, img_std)
-            has_masks = bool(batch["has_mask"].any())
-            active, skipped = resolve_patterns(config.patterns, has_masks, "the loader")
-            notes += list(skipped.values())
-            channels = batch["image"].shape[1]
-            evaluator = OcclusionEvaluator(wrapped, config, img_mean or (0.0,) * channels, img_std or (1.0,) * channels,
-                                           active, batch_size)
-        evaluator.update(batch)
-        n_images += len(positions)
-        if progress is not None:
-            progress(len(positions))
-    if evaluator is None:
-        raise DatasetError("the loader gave no images, so there is nothing to evaluate")
+    evaluator, notes, n_classes = _occlusion_loop(model, loader, config, mean, std, batch_size, verify, progress)
+    records = _gathered(evaluator.records())
+    if records is None:  # a torchrun process other than rank 0
+        return None
+    wrapped = evaluator.model
     name = label or ModelInfo.of(wrapped).name
-    records = evaluator.records()
-    curves, summary_table = compute_occlusion({name: records}, config, active)
-    evaluation = {"patterns_run": list(active), "forward_passes": evaluator.forward_count(n_images),
+    n_images = len(records["index"])
+    curves, summary_table = compute_occlusion({name: records}, config, evaluator.patterns)
+    evaluation = {"patterns_run": list(evaluator.patterns), "forward_passes": evaluator.forward_count(n_images),
                   "severity": "area fraction of the image; object/background: fraction of the object's/background's pixels"}
     summary = _summary("occlusion", name, n_images, _class_names(class_names, loader, n_classes), wrapped,
                        config.to_dict(), evaluation, notes, started, stamp)
     return EvaluationResult(tables={"occlusion.csv": curves, "occlusion_summary.csv": summary_table},
                             summary=summary, records=records)
+
+
+def _occlusion_evaluator(model: nn.Module, images: torch.Tensor | None, has_masks: bool, config: OcclusionConfig,
+                         mean: Any, std: Any, batch_size: int, verify: bool) -> tuple[OcclusionEvaluator, list[str], int]:
+    wrapped, n_classes = _prepare(model, images, verify)
+    img_mean = tuple(mean) if mean is not None else tuple(wrapped.mean)
+    img_std = tuple(std) if std is not None else tuple(wrapped.std)
+    if "black" in config.fills:
+        _needs_normalization("the black fill", img_mean, img_std)
+    active, skipped = resolve_patterns(config.patterns, has_masks, "the loader")
+    channels = 3 if images is None else images.shape[1]
+    evaluator = OcclusionEvaluator(wrapped, config, img_mean or (0.0,) * channels, img_std or (1.0,) * channels,
+                                   active, batch_size)
+    return evaluator, list(skipped.values()), n_classes
+
+
+def _occlusion_loop(model: nn.Module, loader: Any, config: OcclusionConfig, mean: Any, std: Any, batch_size: int,
+                    verify: bool, progress: Progress | None) -> tuple[OcclusionEvaluator, list[str], int]:
+    """Drive an occlusion evaluator over the batches: (evaluator, notes on skipped patterns, class count)."""
+    evaluator, notes, n_classes = None, [], 0
+    if isinstance(loader, DatasetBatches):
+        evaluator, notes, n_classes = _occlusion_evaluator(model, None, loader.has_masks, config, mean or loader.mean or None,
+                                                std or loader.std or None, batch_size, verify)
+    for batch, positions in _iterate(loader, _device(model)):
+        height, width = batch["image"].shape[2:]
+        if height != width:
+            raise DatasetError(f"occlusion needs square images, got {height}×{width}; resize or crop them")
+        if evaluator is None:
+            evaluator, notes, n_classes = _occlusion_evaluator(model, batch["image"], bool(batch["has_mask"].any()), config,
+                                                    mean, std, batch_size, verify)
+        evaluator.update(batch)
+        if progress is not None:
+            progress(len(positions))
+    if evaluator is None:
+        raise DatasetError("the loader gave no images, so there is nothing to evaluate")
+    return evaluator, notes, n_classes
+
+
+def combine_occlusion(results: Sequence[EvaluationResult]) -> EvaluationResult:
+    """One occlusion result for several models that saw the same images and occluders.
+
+    The tables compare every model with the first (``diff_auc_to_first``); the summary is the
+    first's, with ``labels`` naming them all.
+
+    Raises:
+        ConfigError: results of other commands, repeated labels, or different settings.
+    """
+    results = list(results)
+    labels = [r.summary.label for r in results]
+    if not results or any(r.summary.command != "occlusion" for r in results):
+        raise ConfigError("combine_occlusion takes results of evaluate_occlusion")
+    if len(set(labels)) < len(labels):
+        raise ConfigError(f"the models' labels must differ, got {labels}; pass label= to evaluate_occlusion")
+    first = results[0].summary
+    if any(r.summary.settings != first.settings for r in results):
+        raise ConfigError("occlusion results to combine must share their settings (fills, patterns, severities, seeds)")
+    config = _config_of(first.settings)
+    active = first.evaluation["patterns_run"]
+    curves, table = compute_occlusion({r.summary.label: r.records for r in results}, config, active)
+    summary = replace(first, labels=labels, label=labels[0] if len(labels) == 1 else " vs ".join(labels),
+                      notes=list(dict.fromkeys(n for r in results for n in r.summary.notes)),
+                      run_seconds=round(sum(r.summary.run_seconds for r in results), 3))
+    return EvaluationResult(tables={"occlusion.csv": curves, "occlusion_summary.csv": table}, summary=summary,
+                            records={})
+
+
+def _config_of(settings: dict[str, Any]) -> OcclusionConfig:
+    valid = {f.name for f in fields(OcclusionConfig)}
+    return OcclusionConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings.items() if k in valid})
 
 
 # -- mask statistics ---------------------------------------------------------------------
@@ -514,49 +634,76 @@ def mask_statistics(
         models), the summary, and maps.npz.
     """
     started, stamp = now()
-    evaluator = wrapped = None
-    n_classes = n_images = 0
-    for batch, positions in iterate_loader(loader, _device(model)):
-        if evaluator is None:
-            wrapped, n_classes = _prepare(model, batch["image"], verify)
-            evaluator = SparsityEvaluator(wrapped, localize=localize, iou_thresholds=iou_thresholds,
-                                          box_threshold=box_threshold)
-        evaluator.update(batch)
-        n_images += len(positions)
-        if progress is not None:
-            progress(len(positions))
-    if evaluator is None:
-        raise DatasetError("the loader gave no images, so there is nothing to evaluate")
+    evaluator, n_classes = _sparsity_loop(model, loader, localize, iou_thresholds, box_threshold, verify, progress)
+    records = _gathered(evaluator.records())
+    if records is None:  # a torchrun process other than rank 0
+        return None
+    wrapped = evaluator.model
     name = label or ModelInfo.of(wrapped).name
     names = _class_names(class_names, loader, n_classes)
-    records = evaluator.records()
     result = evaluator.compute(records, name, names, seed=seed, n_boot=n_boot)
     notes = list(result.notes)
     arrays: dict[str, dict[str, np.ndarray]] = {}
     chosen: list[int] = []
     if gallery:
         chosen = select_gallery(result.tables["per_image.csv"], gallery_indices)
-        if iter(loader) is loader:
-            notes.append(f"no {MAPS_NPZ}: the loader is a one-shot iterator, so the gallery images could not be read again")
-        else:
-            img_mean = tuple(mean) if mean is not None else tuple(wrapped.mean)
-            img_std = tuple(std) if std is not None else tuple(wrapped.std)
-            wanted = set(chosen)
-            images: dict[int, np.ndarray] = {}
-            masks: dict[int, np.ndarray] = {}
-            for batch, _ in iterate_loader(loader, "cpu"):
-                rows = [r for r, i in enumerate(batch["index"].tolist()) if i in wanted]
-                if rows:
-                    pixels = _to_uint8(batch["image"][rows], img_mean, img_std)
-                    for j, r in enumerate(rows):
-                        index = int(batch["index"][r])
-                        images[index] = pixels[j]
-                        masks[index] = batch["mask"][r].numpy().astype(np.float32)
-            has_masks = bool(records["has_mask"].any())
-            arrays[MAPS_NPZ] = gallery_arrays(_GalleryImages(images, masks if has_masks else None), records, chosen,
-                                              evaluator.map_names)
+        missing = sorted(set(gallery_indices) - set(chosen))
+        if missing:
+            notes.append(f"gallery indices {missing} were not evaluated (outside the images evaluated) and are not "
+                         f"in {MAPS_NPZ}")
+        images = _gallery_source(loader, wrapped, records, chosen, mean, std, notes)
+        if images is not None:
+            arrays[MAPS_NPZ] = gallery_arrays(images, records, chosen, evaluator.map_names)
     evaluation = {**result.info, "gallery_indices": chosen}
-    summary = _summary("sparsity", name, n_images, names, wrapped,
+    summary = _summary("sparsity", name, len(records["index"]), names, wrapped,
                        {"localize": localize, "iou_thresholds": list(iou_thresholds), "box_threshold": box_threshold,
                         "seed": seed, "n_boot": n_boot}, evaluation, notes, started, stamp)
     return EvaluationResult(tables=result.tables, summary=summary, arrays=arrays, records=records)
+
+
+def _sparsity_loop(model: nn.Module, loader: Any, localize: bool, iou_thresholds: Sequence[float],
+                   box_threshold: float, verify: bool, progress: Progress | None) -> tuple[SparsityEvaluator, int]:
+    """Drive a mask-statistics evaluator over the batches: (evaluator, class count)."""
+    evaluator, n_classes = None, 0
+
+    def build(images: torch.Tensor | None) -> SparsityEvaluator:
+        nonlocal n_classes
+        wrapped, n_classes = _prepare(model, images, verify)
+        return SparsityEvaluator(wrapped, localize=localize, iou_thresholds=iou_thresholds, box_threshold=box_threshold)
+
+    if isinstance(loader, DatasetBatches):
+        evaluator = build(None)
+    for batch, positions in _iterate(loader, _device(model)):
+        if evaluator is None:
+            evaluator = build(batch["image"])
+        evaluator.update(batch)
+        if progress is not None:
+            progress(len(positions))
+    if evaluator is None:
+        raise DatasetError("the loader gave no images, so there is nothing to evaluate")
+    return evaluator, n_classes
+
+
+def _gallery_source(loader: Any, wrapped: Any, records: dict[str, np.ndarray], chosen: list[int], mean: Any, std: Any,
+                    notes: list[str]) -> Any:
+    """What :func:`~ersm_eval.sparsity.gallery_arrays` reads the gallery images from: the dataset of
+    :class:`DatasetBatches`, else the loader read a second time (None, with a note, for a one-shot iterator)."""
+    if isinstance(loader, DatasetBatches):
+        return loader.dataset
+    if iter(loader) is loader:
+        notes.append(f"no {MAPS_NPZ}: the loader is a one-shot iterator, so the gallery images could not be read again")
+        return None
+    img_mean = tuple(mean) if mean is not None else tuple(wrapped.mean)
+    img_std = tuple(std) if std is not None else tuple(wrapped.std)
+    wanted = set(chosen)
+    images: dict[int, np.ndarray] = {}
+    masks: dict[int, np.ndarray] = {}
+    for batch, _ in iterate_loader(loader, "cpu"):
+        rows = [r for r, i in enumerate(batch["index"].tolist()) if i in wanted]
+        if rows:
+            pixels = _to_uint8(batch["image"][rows], img_mean, img_std)
+            for j, r in enumerate(rows):
+                index = int(batch["index"][r])
+                images[index] = pixels[j]
+                masks[index] = batch["mask"][r].numpy().astype(np.float32)
+    return _GalleryImages(images, masks if bool(records["has_mask"].any()) else None)

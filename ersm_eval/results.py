@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field, fields
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -39,7 +39,7 @@ __all__ = [
     "load_summary",
 ]
 
-SUMMARY_SCHEMA_VERSION = 1  # bump with every change of summary_schema.json (fields added, renamed or removed)
+SUMMARY_SCHEMA_VERSION = 2  # bump with every change of summary_schema.json (fields added, renamed or removed)
 COMMANDS = ("deletion", "occlusion", "sparsity")
 
 
@@ -89,9 +89,28 @@ class RunSummary:
     settings: dict[str, Any]  # the evaluator's settings (DeletionSettings, OcclusionConfig, ...), as plain values
     evaluation: dict[str, Any]  # what the evaluator reports about the run (rankings run and skipped, patterns, maps)
     notes: list[str] = field(default_factory=list)  # what was skipped or approximated, in words
-    tables: list[str] = field(default_factory=list)  # CSV files of the run
+    tables: dict[str, int] = field(default_factory=dict)  # CSV file → data rows written (a truncated file shows)
     files: list[str] = field(default_factory=list)  # other files of the run (token_scores.npz, maps.npz)
-    provenance: dict[str, Any] = field(default_factory=dict)  # where model and images came from (checkpoint, dataset)
+    # where model and images came from (empty when a model object and a loader were passed)
+    checkpoint: str = ""  # checkpoint file
+    checkpoint_sha256: str = ""  # its SHA-256
+    config: dict[str, Any] = field(default_factory=dict)  # its ModelConfig
+    provenance: dict[str, Any] = field(default_factory=dict)  # the checkpoint's own record of how it was trained
+    dataset: dict[str, Any] = field(default_factory=dict)  # the dataset: name, split, transform, options
+    subset: dict[str, Any] = field(default_factory=dict)  # the images chosen (--limit, --subset-seed, indices)
+    device: str = ""  # device the evaluation ran on
+    labels: list[str] = field(default_factory=list)  # several models in one run (occlusion): their labels
+    checkpoints: list[dict[str, Any]] = field(default_factory=list)  # ... and each one's provenance (keys as above)
+    options: dict[str, Any] = field(default_factory=dict)  # the command's options as given ({} from the API)
+    skipped_images: list[dict[str, Any]] = field(default_factory=list)  # unreadable images left out: index, error
+    cache: dict[str, Any] | None = None  # feature cache used: dir, hits, misses, rebuilt
+    # deletion: the chance test and the verdicts (ersm_eval.verdicts), computed with the numbers
+    chance_test: dict[str, Any] | None = None  # accuracy before deletion against chance (Wilson interval)
+    verdicts: dict[str, str] = field(default_factory=dict)  # ranking → ΔAUC verdict
+    verdict_sentences: dict[str, Any] = field(default_factory=dict)  # the same in words
+    energy_diagnostics: Any = None  # energy diagnostics, or the sentence why there are none
+    world_size: int = 1  # processes that shared the images (torchrun)
+    command_line: str = ""  # the command line of a CLI run
     versions: dict[str, str] = field(default_factory=dict)  # package versions
     started: str = ""  # local start time, ISO 8601
     run_seconds: float = 0.0  # wall time of the evaluation
@@ -99,8 +118,16 @@ class RunSummary:
 
     def __post_init__(self) -> None:
         # plain JSON values from the start (tuples → lists, numpy scalars → numbers), so a summary read back equals it
-        for name in ("settings", "evaluation", "provenance", "versions", "class_names", "notes", "tables", "files"):
-            setattr(self, name, _plain(getattr(self, name)))
+        for f in fields(self):
+            if f.name != "model":
+                setattr(self, f.name, _plain(getattr(self, f.name)))
+
+    def describe_source(self, source: dict[str, Any]) -> None:
+        """Set the provenance fields (checkpoint, checkpoint_sha256, config, provenance, dataset, subset,
+        device, class_names) from a dict with those keys, e.g. ``EvalSetup.describe()``."""
+        for key in _SOURCE_KEYS:
+            if key in source:
+                setattr(self, key, _plain(source[key]))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (what ``summary.json`` holds)."""
@@ -115,6 +142,9 @@ class RunSummary:
         values = {f.name: data[f.name] for f in fields(cls) if f.name in data}
         values["model"] = ModelInfo(**data["model"])
         return cls(**values)
+
+
+_SOURCE_KEYS = ("checkpoint", "checkpoint_sha256", "config", "provenance", "dataset", "subset", "device", "class_names")
 
 
 def _plain(value: Any) -> Any:
@@ -229,12 +259,13 @@ class EvaluationResult:
         except KeyError:
             raise KeyError(f"no table {name!r}; this result has: {', '.join(self.tables)}") from None
 
-    def save(self, folder: str | Path, overwrite: bool = False) -> Path:
+    def save(self, folder: str | Path, overwrite: bool = False, after: Callable[[Path], None] | None = None) -> Path:
         """Write the tables (CSV), ``summary.json`` and the npz files into ``folder``.
 
         The folder is written under a temporary name and renamed when complete; an
         existing non-empty folder is replaced only with ``overwrite`` (and only one
-        ersm-eval wrote). Render it with ``ersm-eval report FOLDER``.
+        ersm-eval wrote). Render it with ``ersm-eval report FOLDER``. ``after`` is called with the
+        temporary folder once everything is written, before the rename (the CLI writes report.html).
 
         Returns:
             The folder.
@@ -242,7 +273,7 @@ class EvaluationResult:
         from ersm_eval.output import output_folder, write_json, write_table
 
         summary = self.summary
-        summary.tables = sorted(self.tables)
+        summary.tables = {name: int(len(self.tables[name])) for name in sorted(self.tables)}
         summary.files = sorted(self.arrays)
         data = summary.to_dict()
         problems = check_summary(data)
@@ -254,6 +285,8 @@ class EvaluationResult:
             for name, arrays in self.arrays.items():
                 np.savez_compressed(tmp / name, **arrays)
             write_json(tmp, data)
+            if after is not None:
+                after(tmp)
         return Path(folder)
 
 
