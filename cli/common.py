@@ -11,7 +11,7 @@ import functools
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Callable, Iterator, Optional
+from typing import Annotated, Any, Callable, Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -20,6 +20,7 @@ from ersm_core.errors import ConfigError, ERSMError
 
 __all__ = [
     "console", "err_console", "handle_errors", "check_common_options", "report_skipped", "write_report", "progress_bar", "parse_int_list", "parse_name_list",
+    "option_values", "is_main", "run_device", "dataset_batches", "save_run", "leave_group", "print_notes",
     "Split", "Checkpoint", "Checkpoints", "DatasetName", "DataRoot", "SplitOpt", "Limit", "SubsetSeed", "BatchSize",
     "Workers", "Device", "Seeds", "Out", "Overwrite", "NoReport", "Cache", "SkipBadImages", "Quiet",
 ]
@@ -186,3 +187,80 @@ def parse_name_list(text: str, option: str) -> list[str]:
     if not names:
         raise ConfigError(f"{option} needs at least one name")
     return names
+
+
+def option_values(values: dict[str, Any]) -> dict[str, Any]:
+    """A command's options as summary.json records them: choices by value, paths as text."""
+    return {k: (v.value if isinstance(v, Enum) else str(v) if isinstance(v, Path) else
+                [str(p) for p in v] if isinstance(v, list) else v) for k, v in values.items()}
+
+
+def is_main() -> bool:
+    """This process writes and prints: a single process, or rank 0 under torchrun."""
+    from ersm_eval import distributed
+
+    return distributed.is_main()
+
+
+def run_device(device: str) -> str:
+    """Join torchrun's process group (when started by torchrun) and return this process's device."""
+    from ersm_core.device import select_device
+    from ersm_eval import distributed
+
+    chosen = select_device(device)
+    distributed.init_from_env(chosen)
+    return str(distributed.local_device(chosen))
+
+
+def dataset_batches(setup: Any, batch_size: int, workers: int, advance: Callable[[int], None], skip_bad_images: bool,
+                    skipped: list[tuple[int, str]], features: bool = False, cache: Any = None) -> Any:
+    """This process's batches of the evaluated images, as :class:`ersm_eval.api.DatasetBatches`.
+
+    ``features``: precomputed backbone features (feature-level deletion), through ``cache``
+    (an :class:`ersm_eval.cache.FeatureCache`) when given; unreadable images are skipped into
+    ``skipped`` with ``skip_bad_images``, else stop the run.
+    """
+    from ersm_eval.api import DatasetBatches
+    from ersm_eval.context import iterate_batches
+
+    data = setup.dataset
+    bad = {"skip_bad_images": skip_bad_images, "skipped": skipped}
+    if features:
+        from ersm_eval.features import feature_batches
+
+        batches = feature_batches(setup.model, data, setup.indices, batch_size, workers, setup.device, cache, advance, **bad)
+    else:
+        batches = iterate_batches(data, setup.indices, batch_size, workers, setup.device, advance, **bad)
+    return DatasetBatches(batches, setup.indices, has_masks=bool(data.has_masks or data.has_boxes), dataset=data,
+                          mean=tuple(data.transform.mean), std=tuple(data.transform.std))
+
+
+def save_run(result: Any, out: Path, overwrite: bool, no_report: bool, options: dict[str, Any], started: float,
+             source: dict[str, Any] | None = None, **fields: Any) -> None:
+    """Record the command's options, provenance (``source``: ``EvalSetup.describe()``) and run
+    information in the result's summary, write the folder (report.html unless ``no_report``)."""
+    from ersm_eval import distributed
+    from ersm_eval.output import run_info
+
+    summary = result.summary
+    if source is not None:
+        summary.describe_source(source)
+    info = run_info(started)
+    summary.options, summary.world_size, summary.command_line = options, distributed.world_size(), info["command_line"]
+    summary.versions, summary.started, summary.run_seconds = info["versions"], info["started"], info["run_seconds"]
+    for name, value in fields.items():
+        setattr(summary, name, value)
+    result.save(out, overwrite, after=None if no_report else write_report)
+
+
+def leave_group() -> None:
+    """Leave torchrun's process group (no-op in a single process)."""
+    from ersm_eval import distributed
+
+    distributed.shutdown()
+
+
+def print_notes(notes: list[str], prefix: str = "Note:") -> None:
+    """Each note on its own line, literally."""
+    for note in notes:
+        console.print(f"{prefix} {note}", highlight=False)

@@ -14,12 +14,13 @@ from rich.table import Table
 
 from cli.app import app
 from cli.common import (
-    BatchSize, SubsetSeed, Cache, Checkpoint, SkipBadImages, DataRoot, DatasetName, Device, Limit, NoReport, Out, Overwrite, Quiet, Seeds,
-    Split, SplitOpt, Workers, console, err_console, handle_errors, report_skipped, write_report, parse_int_list, parse_name_list, progress_bar,
+    BatchSize, Cache, Checkpoint, DataRoot, DatasetName, Device, Limit, NoReport, Overwrite, Quiet, Seeds, SkipBadImages,
+    Split, SplitOpt, SubsetSeed, Workers, console, dataset_batches, err_console, handle_errors, is_main, leave_group,
+    option_values, parse_int_list, parse_name_list, progress_bar, report_skipped, run_device, save_run,
 )
 from ersm_core.errors import ConfigError
 
-__all__ = ["deletion"]
+__all__ = ["deletion", "load_scores"]
 
 
 class Level(str, Enum):
@@ -136,120 +137,117 @@ def deletion(
         "--save-token-scores", help="Also write token_scores.npz: every ranking's score and order per image and token.",
     )] = False,
     cache: Cache = None,
+    scores: Annotated[Optional[Path], typer.Option(
+        "--scores", help="External score maps (.npy, [n_images, h, w] on the token grid or [n_images, H, W] in pixels), "
+        "one per evaluated image in ascending dataset-index order (the --limit subset's order); deleted highest score "
+        "first, as ranking --scores-name beside the built-in ones.",
+    )] = None,
+    scores_name: Annotated[str, typer.Option(
+        "--scores-name", help="Name of the --scores ranking in the tables.",
+    )] = "external",
     skip_bad_images: SkipBadImages = False,
     no_report: NoReport = False,
     quiet: Quiet = False,
 ) -> None:
     """Deletion curves: accuracy as tokens are deleted in the order of each ranking, every k, one backbone pass per image."""
-    from ersm_core.device import select_device
-    from ersm_eval import distributed
-    from ersm_eval.context import iterate_batches, prepare
-    from ersm_eval.deletion import DeletionEvaluator, DeletionSettings, token_score_arrays
-    from ersm_eval.output import check_output_dir, output_folder, run_info, write_json, write_table
+    from ersm_eval.api import evaluate_deletion
+    from ersm_eval.context import prepare
+    from ersm_eval.output import check_output_dir
 
-    started = time.time()
+    options, started = option_values(locals()), time.time()
     label = label or Path(checkpoint).stem
     out = out if out is not None else Path("runs") / f"deletion-{label}"
-    settings = DeletionSettings(
-        rankings=tuple(parse_name_list(rankings, "--rankings")),
-        seeds=tuple(parse_int_list(seeds, "--seeds")),
-        steps=_parse_steps(steps),
-        soft_gate=soft_gate,
-        rescale=not no_rescale,
-        level=level.value,
-        fill=fill.value,
-        save_token_scores=save_token_scores,
-        label=label,
-    )
+    settings = _settings(rankings, seeds, steps, soft_gate, no_rescale, level, fill, save_token_scores, label)
     if cache is not None and level is Level.input:
         raise ConfigError("--cache stores backbone features, which --level input does not use; drop one of them")
-    check_output_dir(out, overwrite, inputs=[checkpoint, data_root, cache])  # before any work
-
-    distributed.init_from_env(select_device(device))
-    setup = prepare(checkpoint, dataset, split.value, data_root, limit,
-                    str(distributed.local_device(select_device(device))), subset_seed=subset_seed)
-    evaluator = DeletionEvaluator(setup.model, settings)
-    if distributed.is_main():
-        for name, reason in evaluator.skipped.items():
-            err_console.print(f"[yellow]Skipped ranking {name}:[/] {reason}", highlight=False)
-
-    feature_cache = None
+    check_output_dir(out, overwrite, inputs=[checkpoint, data_root, cache, scores])  # before any work
+    setup = prepare(checkpoint, dataset, split.value, data_root, limit, run_device(device), subset_seed=subset_seed)
+    external = {scores_name: load_scores(scores, len(setup.indices))} if scores is not None else None
+    feature_cache = _feature_cache(cache, setup, dataset, split.value) if level is Level.feature else None
     skipped: list[tuple[int, str]] = []
-    with progress_bar(len(setup.indices), f"deletion ({label})", enabled=not quiet and distributed.is_main()) as advance:
-        if level is Level.feature:
-            from ersm_eval.features import feature_batches
+    with progress_bar(len(setup.indices), f"deletion ({label})", enabled=not quiet and is_main()) as advance:
+        batches = dataset_batches(setup, batch_size, workers, advance, skip_bad_images, skipped,
+                                  features=level is Level.feature, cache=feature_cache)
+        result = evaluate_deletion(setup.model, batches, scores=external, settings=settings,
+                                   class_names=setup.checkpoint.class_names, verify=False)
+    skipped_images = report_skipped(skipped)
+    if result is not None:  # rank 0 writes
+        save_run(result, out, overwrite, no_report, options, started, setup.describe(),
+                 skipped_images=skipped_images, cache=_cache_info(feature_cache))
+    leave_group()
+    if result is not None:
+        _print(result, f"Deletion, {label} on {dataset}/{split.value}", out)
 
-            if cache is not None:
-                from ersm_eval.cache import FeatureCache, cache_key
 
-                feature_cache = FeatureCache(cache, cache_key(
-                    setup.checkpoint.sha256, dataset, split.value, asdict(setup.dataset.transform), setup.options,
-                ))
-            batches = feature_batches(setup.model, setup.dataset, setup.indices, batch_size, workers, setup.device,
-                                      feature_cache, advance, skip_bad_images=skip_bad_images, skipped=skipped)
-        else:
-            batches = iterate_batches(setup.dataset, setup.indices, batch_size, workers, setup.device, advance,
-                                      skip_bad_images=skip_bad_images, skipped=skipped)
-        for batch in batches:
-            evaluator.update(batch)
+def _settings(rankings: str, seeds: str, steps: str, soft_gate: bool, no_rescale: bool, level: Level, fill: Fill,
+              save_token_scores: bool, label: str):
+    from ersm_eval.deletion import DeletionSettings
 
-    skipped = report_skipped(skipped)
-    records = distributed.gather_records(evaluator.records())
-    if records is None:  # not rank 0: rank 0 writes
-        distributed.shutdown()
-        return
-    tables = evaluator.compute(records)
-    verdicts = evaluator.verdicts(tables)
-    if verdicts["chance_test"]["at_chance"]:  # said first: no curve or table below means anything
-        console.print(f"[bold red]Model at chance.[/] {verdicts['sentences']['chance']}", highlight=False)
-    with output_folder(out, overwrite) as folder:
-        for name, table in tables.items():
-            write_table(folder, name, table)
-        if save_token_scores:
-            np.savez_compressed(folder / "token_scores.npz",
-                                **token_score_arrays(records, evaluator.curves, setup.model.grid))
-        write_json(folder, {
-            "command": "deletion",
-            "label": label,
-            "options": {
-                "checkpoint": str(checkpoint), "dataset": dataset, "data_root": data_root, "split": split.value,
-                "rankings": rankings, "seeds": seeds, "steps": steps, "soft_gate": soft_gate,
-                "no_rescale": no_rescale, "level": level.value, "fill": fill.value, "batch_size": batch_size,
-                "workers": workers, "device": device, "limit": limit, "subset_seed": subset_seed, "out": str(out), "overwrite": overwrite,
-                "label": label, "save_token_scores": save_token_scores, "cache": cache, "no_report": no_report,
-                "skip_bad_images": skip_bad_images,
-            },
-            **setup.describe(),
-            "deletion": evaluator.describe(),
-            "skipped_images": skipped,
-            "cache": None if feature_cache is None else {
-                "dir": str(feature_cache.dir), "hits": feature_cache.hits, "misses": feature_cache.misses,
-                "rebuilt": feature_cache.rebuilt,
-            },
-            "tables": sorted(tables),
-            "chance_test": verdicts["chance_test"],
-            "verdicts": verdicts["verdicts"],
-            "verdict_sentences": verdicts["sentences"],
-            "energy_diagnostics": verdicts["energy_diagnostics"],
-            "world_size": distributed.world_size(),
-            **run_info(started),
-        })
-        if not no_report:
-            write_report(folder)
-    distributed.shutdown()
+    return DeletionSettings(
+        rankings=tuple(parse_name_list(rankings, "--rankings")), seeds=tuple(parse_int_list(seeds, "--seeds")),
+        steps=_parse_steps(steps), soft_gate=soft_gate, rescale=not no_rescale, level=level.value, fill=fill.value,
+        save_token_scores=save_token_scores, label=label,
+    )
 
-    if not verdicts["chance_test"]["at_chance"]:
-        console.print(verdicts["sentences"]["chance"], highlight=False)
+
+def load_scores(path: Path, n_images: int) -> np.ndarray:
+    """External score maps from a .npy file: [n_images, h, w] or [n_images, H, W], finite numbers,
+    one map per evaluated image (ascending dataset index), read without pickles."""
+    try:
+        maps = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise ConfigError(f"--scores file {path} not found") from None
+    except (ValueError, OSError) as err:
+        raise ConfigError(f"--scores {path} is not a numpy .npy array of numbers ({err}); save it with numpy.save") from None
+    if not isinstance(maps, np.ndarray) or maps.dtype.kind not in "biuf":
+        raise ConfigError(f"--scores {path} must hold numbers, got {getattr(maps, 'dtype', type(maps).__name__)}")
+    if maps.ndim == 4 and maps.shape[1] == 1:
+        maps = maps[:, 0]
+    if maps.ndim != 3:
+        raise ConfigError(f"--scores {path} must be maps [n_images, h, w] or [n_images, H, W], got shape "
+                          f"{list(maps.shape)} (sum attributions over the colour channels first)")
+    if len(maps) != n_images:
+        raise ConfigError(f"--scores {path} holds {len(maps)} maps but {n_images} images are evaluated; give one map "
+                          "per image, in ascending dataset-index order (the same --limit and --subset-seed)")
+    return maps
+
+
+def _feature_cache(cache: Path | None, setup, dataset: str, split: str):
+    if cache is None:
+        return None
+    from ersm_eval.cache import FeatureCache, cache_key
+
+    return FeatureCache(cache, cache_key(setup.checkpoint.sha256, dataset, split, asdict(setup.dataset.transform),
+                                         setup.options))
+
+
+def _cache_info(feature_cache) -> dict | None:
+    if feature_cache is None:
+        return None
+    return {"dir": str(feature_cache.dir), "hits": feature_cache.hits, "misses": feature_cache.misses,
+            "rebuilt": feature_cache.rebuilt}
+
+
+def _print(result, title: str, out: Path) -> None:
+    """The console's account: chance test first, the summary table, the verdicts in words."""
+    summary = result.summary
+    for name, reason in summary.evaluation["skipped_rankings"].items():
+        err_console.print(f"[yellow]Skipped ranking {name}:[/] {reason}", highlight=False)
+    chance, sentences = summary.chance_test, summary.verdict_sentences
+    if chance["at_chance"]:  # said first: no curve or table below means anything
+        console.print(f"[bold red]Model at chance.[/] {sentences['chance']}", highlight=False)
+    else:
+        console.print(sentences["chance"], highlight=False)
+    st = summary.settings
     console.print(_summary_table(
-        tables["deletion_summary.csv"],
-        f"Deletion, {label} on {dataset}/{split.value}: {len(records['index'])} images, "
-        f"N = {evaluator.n_tokens} tokens, {settings.level} level, "
-        f"{'soft' if settings.soft_gate else 'hard'} gate{'' if settings.rescale else ', no rescale'}",
+        result.tables["deletion_summary.csv"],
+        f"{title}: {summary.n_images} images, N = {summary.evaluation['n_tokens']} tokens, {st['level']} level, "
+        f"{'soft' if st['soft_gate'] else 'hard'} gate{'' if st['rescale'] else ', no rescale'}",
     ))
-    for sentence in verdicts["sentences"]["rankings"].values():
+    for sentence in sentences["rankings"].values():
         console.print(f"- {sentence}", highlight=False)
-    if verdicts["sentences"]["position"]:
-        console.print(verdicts["sentences"]["position"], highlight=False)
-    elif isinstance(verdicts["energy_diagnostics"], str):
-        console.print(f"Note: {verdicts['energy_diagnostics']}.", highlight=False)
+    if sentences["position"]:
+        console.print(sentences["position"], highlight=False)
+    elif isinstance(summary.energy_diagnostics, str):
+        console.print(f"Note: {summary.energy_diagnostics}.", highlight=False)
     console.print(f"Wrote {out}/", highlight=False)

@@ -39,7 +39,7 @@ def test_writes_every_table_and_the_summary(run_dir, tiny_checkpoint):
     assert sorted(curves.k.unique()) == list(range(16)) and (curves.n_images == 16).all()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["checkpoint_sha256"] and summary["n_images"] == 16 and summary["label"] == tiny_checkpoint.stem
-    assert summary["deletion"]["settings"]["rescale"] is True and summary["deletion"]["settings"]["soft_gate"] is False
+    assert summary["settings"]["rescale"] is True and summary["settings"]["soft_gate"] is False
     assert "command_line" in summary and "versions" in summary and summary["run_seconds"] >= 0
     assert summary["options"]["no_report"] is True
     with np.load(out / "token_scores.npz", allow_pickle=False) as npz:
@@ -123,7 +123,7 @@ def test_baseline_skips_energy_rankings_and_says_why(tiny_baseline_checkpoint, t
     assert set(curves.ranking) == {"magnitude", "cam", "center", "border", "random"}
     assert sorted(curves.k.unique()) == [0, 5, 10, 15]
     summary = json.loads((tmp_path / "b" / "summary.json").read_text())
-    assert set(summary["deletion"]["skipped_rankings"]) == {"energy", "unary"}
+    assert set(summary["evaluation"]["skipped_rankings"]) == {"energy", "unary"}
     assert not (tmp_path / "b" / "energy_diagnostics.csv").exists()  # no energies, no diagnostics
     assert "no Energy-Mask Layer" in summary["energy_diagnostics"] and "no energy diagnostics" in result.output
 
