@@ -6,14 +6,14 @@ import time
 from pathlib import Path
 from typing import Annotated, Optional
 
-import numpy as np
 import typer
 from rich.table import Table
 
 from cli.app import app
 from cli.common import (
-    BatchSize, SubsetSeed, Checkpoints, DataRoot, DatasetName, Device, Limit, NoReport, Overwrite, Quiet, Seeds, SkipBadImages, Split, SplitOpt,
-    Workers, console, err_console, handle_errors, report_skipped, write_report, parse_int_list, parse_name_list, progress_bar,
+    BatchSize, Checkpoints, DataRoot, DatasetName, Device, Limit, NoReport, Overwrite, Quiet, Seeds, SkipBadImages, Split,
+    SplitOpt, SubsetSeed, Workers, console, dataset_batches, err_console, handle_errors, is_main, leave_group,
+    option_values, parse_int_list, parse_name_list, progress_bar, report_skipped, run_device, save_run,
 )
 from ersm_core.errors import ConfigError, DatasetError
 
@@ -108,106 +108,75 @@ def occlusion(
     quiet: Quiet = False,
 ) -> None:
     """Occlusion stress test: accuracy under seeded occluders (fills × patterns × severities); several checkpoints see identical occluders."""
-    from ersm_core.device import select_device
-    from ersm_eval import distributed
-    from ersm_eval.context import iterate_batches, prepare
-    from ersm_eval.occlusion import OcclusionConfig, OcclusionEvaluator, compute_occlusion, resolve_patterns
-    from ersm_eval.output import check_output_dir, output_folder, run_info, write_json, write_table
+    from ersm_eval.api import combine_occlusion
+    from ersm_eval.context import prepare
+    from ersm_eval.occlusion import OcclusionConfig
+    from ersm_eval.output import check_output_dir
 
-    started = time.time()
+    options, started = option_values(locals()), time.time()
     labels = checkpoint_labels(list(checkpoints), label)
     config = OcclusionConfig(
-        fills=tuple(parse_name_list(fills, "--fills")),
-        patterns=tuple(parse_name_list(patterns, "--patterns")),
-        severities=tuple(parse_float_list(severities, "--severities")),
-        seeds=tuple(parse_int_list(seeds, "--seeds")),
+        fills=tuple(parse_name_list(fills, "--fills")), patterns=tuple(parse_name_list(patterns, "--patterns")),
+        severities=tuple(parse_float_list(severities, "--severities")), seeds=tuple(parse_int_list(seeds, "--seeds")),
         grid_size=grid_size,
     )
     out = out if out is not None else Path("runs") / f"occlusion-{'-vs-'.join(l.replace('/', '_') for l in labels)}"
     check_output_dir(out, overwrite, inputs=[*checkpoints, data_root])  # before any work
-
-    distributed.init_from_env(select_device(device))
-    main = distributed.is_main()
-    run_device = str(distributed.local_device(select_device(device)))
-    runs: dict[str, dict[str, np.ndarray]] = {}
-    described, notes = [], []
-    active: list[str] | None = None
-    reference = None  # (dataset length, classes, image size, indices) of the first checkpoint
+    device_name = run_device(device)
+    results, described, skipped_images, notes, reference = [], [], [], [], None
     for path, name in zip(checkpoints, labels):
-        setup = prepare(path, dataset, split.value, data_root, limit, run_device, subset_seed=subset_seed)
-        data = setup.dataset
-        has_masks = bool(data.has_masks or data.has_boxes)
-        if active is None:
-            active, skipped = resolve_patterns(config.patterns, has_masks, f"dataset {dataset!r}")
-            notes += list(skipped.values())
-            if main:
-                for reason in skipped.values():
-                    err_console.print(f"[yellow]Note:[/] {reason}", highlight=False)
-        size = data.transform.image_size
-        if reference is None:
-            reference = (len(data), list(data.classes), size, list(setup.indices))
-        else:
-            if (len(data), list(data.classes), list(setup.indices)) != (reference[0], reference[1], reference[3]):
-                raise DatasetError(
-                    f"checkpoint {path} sees {len(data)} images of {len(data.classes)} classes where the first sees "
-                    f"{reference[0]} of {len(reference[1])}; occlusion compares checkpoints trained on the same dataset"
-                )
-            if size != reference[2]:
-                note = (f"{name} uses {size} px images where the first checkpoint uses {reference[2]} px: its occluder "
-                        "masks were generated at its own size from the same seeds")
-                notes.append(note)
-                if main:
-                    err_console.print(f"[yellow]Note:[/] {note}", highlight=False)
-        evaluator = OcclusionEvaluator(setup.model, config, data.transform.mean, data.transform.std, active, batch_size)
-        passes = evaluator.forward_count(len(setup.indices))
-        with progress_bar(len(setup.indices), f"occlusion ({name}, {passes} forward passes)", enabled=not quiet and main) as advance:
-            bad_images: list[tuple[int, str]] = []
-            for batch in iterate_batches(data, setup.indices, batch_size, workers, setup.device, advance,
-                                         skip_bad_images=skip_bad_images, skipped=bad_images):
-                evaluator.update(batch)
-        if not described:  # the same files are unreadable for every checkpoint: report them once
-            skipped_images = report_skipped(bad_images)
-        records = distributed.gather_records(evaluator.records())
-        if records is not None:
-            runs[name] = records
+        setup = prepare(path, dataset, split.value, data_root, limit, device_name, subset_seed=subset_seed)
+        reference, note = _check_same_images(setup, reference, path, name)
+        notes += [note] if note else []
+        result, bad = _evaluate(setup, config, name, batch_size, workers, skip_bad_images, quiet)
+        skipped_images = skipped_images if described else bad  # the same files fail for every checkpoint
+        results.append(result)
         described.append({"label": name, **setup.describe()})
-        del setup, evaluator
+    if results[0] is not None:  # rank 0 writes
+        combined = combine_occlusion(results)
+        combined.summary.notes = [*combined.summary.notes, *notes]
+        save_run(combined, out, overwrite, no_report, options, started, described[0], skipped_images=skipped_images,
+                 checkpoints=described)
+    leave_group()
+    if results[0] is not None:
+        console.print(_summary_table(
+            combined.tables["occlusion_summary.csv"], f"Occlusion on {dataset}/{split.value}: {combined.summary.n_images} "
+            f"images, seeds {','.join(map(str, config.seeds))}, severities {', '.join(f'{s:g}' for s in config.severities)}",
+        ))
+        console.print(f"Wrote {out}/", highlight=False)
 
-    if not main:  # rank 0 writes
-        distributed.shutdown()
-        return
-    curves, summary = compute_occlusion(runs, config, active)
-    tables = {"occlusion.csv": curves, "occlusion_summary.csv": summary}
-    with output_folder(out, overwrite) as folder:
-        for table_name, table in tables.items():
-            write_table(folder, table_name, table)
-        write_json(folder, {
-            "command": "occlusion",
-            "label": labels[0] if len(labels) == 1 else " vs ".join(labels),
-            "labels": labels,
-            "options": {
-                "checkpoints": [str(c) for c in checkpoints], "dataset": dataset, "data_root": data_root,
-                "split": split.value, "fills": fills, "patterns": patterns, "severities": severities,
-                "grid_size": grid_size, "seeds": seeds, "batch_size": batch_size, "workers": workers,
-                "device": device, "limit": limit, "subset_seed": subset_seed, "out": str(out), "overwrite": overwrite, "label": label,
-                "no_report": no_report,
-            },
-            "occlusion": {**config.to_dict(), "patterns_run": active, "severity": "area fraction of the image; "
-                          "object/background: fraction of the object's/background's pixels"},
-            "class_names": described[0]["class_names"],
-            "checkpoints": described,
-            "notes": notes,
-            "tables": sorted(tables),
-            "skipped_images": skipped_images,
-            "world_size": distributed.world_size(),
-            **run_info(started),
-        })
-        if not no_report:
-            write_report(folder)
-    distributed.shutdown()
 
-    console.print(_summary_table(
-        summary, f"Occlusion on {dataset}/{split.value}: {len(next(iter(runs.values()))['index'])} images, "
-        f"seeds {','.join(map(str, config.seeds))}, severities {', '.join(f'{s:g}' for s in config.severities)}",
-    ))
-    console.print(f"Wrote {out}/", highlight=False)
+def _evaluate(setup, config, name: str, batch_size: int, workers: int, skip_bad_images: bool, quiet: bool):
+    """One checkpoint's occlusion result (None off rank 0) and the images it could not read."""
+    from ersm_eval.api import evaluate_occlusion
+
+    bad: list[tuple[int, str]] = []
+    with progress_bar(len(setup.indices), f"occlusion ({name})", enabled=not quiet and is_main()) as advance:
+        batches = dataset_batches(setup, batch_size, workers, advance, skip_bad_images, bad)
+        result = evaluate_occlusion(setup.model, batches, settings=config, label=name, batch_size=batch_size,
+                                    class_names=setup.checkpoint.class_names, verify=False)
+    if result is not None and is_main():
+        for note in result.summary.notes:
+            err_console.print(f"[yellow]Note:[/] {note}", highlight=False)
+    return result, report_skipped(bad)
+
+
+def _check_same_images(setup, reference: tuple | None, path: Path, name: str) -> tuple[tuple, str | None]:
+    """Later checkpoints must see the first one's images (reference: its dataset length, classes,
+    image size and indices); another image size is allowed, with a note (returned)."""
+    data = setup.dataset
+    size = data.transform.image_size
+    if reference is None:
+        return (len(data), list(data.classes), size, list(setup.indices)), None
+    if (len(data), list(data.classes), list(setup.indices)) != (reference[0], reference[1], reference[3]):
+        raise DatasetError(
+            f"checkpoint {path} sees {len(data)} images of {len(data.classes)} classes where the first sees "
+            f"{reference[0]} of {len(reference[1])}; occlusion compares checkpoints trained on the same dataset"
+        )
+    if size == reference[2]:
+        return reference, None
+    note = (f"{name} uses {size} px images where the first checkpoint uses {reference[2]} px: its occluder "
+            "masks were generated at its own size from the same seeds")
+    if is_main():
+        err_console.print(f"[yellow]Note:[/] {note}", highlight=False)
+    return reference, note

@@ -63,7 +63,7 @@ def test_writes_both_tables_for_every_checkpoint(run_dir, tiny_checkpoint, tiny_
     assert summary.loc[summary["checkpoint"] == labels[1], "diff_auc_to_first"].notna().all()
     info = json.loads((out / "summary.json").read_text())
     assert info["labels"] == labels and len(info["checkpoints"]) == 2
-    assert info["occlusion"]["seeds"] == [0, 1] and info["class_names"]
+    assert info["settings"]["seeds"] == [0, 1] and info["class_names"]
     assert info["checkpoints"][0]["checkpoint_sha256"] and "versions" in info
     assert not (out / "report.html").exists()
     assert "AUC" in output
