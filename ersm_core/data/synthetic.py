@@ -37,7 +37,8 @@ CLASS_NAMES = tuple(f"{shape}-{pattern}" for shape in SHAPES for pattern in PATT
 SPLIT_IDS = {"train": 0, "test": 1}
 
 _MIN_SIZE = 16
-_OBJECT_SIDE = (0.40, 0.60)  # object diameter as a fraction of the image side
+_OBJECT_SIDE = (0.36, 0.50)  # object diameter as a fraction of the image side
+_OFF_CENTRE = (0.6, 1.0)  # how far from the image centre the object sits, as a share of the room it has
 _TEXTURE_CELLS = (3, 9)  # noise grid cells per side: coarse and fine background styles
 _BACKGROUND_LUMA = (0.28, 0.58)  # luma range of the background texture
 _CLUTTER_LUMA = (0.26, 0.62)  # luma range of the distractors
@@ -152,6 +153,23 @@ def _extent(shape: str, radius: float) -> tuple[float, float, float, float]:
     return pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max()
 
 
+def _position(rng: np.random.Generator, size: int, extent: tuple[float, float, float, float]) -> tuple[float, float]:
+    """Centre (cx, cy) of an object off the image centre, wholly inside the image.
+
+    The centre lies in the direction of a uniform angle, at a uniform
+    ``_OFF_CENTRE`` share of the way from the middle of the allowed range to
+    its edge (an ellipse inscribed in the range), so a map that simply favours
+    the image centre does not find the object.
+    """
+    x_lo, y_lo, x_hi, y_hi = extent
+    lo_x, hi_x = -x_lo + 1, size - 2 - x_hi  # allowed centres: the shape stays 1 px inside the image
+    lo_y, hi_y = -y_lo + 1, size - 2 - y_hi
+    angle, reach = rng.uniform(0, 2 * math.pi), rng.uniform(*_OFF_CENTRE)
+    cx = (lo_x + hi_x) / 2 + reach * (hi_x - lo_x) / 2 * math.cos(angle)
+    cy = (lo_y + hi_y) / 2 + reach * (hi_y - lo_y) / 2 * math.sin(angle)
+    return cx, cy
+
+
 def render_item(rng: np.random.Generator, size: int, label: int, style: int, n_styles: int) -> tuple[np.ndarray, np.ndarray]:
     """Draw one image [size, size, 3] uint8 and its object mask [size, size] bool.
 
@@ -161,9 +179,7 @@ def render_item(rng: np.random.Generator, size: int, label: int, style: int, n_s
     shape, pattern = SHAPES[label // len(PATTERNS)], PATTERNS[label % len(PATTERNS)]
     # object geometry
     radius = rng.uniform(*_OBJECT_SIDE) * size / 2
-    x_lo, y_lo, x_hi, y_hi = _extent(shape, radius)
-    cx = rng.uniform(-x_lo + 1, size - 2 - x_hi)
-    cy = rng.uniform(-y_lo + 1, size - 2 - y_hi)
+    cx, cy = _position(rng, size, _extent(shape, radius))
     # object colour: any hue, brighter than the background; stripes in the complementary hue
     hue, sat = rng.random(), rng.uniform(0.5, 1.0)
     luma = np.array([rng.uniform(*_OBJECT_LUMA), rng.uniform(*_STRIPE_LUMA)])
