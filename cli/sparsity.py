@@ -13,11 +13,11 @@ from rich.table import Table
 
 from cli.app import app
 from cli.common import (
-    BatchSize, SubsetSeed, Checkpoint, DataRoot, DatasetName, Device, Limit, NoReport, Overwrite, Quiet, Seeds, SkipBadImages, Split, SplitOpt,
-    Workers, console, err_console, handle_errors, report_skipped, write_report, parse_int_list, progress_bar,
+    BatchSize, Checkpoint, DataRoot, DatasetName, Device, Limit, NoReport, Overwrite, Quiet, Seeds, SkipBadImages, Split,
+    SplitOpt, SubsetSeed, Workers, console, dataset_batches, handle_errors, is_main, leave_group, option_values,
+    parse_int_list, print_notes, progress_bar, report_skipped, run_device, save_run,
 )
 from ersm_core.errors import ConfigError
-from ersm_eval.schema import MAPS_NPZ
 
 __all__ = ["sparsity"]
 
@@ -115,13 +115,11 @@ def sparsity(
 
     Nothing here is random; the first of --seeds seeds the bootstrap intervals.
     """
-    from ersm_core.device import select_device
-    from ersm_eval import distributed
-    from ersm_eval.context import iterate_batches, prepare
-    from ersm_eval.output import check_output_dir, output_folder, run_info, write_json, write_table
-    from ersm_eval.sparsity import SparsityEvaluator, gallery_arrays, select_gallery
+    from ersm_eval.api import mask_statistics
+    from ersm_eval.context import prepare
+    from ersm_eval.output import check_output_dir
 
-    started = time.time()
+    options, started = option_values(locals()), time.time()
     label = label or Path(checkpoint).stem
     out = out if out is not None else Path("runs") / f"sparsity-{label}"
     boot_seed = parse_int_list(seeds, "--seeds")[0]
@@ -129,70 +127,31 @@ def sparsity(
     if any(i < 0 for i in extra):
         raise ConfigError(f"--gallery-indices are dataset indices (0 or more), got {extra}")
     check_output_dir(out, overwrite, inputs=[checkpoint, data_root])  # before any work
-
-    distributed.init_from_env(select_device(device))
-    main = distributed.is_main()
-    setup = prepare(checkpoint, dataset, split.value, data_root, limit,
-                    str(distributed.local_device(select_device(device))), subset_seed=subset_seed)
-    data = setup.dataset
-    evaluator = SparsityEvaluator(setup.model, localize=localization)
-    early = evaluator.notes(has_masks=bool(data.has_masks or data.has_boxes))
-    if main:
-        for note in early:
-            err_console.print(f"[yellow]Note:[/] {note}", highlight=False)
-
-    with progress_bar(len(setup.indices), f"sparsity ({label})", enabled=not quiet and main) as advance:
-        skipped: list[tuple[int, str]] = []
-        for batch in iterate_batches(data, setup.indices, batch_size, workers, setup.device, advance,
-                                     skip_bad_images=skip_bad_images, skipped=skipped):
-            evaluator.update(batch)
-
+    setup = prepare(checkpoint, dataset, split.value, data_root, limit, run_device(device), subset_seed=subset_seed)
+    skipped: list[tuple[int, str]] = []
+    with progress_bar(len(setup.indices), f"sparsity ({label})", enabled=not quiet and is_main()) as advance:
+        batches = dataset_batches(setup, batch_size, workers, advance, skip_bad_images, skipped)
+        result = mask_statistics(setup.model, batches, label=label, class_names=setup.checkpoint.class_names,
+                                 localize=localization, seed=boot_seed, gallery_indices=extra, verify=False)
     skipped_images = report_skipped(skipped)
-    records = distributed.gather_records(evaluator.records())
-    if records is None:  # not rank 0: rank 0 writes
-        distributed.shutdown()
-        return
-    result = evaluator.compute(records, label, setup.checkpoint.class_names, seed=boot_seed)
-    chosen = select_gallery(result.tables["per_image.csv"], extra)
-    missing = sorted(set(extra) - set(chosen))
-    if missing:
-        result.notes.append(f"--gallery-indices {missing} were not evaluated (outside --limit or the split) and are not in {MAPS_NPZ}")
-    arrays = gallery_arrays(data, records, chosen, evaluator.map_names)
-    with output_folder(out, overwrite) as folder:
-        for name, table in result.tables.items():
-            write_table(folder, name, table)
-        np.savez_compressed(folder / MAPS_NPZ, **arrays)
-        write_json(folder, {
-            "command": "sparsity",
-            "label": label,
-            "options": {
-                "checkpoint": str(checkpoint), "dataset": dataset, "data_root": data_root, "split": split.value,
-                "localization": localization, "gallery_indices": gallery_indices, "seeds": seeds,
-                "batch_size": batch_size, "workers": workers, "device": device, "limit": limit, "subset_seed": subset_seed, "out": str(out),
-                "overwrite": overwrite, "label": label, "no_report": no_report,
-            },
-            **setup.describe(),
-            "sparsity": {**result.info, "gallery_indices": chosen},
-            "notes": result.notes,
-            "tables": sorted(result.tables),
-            "skipped_images": skipped_images,
-            "world_size": distributed.world_size(),
-            **run_info(started),
-        })
-        if not no_report:
-            write_report(folder)
-    distributed.shutdown()
+    if result is not None:  # rank 0 writes
+        save_run(result, out, overwrite, no_report, options, started, setup.describe(), skipped_images=skipped_images)
+    leave_group()
+    if result is not None:
+        _print(result, f"Sparsity, {label} ({setup.checkpoint.config.variant}) on {dataset}/{split.value}", out)
 
-    title = f"Sparsity, {label} ({setup.checkpoint.config.variant}) on {dataset}/{split.value}: {len(records['index'])} images"
-    for table in _tables(result.tables["sparsity_summary.csv"], label, title):
+
+def _print(result, title: str, out: Path) -> None:
+    """The console's account: statistics, localization against the baselines, warnings and notes."""
+    summary = result.summary
+    for table in _tables(result.tables["sparsity_summary.csv"], summary.label, f"{title}: {summary.n_images} images"):
         console.print(table)
     if "localization.csv" in result.tables:
-        for table in _localization_tables(result.tables["localization.csv"], label):
+        for table in _localization_tables(result.tables["localization.csv"], summary.label):
             console.print(table)
-    warning = result.info["localization"]["note"] if result.info["localization"]["uninformative"] else None
+    localization = summary.evaluation["localization"]
+    warning = localization["note"] if localization["uninformative"] else None
     if warning:
         console.print(f"[bold yellow]Warning:[/] {warning}", highlight=False)
-    for note in result.notes:
-        if note not in early and note != warning:
-            console.print(f"Note: {note}", highlight=False)
+    print_notes([note for note in summary.notes if note != warning])
     console.print(f"Wrote {out}/", highlight=False)

@@ -61,7 +61,7 @@ def test_writes_every_table_with_the_schema(run_dir, tiny_checkpoint, chosen):
     assert set(per_image["failure"]) <= {"", "focused", "distracted", "high_confidence"}
     info = json.loads((out / "summary.json").read_text())
     assert info["class_names"] and info["label"] == tiny_checkpoint.stem
-    assert info["sparsity"]["maps"] == ["keep", "energy", "cam"] and chosen[-1] in info["sparsity"]["gallery_indices"]
+    assert info["evaluation"]["maps"] == ["keep", "energy", "cam"] and chosen[-1] in info["evaluation"]["gallery_indices"]
     assert "localization" not in " ".join(info["notes"])
     assert "Localization" in output and "mean_keep" in output
     loc = pd.read_csv(out / "localization.csv", keep_default_na=False, na_values=["", "nan"])
@@ -70,7 +70,7 @@ def test_writes_every_table_with_the_schema(run_dir, tiny_checkpoint, chosen):
     assert set(loc.loc[~loc["map"].isin(["uniform", "center"]), "verdict"]) <= {"localizes", "does_not_localize"}
     area = summary.loc[summary["metric"] == "object_area_fraction", "value"].item()
     assert loc.loc[(loc["map"] == "uniform") & (loc["metric"] == "mass_in_object"), "value"].item() == area
-    localization = info["sparsity"]["localization"]
+    localization = info["evaluation"]["localization"]
     assert localization["measured"] and localization["images"] == 12 and not localization["uninformative"]
     assert "localization.csv" in info["tables"]
     # the console shows each real map against the better baseline, with the verdict's words
@@ -90,7 +90,7 @@ def test_maps_npz_holds_the_gallery(run_dir, chosen):
         arrays = {k: npz[k] for k in npz.files}
     assert set(arrays) == {"index", "image", "label", "prediction", "keep", "energy", "cam", "mask"}
     n = len(arrays["index"])
-    assert arrays["index"].tolist() == info["sparsity"]["gallery_indices"] and arrays["index"][:8].tolist() == chosen[:8]
+    assert arrays["index"].tolist() == info["evaluation"]["gallery_indices"] and arrays["index"][:8].tolist() == chosen[:8]
     assert arrays["image"].shape == (n, 64, 64, 3) and arrays["image"].dtype == np.uint8
     assert arrays["keep"].shape == arrays["cam"].shape == (n, 4, 4) and arrays["mask"].shape == (n, 64, 64)
 
@@ -140,7 +140,7 @@ def test_dataset_without_masks_says_so_and_computes_the_rest(tmp_path):
         assert "mask" not in npz.files
     info = json.loads((out / "summary.json").read_text())
     assert any("localization not measured" in n for n in info["notes"])
-    assert info["sparsity"]["localization"]["measured"] is False
+    assert info["evaluation"]["localization"]["measured"] is False
 
 
 def _cub_with_boxes(root, names, boxes, size=64):
@@ -172,8 +172,8 @@ def test_boxes_covering_the_image_make_localization_uninformative(tiny_checkpoin
     assert f"Warning: {sentence}" in _text(result)
     info = json.loads((out / "summary.json").read_text())
     assert sentence in info["notes"]
-    assert info["sparsity"]["localization"]["uninformative"] is True
-    assert info["sparsity"]["localization"]["large_object_share"] == 0.75
+    assert info["evaluation"]["localization"]["uninformative"] is True
+    assert info["evaluation"]["localization"]["large_object_share"] == 0.75
     assert (out / "localization.csv").exists()  # still measured, and said to say nothing
 
 
