@@ -1,7 +1,8 @@
 """``ersm-eval compare``: deletion, occlusion and sparsity for several checkpoints on the same
 images, one comparative report and a paper-style table.
 
-The command runs the three evaluation commands in turn into sub-folders of a
+The command calls the evaluation API (evaluate_deletion, evaluate_occlusion,
+mask_statistics) for each checkpoint in turn and saves each result into a sub-folder of a
 temporary folder that becomes ``--out`` only when everything is written. It takes
 the evaluators' own options (rankings, seeds, occlusion fills, patterns and
 severities) and ``--skip occlusion`` / ``--skip sparsity``.
@@ -17,6 +18,7 @@ is there for a full stress test.
 
 from __future__ import annotations
 
+import time
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -26,8 +28,11 @@ import typer
 from cli.app import app
 from cli.common import (
     BatchSize, Checkpoints, DataRoot, DatasetName, Device, Limit, Out, Overwrite, Quiet, Split, SplitOpt, SubsetSeed,
-    Workers, console, handle_errors,
+    Workers, console, dataset_batches, handle_errors, option_values, parse_int_list, parse_name_list, progress_bar,
+    run_device, save_run,
 )
+from cli.deletion import Fill, Level, deletion_settings
+from cli.occlusion import parse_float_list
 from ersm_core.errors import ConfigError
 
 __all__ = ["compare", "run_comparison", "compare_into", "SKIPPABLE", "Skippable"]
@@ -63,38 +68,73 @@ def compare_into(
     subset_seed: int = 0,
     skip: tuple[str, ...] = (),
 ) -> Path:
-    """Run the three evaluations and write the comparative report into the folder ``tmp``.
+    """Run the three evaluations (the API, in a loop) and write the comparative report into the folder ``tmp``.
 
     ``tmp`` is the temporary folder of an :func:`~ersm_eval.output.output_folder`;
     :func:`run_comparison` is the atomic wrapper. ``claims_for`` = {"baseline": label, "ersm": label, "init_keep": float, "spurious": float}
     adds the paper's claims section (see :mod:`ersm_eval.claims`).
     """
-    from cli.deletion import deletion
-    from cli.occlusion import occlusion
-    from cli.sparsity import sparsity
+    from ersm_eval.api import combine_occlusion, evaluate_deletion, evaluate_occlusion, mask_statistics
+    from ersm_eval.occlusion import OcclusionConfig
+
+    options = option_values({k: v for k, v in locals().items() if k not in ("tmp", "claims_for")})
+    labels, skip = _labels(checkpoints), _check_skip(skip)
+    run = _Runner(dataset, split.value, data_root, limit, run_device(device), subset_seed, batch_size, workers, quiet,
+                  {**options, "steps": deletion_steps})
+    occlusion_config = OcclusionConfig(
+        fills=tuple(parse_name_list(occlusion_fills, "--occlusion-fills")),
+        patterns=tuple(parse_name_list(occlusion_patterns, "--occlusion-patterns")),
+        severities=tuple(parse_float_list(occlusion_severities, "--occlusion-severities")),
+        seeds=tuple(parse_int_list(occlusion_seeds, "--occlusion-seeds")))
+    folders, occluded = [], []
+    for ckpt, label in zip(checkpoints, labels):
+        settings = deletion_settings(rankings, seeds, deletion_steps, False, False, Level.feature, Fill.mean, False, label)
+        folders.append(run(tmp / f"deletion-{label}", ckpt, label, True, lambda model, batches, names: evaluate_deletion(
+            model, batches, settings=settings, class_names=names, verify=False)))
+        if "occlusion" not in skip:
+            occluded.append(run(None, ckpt, label, False, lambda model, batches, names: evaluate_occlusion(
+                model, batches, settings=occlusion_config, label=label, class_names=names, batch_size=batch_size,
+                verify=False)))
+        if "sparsity" not in skip:
+            folders.append(run(tmp / f"sparsity-{label}", ckpt, label, False, lambda model, batches, names: mask_statistics(
+                model, batches, label=label, class_names=names, verify=False)))
+    if occluded:
+        folders.append(run.save(tmp / "occlusion", combine_occlusion([r for r, _ in occluded]), occluded[0][1],
+                                checkpoints=[source for _, source in occluded]))
+    return _write_report(tmp, folders, claims_for, title or f"ERSM comparison on {dataset}: {', '.join(labels)}")
+
+
+class _Runner:
+    """One evaluation of one checkpoint on the comparison's images, saved into a sub-folder."""
+
+    def __init__(self, dataset, split, data_root, limit, device, subset_seed, batch_size, workers, quiet, options):
+        self.where = (dataset, split, data_root, limit, device)
+        self.subset_seed, self.batch_size, self.workers, self.quiet = subset_seed, batch_size, workers, quiet
+        self.options = options
+
+    def __call__(self, folder: Path | None, checkpoint: Path, label: str, features: bool, evaluate) -> Any:
+        """Evaluate; save into ``folder`` and return it, or (folder None) return (result, provenance)."""
+        from ersm_eval.context import prepare
+
+        setup = prepare(checkpoint, *self.where, subset_seed=self.subset_seed)
+        with progress_bar(len(setup.indices), f"{folder.name if folder else 'occlusion'} ({label})",
+                          enabled=not self.quiet) as advance:
+            batches = dataset_batches(setup, self.batch_size, self.workers, advance, False, [], features=features)
+            result = evaluate(setup.model, batches, setup.checkpoint.class_names)
+        source = {"label": label, **setup.describe()}
+        return (result, source) if folder is None else self.save(folder, result, source)
+
+    def save(self, folder: Path, result: Any, source: dict, **fields: Any) -> Path:
+        options = {**self.options, "checkpoint": source["checkpoint"], "label": result.summary.label}
+        save_run(result, folder, False, True, options, time.time() - result.summary.run_seconds, source, **fields)
+        return folder
+
+
+def _write_report(tmp: Path, folders: list[Path], claims_for: dict[str, Any] | None, title: str) -> Path:
+    """The comparative report.html (with the claims section for ``claims_for``) and the paper table."""
     from ersm_eval.claims import evaluate_claims
     from reports import build_report, load_run, paper_table, write_paper_table
     from reports.combine import combine_by_checkpoint
-
-    labels = _labels(checkpoints)
-    skip = _check_skip(skip)
-    common = dict(dataset=dataset, data_root=data_root, split=split, batch_size=batch_size, workers=workers,
-                  device=device, limit=limit, subset_seed=subset_seed, no_report=True, quiet=quiet)
-    folders = []
-    for ckpt, label in zip(checkpoints, labels):
-        folder = tmp / f"deletion-{label}"
-        deletion(ckpt, out=folder, label=label, rankings=rankings, seeds=seeds, steps=deletion_steps, **common)
-        folders.append(folder)
-    if "occlusion" not in skip:
-        folder = tmp / "occlusion"
-        occlusion(list(checkpoints), out=folder, label=labels, seeds=occlusion_seeds, fills=occlusion_fills,
-                  patterns=occlusion_patterns, severities=occlusion_severities, **common)
-        folders.append(folder)
-    if "sparsity" not in skip:
-        for ckpt, label in zip(checkpoints, labels):
-            folder = tmp / f"sparsity-{label}"
-            sparsity(ckpt, out=folder, label=label, **common)
-            folders.append(folder)
 
     runs = combine_by_checkpoint([load_run(f) for f in folders])
     claims = None
@@ -107,8 +147,7 @@ def compare_into(
             init_keep=float(claims_for.get("init_keep", 0.9)), spurious=float(claims_for.get("spurious", 0.0)),
         )
     # CSV links are relative to report.html, so they stay valid when tmp becomes out
-    build_report(runs, tmp / "report.html", figures_dir=tmp / "figures", claims=claims,
-                 title=title or f"ERSM comparison on {dataset}: {', '.join(labels)}")
+    build_report(runs, tmp / "report.html", figures_dir=tmp / "figures", claims=claims, title=title)
     write_paper_table(paper_table(runs), tmp)
     return tmp / "report.html"
 

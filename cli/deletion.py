@@ -20,7 +20,7 @@ from cli.common import (
 )
 from ersm_core.errors import ConfigError
 
-__all__ = ["deletion", "load_scores"]
+__all__ = ["deletion", "deletion_settings", "load_scores"]
 
 
 class Level(str, Enum):
@@ -157,7 +157,7 @@ def deletion(
     options, started = option_values(locals()), time.time()
     label = label or Path(checkpoint).stem
     out = out if out is not None else Path("runs") / f"deletion-{label}"
-    settings = _settings(rankings, seeds, steps, soft_gate, no_rescale, level, fill, save_token_scores, label)
+    settings = deletion_settings(rankings, seeds, steps, soft_gate, no_rescale, level, fill, save_token_scores, label)
     if cache is not None and level is Level.input:
         raise ConfigError("--cache stores backbone features, which --level input does not use; drop one of them")
     check_output_dir(out, overwrite, inputs=[checkpoint, data_root, cache, scores])  # before any work
@@ -179,7 +179,7 @@ def deletion(
         _print(result, f"Deletion, {label} on {dataset}/{split.value}", out)
 
 
-def _settings(rankings: str, seeds: str, steps: str, soft_gate: bool, no_rescale: bool, level: Level, fill: Fill,
+def deletion_settings(rankings: str, seeds: str, steps: str, soft_gate: bool, no_rescale: bool, level: Level, fill: Fill,
               save_token_scores: bool, label: str):
     from ersm_eval.deletion import DeletionSettings
 
