@@ -92,6 +92,46 @@ def _summary_table(summary, title: str) -> Table:
     return table
 
 
+Rankings = Annotated[str, typer.Option(
+    "--rankings", "-r",
+    help="Comma-separated rankings: energy, unary, random, magnitude, magnitude_desc, cam, energy_reversed, "
+    "center (nearest the grid centre first), border (farthest first). "
+    "Those that do not apply to the model (energy and unary need an ERSM model) are skipped with a note.",
+)]
+Steps = Annotated[str, typer.Option(
+    "--steps", help="'all' (k = 0..N−1) or a count of evenly spaced k values, 0 and N−1 included.",
+)]
+SoftGate = Annotated[bool, typer.Option(
+    "--soft-gate", help="Delete on the gated map (survivors keep their keep probability) instead of the ungated map.",
+)]
+NoRescale = Annotated[bool, typer.Option(
+    "--no-rescale", help="Pool by the plain mean over all positions instead of the mean over the remaining ones (GAP·N/(N−k)).",
+)]
+LevelOpt = Annotated[Level, typer.Option(
+    "--level", help="feature: delete tokens of the feature map (the paper's protocol); input: fill the image regions and re-run the model.",
+)]
+FillOpt = Annotated[Fill, typer.Option(
+    "--fill", help="Input level: what replaces deleted regions (mean colour, black, seeded noise, blurred image).",
+)]
+DeletionOut = Annotated[Optional[Path], typer.Option(
+    "--out", "-o", help="Output folder (written under a temporary name, then renamed). Default: runs/deletion-<label>.",
+)]
+Label = Annotated[Optional[str], typer.Option(
+    "--label", help="Name of the model in the tables' checkpoint column. Default: the checkpoint's file name stem.",
+)]
+SaveTokenScores = Annotated[bool, typer.Option(
+    "--save-token-scores", help="Also write token_scores.npz: every ranking's score and order per image and token.",
+)]
+Scores = Annotated[Optional[Path], typer.Option(
+    "--scores", help="External score maps (.npy, [n_images, h, w] on the token grid or [n_images, H, W] in pixels), "
+    "one per evaluated image in ascending dataset-index order (the --limit subset's order); deleted highest score "
+    "first, as ranking --scores-name beside the built-in ones.",
+)]
+ScoresName = Annotated[str, typer.Option(
+    "--scores-name", help="Name of the --scores ranking in the tables.",
+)]
+
+
 @app.command()
 @handle_errors
 def deletion(
@@ -99,52 +139,25 @@ def deletion(
     dataset: DatasetName,
     data_root: DataRoot = None,
     split: SplitOpt = Split.test,
-    rankings: Annotated[str, typer.Option(
-        "--rankings", "-r",
-        help="Comma-separated rankings: energy, unary, random, magnitude, magnitude_desc, cam, energy_reversed, "
-        "center (nearest the grid centre first), border (farthest first). "
-        "Those that do not apply to the model (energy and unary need an ERSM model) are skipped with a note.",
-    )] = "energy,unary,magnitude,cam,center,border,random",
+    rankings: Rankings = "energy,unary,magnitude,cam,center,border,random",
     seeds: Seeds = "0,1,2,3,4",
-    steps: Annotated[str, typer.Option(
-        "--steps", help="'all' (k = 0..N−1) or a count of evenly spaced k values, 0 and N−1 included.",
-    )] = "all",
-    soft_gate: Annotated[bool, typer.Option(
-        "--soft-gate", help="Delete on the gated map (survivors keep their keep probability) instead of the ungated map.",
-    )] = False,
-    no_rescale: Annotated[bool, typer.Option(
-        "--no-rescale", help="Pool by the plain mean over all positions instead of the mean over the remaining ones (GAP·N/(N−k)).",
-    )] = False,
-    level: Annotated[Level, typer.Option(
-        "--level", help="feature: delete tokens of the feature map (the paper's protocol); input: fill the image regions and re-run the model.",
-    )] = Level.feature,
-    fill: Annotated[Fill, typer.Option(
-        "--fill", help="Input level: what replaces deleted regions (mean colour, black, seeded noise, blurred image).",
-    )] = Fill.mean,
+    steps: Steps = "all",
+    soft_gate: SoftGate = False,
+    no_rescale: NoRescale = False,
+    level: LevelOpt = Level.feature,
+    fill: FillOpt = Fill.mean,
     batch_size: BatchSize = 32,
     workers: Workers = 0,
     device: Device = "auto",
     limit: Limit = None,
     subset_seed: SubsetSeed = 0,
-    out: Annotated[Optional[Path], typer.Option(
-        "--out", "-o", help="Output folder (written under a temporary name, then renamed). Default: runs/deletion-<label>.",
-    )] = None,
+    out: DeletionOut = None,
     overwrite: Overwrite = False,
-    label: Annotated[Optional[str], typer.Option(
-        "--label", help="Name of the model in the tables' checkpoint column. Default: the checkpoint's file name stem.",
-    )] = None,
-    save_token_scores: Annotated[bool, typer.Option(
-        "--save-token-scores", help="Also write token_scores.npz: every ranking's score and order per image and token.",
-    )] = False,
+    label: Label = None,
+    save_token_scores: SaveTokenScores = False,
     cache: Cache = None,
-    scores: Annotated[Optional[Path], typer.Option(
-        "--scores", help="External score maps (.npy, [n_images, h, w] on the token grid or [n_images, H, W] in pixels), "
-        "one per evaluated image in ascending dataset-index order (the --limit subset's order); deleted highest score "
-        "first, as ranking --scores-name beside the built-in ones.",
-    )] = None,
-    scores_name: Annotated[str, typer.Option(
-        "--scores-name", help="Name of the --scores ranking in the tables.",
-    )] = "external",
+    scores: Scores = None,
+    scores_name: ScoresName = "external",
     skip_bad_images: SkipBadImages = False,
     no_report: NoReport = False,
     quiet: Quiet = False,

@@ -70,6 +70,26 @@ def _summary_table(summary, title: str) -> Table:
     return table
 
 
+Fills = Annotated[str, typer.Option(
+    "--fills", help="Comma-separated fills: gray (alias mean: the normalization mean), black, noise (seeded), blur.",
+)]
+Patterns = Annotated[str, typer.Option(
+    "--patterns", help="Comma-separated patterns: random_squares, grid, center, object, background. "
+    "object/background need object masks or boxes and are skipped (with a note) on datasets without them.",
+)]
+Severities = Annotated[str, typer.Option(
+    "--severities", help="Comma-separated area fractions in [0, 1] (0 is always added). For object/background: "
+    "the fraction of the object's / background's pixels covered.",
+)]
+OcclusionOut = Annotated[Optional[Path], typer.Option(
+    "--out", "-o", help="Output folder (written under a temporary name, then renamed). Default: runs/occlusion-<label>.",
+)]
+Labels = Annotated[Optional[list[str]], typer.Option(
+    "--label", help="Names of the checkpoints in the tables (repeat the option or give a comma list, one per "
+    "checkpoint). Default: the checkpoint file name stems.",
+)]
+
+
 @app.command()
 @handle_errors
 def occlusion(
@@ -77,17 +97,9 @@ def occlusion(
     dataset: DatasetName,
     data_root: DataRoot = None,
     split: SplitOpt = Split.test,
-    fills: Annotated[str, typer.Option(
-        "--fills", help="Comma-separated fills: gray (alias mean: the normalization mean), black, noise (seeded), blur.",
-    )] = "gray",
-    patterns: Annotated[str, typer.Option(
-        "--patterns", help="Comma-separated patterns: random_squares, grid, center, object, background. "
-        "object/background need object masks or boxes and are skipped (with a note) on datasets without them.",
-    )] = "random_squares,grid,center,object,background",
-    severities: Annotated[str, typer.Option(
-        "--severities", help="Comma-separated area fractions in [0, 1] (0 is always added). For object/background: "
-        "the fraction of the object's / background's pixels covered.",
-    )] = "0,0.1,0.2,0.3,0.4,0.5,0.6",
+    fills: Fills = "gray",
+    patterns: Patterns = "random_squares,grid,center,object,background",
+    severities: Severities = "0,0.1,0.2,0.3,0.4,0.5,0.6",
     grid_size: Annotated[int, typer.Option("--grid-size", help="Cells per side of the grid pattern.")] = 4,
     seeds: Seeds = "0",
     batch_size: BatchSize = 64,
@@ -95,14 +107,9 @@ def occlusion(
     device: Device = "auto",
     limit: Limit = None,
     subset_seed: SubsetSeed = 0,
-    out: Annotated[Optional[Path], typer.Option(
-        "--out", "-o", help="Output folder (written under a temporary name, then renamed). Default: runs/occlusion-<label>.",
-    )] = None,
+    out: OcclusionOut = None,
     overwrite: Overwrite = False,
-    label: Annotated[Optional[list[str]], typer.Option(
-        "--label", help="Names of the checkpoints in the tables (repeat the option or give a comma list, one per "
-        "checkpoint). Default: the checkpoint file name stems.",
-    )] = None,
+    label: Labels = None,
     skip_bad_images: SkipBadImages = False,
     no_report: NoReport = False,
     quiet: Quiet = False,
