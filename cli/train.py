@@ -69,10 +69,19 @@ def _keep(value: Any) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
 
 
+def _run_eta(started: float | None, done: int, total: int) -> str:
+    """'run ETA 1m 05s' from the units done since ``started`` (time.monotonic()) and the run's total."""
+    from cli.progress import format_duration
+
+    if started is None or not done:
+        return "run ETA -"
+    rate = done / max(time.monotonic() - started, 1e-9)
+    return f"run ETA {format_duration((total - done) / rate)}"
+
+
 def _train_display(display: "ProgressDisplay"):
     """A TrainProgress drawing on ``display``: one task per epoch with the run's ETA, one for the
     one-off feature cache and one for the final test."""
-    from cli.progress import format_duration
     from ersm_core.training import TrainProgress
 
     class TrainDisplay(TrainProgress):
@@ -84,11 +93,7 @@ def _train_display(display: "ProgressDisplay"):
             self.info = ""
 
         def _run_eta(self) -> str:
-            if self.run_started is None or not self.units_done:
-                return "run ETA -"
-            rate = self.units_done / max(time.monotonic() - self.run_started, 1e-9)
-            left = self.epochs * self.per_epoch - self.units_done
-            return f"run ETA {format_duration(left / rate)}"
+            return _run_eta(self.run_started, self.units_done, self.epochs * self.per_epoch)
 
         def start(self, epochs: int, train_batches: int, val_batches: int) -> None:
             self.epochs, self.per_epoch = epochs, train_batches + val_batches
@@ -178,59 +183,49 @@ def train_command(
     quiet: Quiet = False,
 ) -> None:
     """Train a model variant (AdamW, cosine schedule, cross-entropy + regularizer) and write a checkpoint."""
-    from cli.progress import ProgressDisplay
-    from ersm_core.data.transforms import resolve_data_config
-    from ersm_core.model import ModelConfig
-    from ersm_core.training import TrainConfig, check_output_file, history_path, train
+    from ersm_core.training import check_output_file
     from ersm_eval.output import check_output_file as check_owned_file  # replaces only checkpoints, never an input
 
+    options = dict(locals())
     check_output_file(out, overwrite)
     check_owned_file(out, overwrite, inputs=[data_root, weights])
-    data = resolve_data_config(backbone, image_size, crop_pct, interpolation.value if interpolation else None)
+    data, model_config, train_config = _configs(options)
+    result = _train(model_config, train_config, data, out, weights, quiet)
+    if result is not None:
+        _save_and_print(result, data, out)
+
+
+_MODEL_OPTIONS = ("backbone", "patch_size", "alpha", "beta", "tau", "init_keep", "drop_prob", "block_size", "l0_lambda",
+                  "pretrained", "freeze_backbone")
+_TRAIN_OPTIONS = ("dataset", "epochs", "batch_size", "lr", "weight_decay", "seed", "workers", "device", "num_classes",
+                  "n_train", "n_test", "spurious", "subset_seed", "val_fraction", "augment", "feature_cache",
+                  "feature_views")
+
+
+def _configs(o: dict[str, Any]):
+    """(data config, ModelConfig, TrainConfig) from the command's options."""
+    from ersm_core.data.transforms import resolve_data_config
+    from ersm_core.model import ModelConfig
+    from ersm_core.training import TrainConfig
+
+    interpolation = o["interpolation"].value if o["interpolation"] else None
+    data = resolve_data_config(o["backbone"], o["image_size"], o["crop_pct"], interpolation)
     model_config = ModelConfig(
-        num_classes=num_classes or 2,  # train() sizes the head for the dataset's classes
-        backbone=backbone,
-        variant=variant.value,
-        image_size=data.image_size,
-        patch_size=patch_size,
-        alpha=alpha,
-        beta=beta,
-        tau=tau,
-        init_keep=init_keep,
-        pairwise_reduce=pairwise_reduce.value,
-        bias=bias.value,
-        drop_prob=drop_prob,
-        block_size=block_size,
-        l0_lambda=l0_lambda,
-        pretrained=pretrained,
-        freeze_backbone=freeze_backbone,
-        mean=data.mean,
-        std=data.std,
-        crop_pct=data.crop_pct,
-        interpolation=data.interpolation,
+        num_classes=o["num_classes"] or 2,  # train() sizes the head for the dataset's classes
+        variant=o["variant"].value, image_size=data.image_size, pairwise_reduce=o["pairwise_reduce"].value,
+        bias=o["bias"].value, mean=data.mean, std=data.std, crop_pct=data.crop_pct, interpolation=data.interpolation,
+        **{k: o[k] for k in _MODEL_OPTIONS},
     )
-    train_config = TrainConfig(
-        dataset=dataset,
-        data_root=str(data_root) if data_root else None,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        weight_decay=weight_decay,
-        seed=seed,
-        workers=workers,
-        device=device,
-        num_classes=num_classes,
-        n_train=n_train,
-        n_test=n_test,
-        spurious=spurious,
-        limit_train=limit,
-        limit_test=limit,
-        subset_seed=subset_seed,
-        val_fraction=val_fraction,
-        augment=augment,
-        feature_cache=feature_cache,
-        feature_views=feature_views,
-    )
+    train_config = TrainConfig(data_root=str(o["data_root"]) if o["data_root"] else None, limit_train=o["limit"],
+                               limit_test=o["limit"], **{k: o[k] for k in _TRAIN_OPTIONS})
+    return data, model_config, train_config
+
+
+def _train(model_config, train_config, data, out: Path, weights: Path | None, quiet: bool):
+    """Train with a progress display; None on processes other than rank 0 (under torchrun)."""
+    from cli.progress import ProgressDisplay
+    from ersm_core.training import history_path, train
+
     main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 shows progress and writes
     history = history_path(out)
     try:
@@ -249,8 +244,10 @@ def train_command(
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
-    if not main_process:
-        return
+    return result if main_process else None
+
+
+def _save_and_print(result, data, out: Path) -> None:
     result.provenance["data_config"] = data.to_dict()
     ckpt, history = result.save(out)
     metrics = result.metrics
