@@ -32,7 +32,6 @@ __all__ = [
     "MAP_NAMES",
     "ReportError",
     "Run",
-    "find_key",
     "is_localization_metric",
     "localization_rows",
     "load_run",
@@ -151,16 +150,35 @@ class Run:
         return self.tables.get(name)
 
     @property
+    def typed(self) -> "RunSummary | None":
+        """summary.json as a :class:`~ersm_eval.results.RunSummary` when it follows the current
+        schema; None for folders written before it (read by :func:`_legacy`)."""
+        from ersm_eval.results import SUMMARY_SCHEMA_VERSION, RunSummary, check_summary
+
+        if self.summary.get("schema_version") != SUMMARY_SCHEMA_VERSION or check_summary(self.summary):
+            return None
+        return RunSummary.from_dict(self.summary)
+
+    @property
     def class_names(self) -> list[str]:
-        """summary.json's ``"class_names"`` (searched at any depth), or []."""
-        names = find_key(self.summary, "class_names")
+        """The class names the run recorded, or []."""
+        typed = self.typed
+        names = typed.class_names if typed is not None else _legacy(self.summary, "class_names")
         return [str(n) for n in names] if isinstance(names, list) else []
 
     @property
     def variant(self) -> str | None:
-        """The model variant named anywhere in summary.json (``"variant"``), if any."""
-        value = find_key(self.summary, "variant")
+        """The evaluated model's variant (baseline, ersm_full, ...), if recorded."""
+        typed = self.typed
+        value = typed.model.variant if typed is not None else _legacy(self.summary, "variant")
         return str(value) if isinstance(value, str) else None
+
+    @property
+    def chance(self) -> dict | None:
+        """The chance test a deletion run recorded, if any."""
+        typed = self.typed
+        found = typed.chance_test if typed is not None else _legacy(self.summary, "chance_test")
+        return found if isinstance(found, dict) else None
 
     @property
     def is_baseline(self) -> bool:
@@ -175,17 +193,17 @@ class Run:
         return names[index] if 0 <= index < len(names) else str(index)
 
 
-def find_key(tree: Any, key: str) -> Any:
-    """The first value stored under ``key`` in nested dicts/lists (breadth first), or None."""
-    queue = [tree]
-    while queue:
-        node = queue.pop(0)
-        if isinstance(node, dict):
-            if key in node:
-                return node[key]
-            queue.extend(node.values())
-        elif isinstance(node, list):
-            queue.extend(v for v in node if isinstance(v, (dict, list)))
+def _legacy(summary: dict[str, Any], key: str) -> Any:
+    """``class_names``, ``variant`` or ``chance_test`` from a summary.json written before the
+    versioned schema, at the places those versions wrote them (the top level, the model
+    config, the first checkpoint of an occlusion run, the deletion block)."""
+    places = [summary, summary.get("config"), summary.get("model"), summary.get("deletion")]
+    checkpoints = summary.get("checkpoints")
+    if isinstance(checkpoints, list) and checkpoints and isinstance(checkpoints[0], dict):
+        places += [checkpoints[0], checkpoints[0].get("config")]
+    for place in places:
+        if isinstance(place, dict) and key in place:
+            return place[key]
     return None
 
 
@@ -465,24 +483,9 @@ def rows_for(group: Group, name: str) -> pd.DataFrame | None:
     return None
 
 
-def _recorded_chance(tree: Any) -> dict | None:
-    """The first dict in summary.json that holds a chance test (breadth first)."""
-    keys = {"accuracy", "ci_low", "ci_high", "chance", "n_images", "n_classes"}
-    queue = [tree]
-    while queue:
-        node = queue.pop(0)
-        if isinstance(node, dict):
-            if keys <= set(node):
-                return node
-            queue.extend(node.values())
-        elif isinstance(node, list):
-            queue.extend(v for v in node if isinstance(v, (dict, list)))
-    return None
-
-
 def _n_classes(group: Group) -> int | None:
     for run, _ in group:
-        value = find_key(run.summary, "n_classes")
+        value = (run.chance or {}).get("n_classes")
         if isinstance(value, int) and not isinstance(value, bool) and value >= 2:
             return value
         if len(run.class_names) >= 2:
@@ -502,7 +505,7 @@ def chance_test_of(group: Group) -> ChanceTest | None:
     for run, ckpt in group:
         if run.table("deletion_curves.csv") is None:
             continue
-        found = _recorded_chance(run.summary)
+        found = run.chance
         if found is not None and len(pd.unique(run.table("deletion_curves.csv")["checkpoint"])) == 1:
             try:
                 return ChanceTest(*(float(found[k]) for k in ("accuracy", "ci_low", "ci_high", "chance")),
