@@ -48,14 +48,19 @@ def test_small_demo_record_matches_tables(small_demo):
     assert record["checkpoints"] == {"baseline": "checkpoints/baseline.pt", "ersm_full": "checkpoints/ersm_full.pt"}
     assert record["cpu_seconds"] > 0 and record["wall_seconds"] > 0
     for label, model in record["models"].items():
+        # the model's own accuracy (soft gate) from the sparsity run's per-image records
+        per_image = pd.read_csv(out / f"sparsity-{label}" / "per_image.csv")
+        assert model["test_accuracy"] == pytest.approx(per_image["correct"].mean())
+        test = model["accuracy_test"]
+        assert test["n_images"] == DEMO_SETTINGS["small"]["n_test"] and test["chance"] == pytest.approx(1 / 6)
+        # the deletion protocol's k = 0 (hard mask on the ungated map) decides whether its curves can be read
         curves = pd.read_csv(out / f"deletion-{label}" / "deletion_curves.csv")
         k0 = curves[curves["k"] == 0]
-        assert model["test_accuracy"] == pytest.approx(float(k0["accuracy"].iloc[0]))
-        test = model["chance_test"]
-        assert test["n_images"] == DEMO_SETTINGS["small"]["n_test"] and test["chance"] == pytest.approx(1 / 6)
+        deletion = model["deletion_chance_test"]
+        assert deletion["accuracy"] == pytest.approx(float(k0["accuracy"].iloc[0]))
         summary = pd.read_csv(out / f"deletion-{label}" / "deletion_summary.csv")
         expected = {r: v for r, v in zip(summary["ranking"], summary["verdict"]) if r != "random"}
-        if test["at_chance"]:
+        if deletion["at_chance"]:
             expected = {r: "not_testable" for r in expected}
         assert model["deletion_verdicts"] == expected
     loc = pd.read_csv(out / "sparsity-ersm_full" / "localization.csv")
@@ -70,7 +75,7 @@ def test_small_demo_says_chance_plainly(small_demo):
     flat = " ".join(output.split())
     for label, model in record["models"].items():
         said = f"{label} is at chance level" in flat
-        assert said == model["chance_test"]["at_chance"]
+        assert said == model["accuracy_test"]["at_chance"]
     assert "[1/3] Training baseline" in flat and "[3/3] Evaluating" in flat
     assert "time left known after the first stage" in flat and "left)" in flat
     assert "checkpoints/baseline.pt" in flat and "checkpoints/ersm_full.pt" in flat
