@@ -13,10 +13,12 @@ over each token's logit contributions W·(token sum), K numbers instead of C.
 :func:`deletion_logits_general` rebuilds the masked map and re-runs pool → head
 for each k instead; the tests hold the two together.
 
-Input level: the image region under each deleted token is filled (``mean``: the
+Input level: the image region under each deleted token is filled by
+:func:`ersm_eval.fills.fill`, the same fills as the occlusion test (``mean``: the
 normalization mean, i.e. zeros in normalized space; ``black``: pixel value 0;
 ``noise``: standard normal drawn from ``default_rng([fill_seed, dataset_index])``;
-``blur``: a Gaussian-blurred copy of the image) and the full model, with its own
+``blur``: a Gaussian-blurred copy of the image, σ = half a token's side in
+pixels) and the full model, with its own
 gate as at inference, re-runs on every (ranking, k) image, batched.
 
 :class:`DeletionEvaluator` follows update → records → compute: ``update`` keeps,
@@ -53,19 +55,18 @@ too and summarized in energy_diagnostics.csv.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-import torchvision.transforms.functional as TF
 
 from ersm_core.errors import ConfigError, DatasetError
 from ersm_eval.agreement import ranking_agreement
 from ersm_eval.context import check_finite
 from ersm_eval.diagnostics import DIAGNOSTIC_METRICS, energy_diagnostic_values, energy_diagnostics
+from ersm_eval.fills import FILL_KINDS, fill, token_blur_sigma
 from ersm_eval.rankings import DEFAULT_RANKINGS, RankingInputs, resolve_rankings
 from ersm_eval.schema import TABLES
 from ersm_eval.stats import bootstrap_weights, mcnemar_exact, normalized_auc, paired_bootstrap_test, wilson_interval
@@ -86,7 +87,6 @@ __all__ = [
     "deletion_logits_general",
     "cam_scores",
     "token_pixel_map",
-    "fill_images",
     "input_deletion_logits",
     "token_score_arrays",
     "sort_records",
@@ -95,7 +95,7 @@ __all__ = [
 ]
 
 LEVELS = ("feature", "input")
-FILLS = ("mean", "black", "noise", "blur")
+FILLS = FILL_KINDS  # the fills of ersm_eval.fills
 _POOL_BUDGET = 1 << 23  # float64 elements of [images, curves, N, C] held at once by the fast path
 
 
@@ -371,40 +371,6 @@ def token_pixel_map(image_hw: tuple[int, int], grid: tuple[int, int], device: to
     return rows[:, None] * grid_w + cols[None, :]
 
 
-def fill_images(
-    images: torch.Tensor,
-    fill: str,
-    mean: tuple[float, ...],
-    std: tuple[float, ...],
-    indices: np.ndarray,
-    seed: int = 0,
-    grid: tuple[int, int] = (8, 8),
-) -> torch.Tensor:
-    """What replaces deleted regions, in normalized image space, [B, 3, S, S].
-
-    ``mean``: zeros (the normalization mean); ``black``: (0 − mean)/std; ``noise``:
-    standard normal from ``default_rng([seed, dataset_index])``; ``blur``: the image
-    blurred with a Gaussian of σ = half a token's side in pixels.
-    """
-    if fill == "mean":
-        return torch.zeros_like(images)
-    if fill == "black":
-        m = torch.tensor(mean, dtype=images.dtype, device=images.device)[None, :, None, None]
-        s = torch.tensor(std, dtype=images.dtype, device=images.device)[None, :, None, None]
-        return ((0.0 - m) / s).expand_as(images).clone()
-    if fill == "noise":
-        shape = tuple(images.shape[1:])
-        noise = [np.random.default_rng([int(seed), int(i)]).standard_normal(shape).astype(np.float32) for i in indices]
-        return torch.from_numpy(np.stack(noise)).to(images.device, images.dtype)
-    if fill == "blur":
-        side = min(images.shape[2] / grid[0], images.shape[3] / grid[1])
-        sigma = max(side / 2.0, 0.5)
-        kernel = 2 * math.ceil(3 * sigma) + 1
-        kernel = min(kernel, 2 * ((min(images.shape[2:]) - 1) // 2) + 1)
-        return TF.gaussian_blur(images, [kernel, kernel], [sigma, sigma])
-    raise ConfigError(f"unknown fill {fill!r}; use one of: {', '.join(FILLS)}")
-
-
 @torch.no_grad()
 def input_deletion_logits(
     model: Any,
@@ -511,7 +477,8 @@ class DeletionEvaluator:
                                                      st.head_rows, values)
                 descending = True
             else:
-                fills = fill_images(images, st.fill, tuple(model.mean), tuple(model.std), indices, st.fill_seed, model.grid)
+                sigma = token_blur_sigma(tuple(images.shape[2:]), tuple(model.grid))
+                fills = fill(images, st.fill, tuple(model.mean), tuple(model.std), indices, st.fill_seed, sigma)
                 logits = input_deletion_logits(model, images, fills, orders, self.steps, st.input_chunk)
                 descending = False
             self._store(logits, labels, indices, orders, scores, cam, descending)

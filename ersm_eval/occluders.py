@@ -1,8 +1,9 @@
 """Occluders for the input-level occlusion stress test (SPEC §3): fills × patterns.
 
 A *pattern* says which pixels are hidden, as boolean masks [len(severities), S, S]
-for an S×S image; a *fill* says what replaces them. Everything is seeded from
-``numpy.random.default_rng([seed, dataset_index, condition_id(name)])``, so an
+for an S×S image; a *fill* says what replaces them. Patterns are seeded from
+``numpy.random.default_rng([seed, dataset_index, condition_id(name)])`` (the
+noise fill's stream is :mod:`ersm_eval.fills`'), so an
 image gets the same occluder for every checkpoint, batch size, worker count or
 process count, and the random stream of one pattern never depends on the other
 patterns, fills or severities asked for.
@@ -26,13 +27,15 @@ Severity is an area fraction in [0, 1]:
   square root of the object area). Needs object masks or boxes (boxes act as masks).
 - ``background``: the same for the pixels outside the object (1.0 = all background).
 
-Fills act in normalized image space (what the model sees), with the mean/std of
-the checkpoint's own transform: ``gray`` is that normalization mean (0 after
-normalization; for ImageNet-normalized backbones the ImageNet mean colour, for
-the compact CNN the mean the checkpoint was built with), ``black`` is pixel value
-0, i.e. (0 − mean)/std, ``noise`` is seeded standard normal noise (per seed and
-image, shared by all patterns), ``blur`` is a Gaussian-blurred copy of the image
-(σ = 4% of the image side, reflect padding).
+Fills are :func:`ersm_eval.fills.fill`, the same as input-level deletion's, in
+normalized image space (what the model sees) with the mean/std of the
+checkpoint's own transform: ``gray`` is that normalization mean (fill ``mean``: 0
+after normalization; for ImageNet-normalized backbones the ImageNet mean colour,
+for the compact CNN the mean the checkpoint was built with), ``black`` is pixel
+value 0, i.e. (0 − mean)/std, ``noise`` is standard normal noise from
+``default_rng([seed, dataset_index])`` (per seed and image, shared by all
+patterns), ``blur`` is a Gaussian-blurred copy of the image (σ = 4% of the image
+side, reflect padding).
 """
 
 from __future__ import annotations
@@ -44,11 +47,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-import torchvision.transforms.functional as TF
 
 from ersm_core.errors import ConfigError
 from ersm_core.registry import Registry
-from ersm_eval.forward import fixed_chunks
+from ersm_eval.fills import fill
 
 __all__ = [
     "Pattern",
@@ -341,29 +343,22 @@ def _register_fill(name: str, seeded: bool = False, help: str = ""):
 
 @_register_fill("gray", help="the normalization mean (0 in normalized space)")
 def _gray(images, mean, std, seed, indices):
-    return torch.zeros_like(images)
+    return fill(images, "mean", mean, std)
 
 
 @_register_fill("black", help="pixel value 0, i.e. (0 - mean) / std")
 def _black(images, mean, std, seed, indices):
-    value = (-torch.as_tensor(mean, dtype=images.dtype) / torch.as_tensor(std, dtype=images.dtype)).to(images.device)
-    return value.view(1, -1, 1, 1).expand_as(images).clone()
+    return fill(images, "black", mean, std)
 
 
 @_register_fill("noise", seeded=True, help="seeded standard normal noise in normalized space")
 def _noise(images, mean, std, seed, indices):
-    _, channels, height, width = images.shape
-    noise = [occluder_rng(seed, i, "fill:noise").standard_normal((channels, height, width), dtype=np.float32) for i in indices]
-    return torch.from_numpy(np.stack(noise)).to(device=images.device, dtype=images.dtype)
+    return fill(images, "noise", mean, std, indices, seed)
 
 
 @_register_fill("blur", help="Gaussian-blurred copy of the image (sigma = 4% of the side)")
 def _blur(images, mean, std, seed, indices):
-    sigma = max(0.5, BLUR_SIGMA_FRACTION * images.shape[-1])
-    kernel = 2 * math.ceil(3 * sigma) + 1
-    kernel = min(kernel, 2 * ((min(images.shape[-2:]) - 1) // 2) + 1)  # reflect padding needs kernel < 2·side
-    # fixed-size chunks: an image's blur must not depend on the batch it came in
-    return fixed_chunks(lambda x: TF.gaussian_blur(x, kernel_size=[kernel, kernel], sigma=[sigma, sigma]), images)
+    return fill(images, "blur", mean, std, sigma=BLUR_SIGMA_FRACTION * images.shape[-1])
 
 
 def fill_values(name: str, images: torch.Tensor, mean: Sequence[float], std: Sequence[float], seed: int, indices: Sequence[int]) -> torch.Tensor:

@@ -9,8 +9,9 @@ from ersm_core.errors import ConfigError, DatasetError
 from ersm_core.model import ModelConfig, build_model
 from ersm_eval.deletion import (
     DeletionEvaluator, DeletionSettings, cam_scores, deletion_logits, deletion_logits_general, deletion_steps,
-    fill_images, input_deletion_logits, kept_pooled, token_pixel_map, token_score_arrays, token_sums,
+    input_deletion_logits, kept_pooled, token_pixel_map, token_score_arrays, token_sums,
 )
+from ersm_eval.fills import fill, token_blur_sigma
 from ersm_eval.schema import TABLES
 
 
@@ -327,16 +328,18 @@ def test_token_pixel_map():
     assert pix[:4, :4].eq(0).all() and pix[:4, 4:].eq(1).all() and pix[4:, :4].eq(2).all() and pix[4:, 4:].eq(3).all()
 
 
-def test_fills():
+def test_deletion_fills_are_the_shared_fills():
     x = torch.randn(2, 3, 16, 16)
-    assert fill_images(x, "mean", (0.5,) * 3, (0.25,) * 3, np.array([0, 1])).abs().sum() == 0
-    black = fill_images(x, "black", (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), np.array([0, 1]))
-    assert torch.allclose(black, torch.full_like(x, -2.0))
-    n1 = fill_images(x, "noise", (0.5,) * 3, (0.25,) * 3, np.array([0, 1]), seed=0)
-    n2 = fill_images(x[1:], "noise", (0.5,) * 3, (0.25,) * 3, np.array([1]), seed=0)
-    assert torch.equal(n1[1:], n2)
-    blur = fill_images(x, "blur", (0.5,) * 3, (0.25,) * 3, np.array([0, 1]), grid=(2, 2))
-    assert blur.shape == x.shape and blur.std() < x.std()
+    mean, std, idx = (0.5,) * 3, (0.25,) * 3, np.array([0, 1])
+    assert fill(x, "mean", mean, std, idx).abs().sum() == 0
+    torch.testing.assert_close(fill(x, "black", mean, std, idx), torch.full_like(x, -2.0))
+    n1 = fill(x, "noise", mean, std, idx, seed=0)
+    torch.testing.assert_close(n1[1], torch.from_numpy(np.random.default_rng([0, 1]).standard_normal((3, 16, 16)).astype(np.float32)))
+    # deletion's blur: half a token's side, 16 px over a 2x2 grid -> sigma 4
+    assert token_blur_sigma((16, 16), (2, 2)) == 4.0 and token_blur_sigma((32, 16), (4, 4)) == 2.0
+    assert DeletionSettings(level="input", fill="blur").fill == "blur"
+    with pytest.raises(ConfigError, match="unknown fill"):
+        DeletionSettings(level="input", fill="gray")
 
 
 def test_input_level_fills_the_regions_of_deleted_tokens(ersm, images):
