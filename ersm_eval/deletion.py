@@ -64,6 +64,7 @@ import torch
 
 from ersm_core.errors import ConfigError, DatasetError
 from ersm_eval.agreement import ranking_agreement
+from ersm_eval.cam import cam_scores, token_values
 from ersm_eval.context import check_finite
 from ersm_eval.diagnostics import DIAGNOSTIC_METRICS, energy_diagnostic_values, energy_diagnostics
 from ersm_eval.fills import FILL_KINDS, fill, token_blur_sigma
@@ -79,13 +80,10 @@ __all__ = [
     "DeletionSettings",
     "DeletionEvaluator",
     "deletion_steps",
-    "token_sums",
-    "token_values",
     "suffix_sums",
     "kept_pooled",
     "deletion_logits",
     "deletion_logits_general",
-    "cam_scores",
     "token_pixel_map",
     "input_deletion_logits",
     "token_score_arrays",
@@ -156,32 +154,6 @@ def deletion_steps(n_tokens: int, steps: int | None = None) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, n_tokens - 1, steps)).astype(np.int64))
 
 
-def _wide(device: torch.device) -> torch.dtype:
-    return torch.float32 if device.type == "mps" else torch.float64
-
-
-def token_sums(feature_map: torch.Tensor, patch_size: int) -> torch.Tensor:
-    """Per-token channel sums over each token's P×P positions, [B, C, H, W] → [B, N, C] (float64)."""
-    batch, channels, height, width = feature_map.shape
-    grid_h, grid_w = height // patch_size, width // patch_size
-    x = feature_map.to(_wide(feature_map.device))
-    if patch_size > 1:
-        x = x.reshape(batch, channels, grid_h, patch_size, grid_w, patch_size).sum((3, 5))
-    return x.reshape(batch, channels, grid_h * grid_w).transpose(1, 2)
-
-
-def token_values(model: Any, feature_map: torch.Tensor) -> torch.Tensor:
-    """What the fast path sums over the kept tokens, [B, N, D] in float64.
-
-    With a linear head (logits = W·pooled + b): each token's logit contributions
-    W·(token sum), D = K. Otherwise the token sums themselves, D = C.
-    """
-    sums = token_sums(feature_map, model.config.patch_size)
-    if model.head_is_linear:
-        return sums @ model.head.weight.to(sums.dtype).T
-    return sums
-
-
 def _kept_sums_descending(values: torch.Tensor, orders: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
     """:func:`suffix_sums` with the k axis in descending order (no flip of the big tensor)."""
     n_tokens = values.shape[1]
@@ -224,7 +196,7 @@ def kept_pooled(sums: torch.Tensor, orders: torch.Tensor, steps: torch.Tensor, r
     """Pooled vectors after deleting the first k tokens of each order, for every k in ``steps``.
 
     Args:
-        sums: token sums [B, N, C] (see :func:`token_sums`).
+        sums: token sums [B, N, C] (see :func:`ersm_eval.cam.token_sums`).
         orders: [B, R, N] deletion orders.
         steps: [S] k values (long, on the same device).
         rescale: divide by the remaining positions (N−k)·P² instead of all N·P².
@@ -322,43 +294,6 @@ def deletion_logits_general(
             per_k.append(model.forward_head(pooled))
         out.append(torch.stack(per_k, 1))
     return torch.stack(out, 1)
-
-
-def cam_scores(model: Any, feature_map: torch.Tensor, values: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each token's contribution to the predicted class's logit, and the prediction, on a map.
-
-    The pooled vector is the sum of the tokens' shares z_i = (token sum_i)/(H·W). With a
-    linear head the logit is W·Σz_i + b, so token i contributes W[c]·z_i exactly. With a
-    norm before the classifier (ConvNeXt) the contribution is gradient × input,
-    ∇_pooled logit_c · z_i, a first-order approximation. c is the prediction on the
-    whole map (k = 0 under the evaluated gate mode).
-
-    Args:
-        values: :func:`token_values` of the map, when the caller has them already.
-
-    Returns:
-        (cam [B, N] float32, predicted class [B] long).
-    """
-    batch, channels, height, width = feature_map.shape
-    if values is None:
-        values = token_values(model, feature_map)
-    positions = float(height * width)
-    if model.head_is_linear:
-        logits = values.sum(1) / positions  # [B, K], wide
-        if model.head.bias is not None:
-            logits = logits + model.head.bias.to(values.dtype)
-        pred = logits.argmax(1)
-        cam = values.gather(2, pred[:, None, None].expand(batch, values.shape[1], 1))[:, :, 0] / positions
-        return cam.float(), pred
-    shares = values / positions  # token sums → shares of the pooled vector
-    pooled = shares.sum(1).to(feature_map.dtype)
-    with torch.enable_grad():
-        leaf = pooled.detach().clone().requires_grad_(True)
-        logits = model.forward_head(leaf)
-        pred = logits.argmax(1)
-        (grad,) = torch.autograd.grad(logits.gather(1, pred[:, None]).sum(), leaf)
-    cam = torch.einsum("bnc,bc->bn", shares, grad.detach().to(shares.dtype))
-    return cam.float(), pred.detach()
 
 
 def token_pixel_map(image_hw: tuple[int, int], grid: tuple[int, int], device: torch.device | str = "cpu") -> torch.Tensor:
@@ -468,7 +403,7 @@ class DeletionEvaluator:
             soft = st.soft_gate or st.level == "input"
             deletion_map = model.gate(features) if soft else features
             values = token_values(model, deletion_map) if st.level == "feature" or self._need_cam else None
-            cam = cam_scores(model, deletion_map, values)[0] if self._need_cam else None
+            cam = cam_scores(model, deletion_map, values=values)[0] if self._need_cam else None
             inputs = RankingInputs(scores=scores, indices=indices, n_tokens=self.n_tokens, cam=cam,
                                    grid=tuple(model.grid))
             orders = torch.stack([r.order(inputs, s).to(device) for r, s in self._specs], 1)  # [B, R, N]

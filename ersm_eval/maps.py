@@ -3,12 +3,13 @@
 All maps live on the token grid (h, w) of the insertion point, row-major, as the
 Energy-Mask Layer's tokens do. The CAM of an image is each token's contribution
 to the predicted class's logit (Zhou et al., 2016, "Learning Deep Features for
-Discriminative Localization"), computed on the map the head actually pools (the
-gated map Y for ERSM/L0, the backbone map for the rest): with g = ∂logit/∂pooled,
-CAM_i = g · (sum of Y over token i's positions) / (H·W), so the CAM sums to the
-logit minus the bias. For a linear head g is the classifier row and the CAM is
-exact; for a head with a non-linear pre-logits step (ConvNeXt's norm) g comes
-from autograd and the map is gradient × input, an approximation.
+Discriminative Localization"), computed by :func:`ersm_eval.cam.cam_scores` on the
+map the head actually pools (the gated map Y for ERSM/L0, the backbone map for
+the rest): with g = ∂logit/∂pooled, CAM_i = g · (sum of Y over token i's
+positions) / (H·W), so the CAM sums to the logit minus the bias. For a linear
+head g is the classifier row and the CAM is exact; for a head with a non-linear
+pre-logits step (ConvNeXt's norm) g comes from autograd and the map is gradient
+× input, an approximation.
 
 For localization every map is turned into a non-negative *saliency* where larger
 means "object": keep as is (π ∈ [0, 1]), CAM clipped at 0 (as Grad-CAM), and
@@ -32,13 +33,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ersm_eval.cam import cam_scores
 from ersm_eval.forward import FORWARD_CHUNK, fixed_chunks
 
 __all__ = [
     "MAP_NAMES",
     "BASELINE_MAPS",
     "model_maps",
-    "cam_tokens",
     "saliency",
     "upsample",
     "token_center_distance",
@@ -48,30 +49,6 @@ __all__ = [
 
 MAP_NAMES = ("keep", "energy", "cam")
 BASELINE_MAPS = ("uniform", "center")  # maps that ignore the image: the references of every localization score
-
-
-def cam_tokens(model: Any, gated: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-token contribution [B, N] to the logit of class ``target`` [B].
-
-    Args:
-        model: an :class:`~ersm_core.model.ERSMModel`.
-        gated: the map the head pools, [B, C, H, W].
-        target: class per image (the prediction, for the CAM).
-    """
-    batch, _, height, width = gated.shape
-    pooled = model.pool(gated)
-    if model.head_is_linear:
-        grad = model.head.weight[target].to(gated.dtype)  # [B, C]
-    else:
-        with torch.enable_grad():
-            leaf = pooled.detach().requires_grad_(True)
-            logits = model.forward_head(leaf)
-            (grad,) = torch.autograd.grad(logits.gather(1, target[:, None]).sum(), leaf)
-    per_position = torch.einsum("bc,bchw->bhw", grad.detach(), gated) / float(height * width)
-    patch = model.config.patch_size
-    if patch > 1:
-        per_position = F.avg_pool2d(per_position[:, None], patch, stride=patch)[:, 0] * float(patch * patch)
-    return per_position.reshape(batch, -1)
 
 
 def model_maps(model: Any, images: torch.Tensor, chunk: int = FORWARD_CHUNK) -> dict[str, Any]:
@@ -98,7 +75,7 @@ def _model_maps(model: Any, images: torch.Tensor) -> dict[str, Any]:
         out["keep"] = scores["keep"].reshape(batch, grid_h, grid_w)
     if "energy" in scores:
         out["energy"] = scores["energy"].reshape(batch, grid_h, grid_w)
-    out["cam"] = cam_tokens(model, gated, logits.argmax(1)).reshape(batch, grid_h, grid_w)
+    out["cam"] = cam_scores(model, gated, logits.argmax(1))[0].reshape(batch, grid_h, grid_w)
     return out
 
 

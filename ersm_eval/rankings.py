@@ -61,7 +61,7 @@ class RankingInputs:
     scores: dict[str, torch.Tensor]  # model.token_scores(features) without "grid"
     indices: np.ndarray  # dataset index of each image, [B] int64
     n_tokens: int  # N
-    cam: torch.Tensor | None = None  # contribution to the predicted logit (see ersm_eval.deletion.cam_scores)
+    cam: torch.Tensor | None = None  # contribution to the predicted logit (see ersm_eval.cam.cam_scores)
     grid: tuple[int, int] | None = None  # token grid (h, w), h·w = N; None: a square grid
 
     def grid_shape(self) -> tuple[int, int]:

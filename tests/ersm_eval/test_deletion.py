@@ -7,9 +7,10 @@ import torch
 
 from ersm_core.errors import ConfigError, DatasetError
 from ersm_core.model import ModelConfig, build_model
+from ersm_eval.cam import token_sums
 from ersm_eval.deletion import (
-    DeletionEvaluator, DeletionSettings, cam_scores, deletion_logits, deletion_logits_general, deletion_steps,
-    input_deletion_logits, kept_pooled, token_pixel_map, token_score_arrays, token_sums,
+    DeletionEvaluator, DeletionSettings, deletion_logits, deletion_logits_general, deletion_steps,
+    input_deletion_logits, kept_pooled, token_pixel_map, token_score_arrays,
 )
 from ersm_eval.fills import fill, token_blur_sigma
 from ersm_eval.schema import TABLES
@@ -135,27 +136,6 @@ def test_hand_model_without_rescale_pools_by_the_plain_mean(hand):
     curve = ev.compute()["deletion_curves.csv"].sort_values("k")
     logit0 = np.array([3.0, 8.0, 4.0, 3.0]) / 4 - 0.5  # kept sums over all 4 positions
     assert curve.mean_true_prob.to_numpy() == pytest.approx(1 / (1 + np.exp(-logit0)), abs=1e-6)
-
-
-def test_cam_is_exact_for_a_linear_head(ersm, images):
-    with torch.no_grad():
-        feats = ersm.forward_features(images[0][:4])
-        cam, pred = cam_scores(ersm, feats)
-        logits = ersm.forward_head(ersm.pool(feats))
-    assert torch.equal(pred, logits.argmax(1))
-    chosen = logits.gather(1, pred[:, None])[:, 0] - ersm.head.bias[pred]
-    assert torch.allclose(cam.sum(1), chosen, atol=1e-5)
-
-
-def test_cam_with_a_norm_head_is_gradient_times_input():
-    model = _model(backbone="convnext_atto", image_size=64)
-    for p in model.parameters():
-        p.grad = None
-    with torch.no_grad():
-        feats = model.forward_features(torch.randn(2, 3, 64, 64))
-    cam, pred = cam_scores(model, feats)
-    assert cam.shape == (2, model.n_tokens) and torch.isfinite(cam).all()
-    assert all(p.grad is None for p in model.parameters())  # no gradients leak into the model
 
 
 # -- the evaluator ---------------------------------------------------------------------
