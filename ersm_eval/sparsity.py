@@ -67,7 +67,7 @@ from ersm_eval.localization import (
 )
 from ersm_eval.maps import BASELINE_MAPS, MAP_NAMES, baseline_saliency, model_maps, saliency, upsample
 from ersm_eval.schema import TABLES
-from ersm_eval.stats import bootstrap_mean_ci, bootstrap_weights, wilson_interval
+from ersm_eval.stats import bootstrap_mean_ci, bootstrap_subgroup_means, percentile_interval, wilson_interval
 from ersm_eval.verdicts import LARGE_OBJECT_FRACTION, boxes_uninformative, uninformative_boxes_sentence
 
 __all__ = [
@@ -465,18 +465,14 @@ class SparsityEvaluator:
     @staticmethod
     def _correct_vs_wrong(add, keep_rate: np.ndarray, correct: np.ndarray, seed: int, n_boot: int) -> None:
         n_right, n_wrong = int(correct.sum()), int((~correct).sum())
-        w = bootstrap_weights(len(keep_rate), n_boot, seed)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            boot_right = (w @ (keep_rate * correct)) / (w @ correct.astype(np.float64))
-            boot_wrong = (w @ (keep_rate * ~correct)) / (w @ (~correct).astype(np.float64))
-        for metric, count, mask, boot in (("mean_keep_correct", n_right, correct, boot_right),
-                                          ("mean_keep_wrong", n_wrong, ~correct, boot_wrong)):
+        boot = bootstrap_subgroup_means(keep_rate, np.stack([correct, ~correct]), n_boot, seed)  # [n_boot, 2]
+        for metric, count, mask, column in (("mean_keep_correct", n_right, correct, 0),
+                                            ("mean_keep_wrong", n_wrong, ~correct, 1)):
             if count:
-                low, high = np.nanquantile(boot, [0.025, 0.975])
+                low, high = percentile_interval(boot[:, column], ignore_nan=True)
                 add("keep", metric, keep_rate[mask].mean(), low, high)
         if n_right and n_wrong:
-            diff = boot_right - boot_wrong
-            low, high = np.nanquantile(diff, [0.025, 0.975])
+            low, high = percentile_interval(boot[:, 0] - boot[:, 1], ignore_nan=True)
             add("keep", "keep_gap_correct_minus_wrong", keep_rate[correct].mean() - keep_rate[~correct].mean(), low, high)
 
     @staticmethod

@@ -1,8 +1,11 @@
 """Statistics used by every evaluator: intervals over images and paired tests.
 
-Pure numpy/scipy functions. Intervals are 95% by default. Bootstrap resampling
-draws multinomial image weights, so many curves (one column per k) share one
-set of resamples and memory stays at [n_boot, n_images].
+Pure numpy/scipy functions. Intervals are 95% by default. This module is the
+one home of the bootstrap: only :func:`bootstrap_weights` draws resamples (as
+multinomial image weights, so many curves, one column per k, share one set of
+resamples and memory stays at [n_boot, n_images]), only
+:func:`percentile_interval` turns resampled statistics into an interval, and only
+:func:`paired_bootstrap_test` computes a bootstrap p-value. Evaluators call these.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ from scipy import stats as _st
 __all__ = [
     "wilson_interval",
     "bootstrap_weights",
+    "percentile_interval",
+    "bootstrap_subgroup_means",
     "bootstrap_mean_ci",
     "paired_bootstrap_diff",
     "mcnemar_exact",
@@ -41,6 +46,31 @@ def bootstrap_weights(n: int, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
     return rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)
 
 
+def percentile_interval(samples: np.ndarray, level: float = 0.95, ignore_nan: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile interval of resampled statistics [n_boot, ...] over axis 0: the (1 − level)/2 and
+    (1 + level)/2 quantiles (numpy's linear interpolation). ``ignore_nan`` skips NaN resamples
+    (e.g. a subgroup that a resample left empty)."""
+    alpha = (1.0 - level) / 2.0
+    quantile = np.nanquantile if ignore_nan else np.quantile
+    low, high = quantile(np.asarray(samples, dtype=np.float64), [alpha, 1.0 - alpha], axis=0)
+    return low, high
+
+
+def bootstrap_subgroup_means(values: np.ndarray, groups: np.ndarray, n_boot: int = 1000, seed: int = 0) -> np.ndarray:
+    """Resampled means of ``values`` [n] within each subgroup, [n_boot, G].
+
+    Images are resampled together (one set of :func:`bootstrap_weights`), and each
+    subgroup's mean is taken over the resampled images in it (``groups``: bool [G, n]),
+    so a difference of two columns is a bootstrap of the difference of the subgroup
+    means. A resample with no image of a subgroup gives NaN there.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    groups = np.asarray(groups, dtype=np.float64)
+    w = bootstrap_weights(len(values), n_boot, seed)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (w @ (values * groups).T) / (w @ groups.T)
+
+
 def bootstrap_mean_ci(
     values: np.ndarray, n_boot: int = 1000, seed: int = 0, level: float = 0.95, weights: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -53,8 +83,7 @@ def bootstrap_mean_ci(
     w = bootstrap_weights(n, n_boot, seed) if weights is None else weights
     flat = values.reshape(n, -1)
     means = (w @ flat) / n  # [n_boot, K]
-    alpha = (1.0 - level) / 2.0
-    low, high = np.quantile(means, [alpha, 1.0 - alpha], axis=0)
+    low, high = percentile_interval(means, level)
     return low.reshape(values.shape[1:]), high.reshape(values.shape[1:])
 
 
@@ -125,8 +154,7 @@ def paired_bootstrap_test(
     w = bootstrap_weights(n, n_boot, seed) if weights is None else weights
     means = (w @ diff) / n  # [n_boot, K]
     boots = means.shape[0]
-    alpha = (1.0 - level) / 2.0
-    low, high = np.quantile(means, [alpha, 1.0 - alpha], axis=0)
+    low, high = percentile_interval(means, level)
     far = np.minimum((means <= 0).sum(0), (means >= 0).sum(0))
     p = np.minimum(1.0, 2.0 * (far + 1.0) / (boots + 1.0))
     p = np.where(np.all(diff == 0, axis=0), 1.0, p)

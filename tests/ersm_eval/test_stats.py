@@ -97,3 +97,31 @@ def test_one_bootstrap_p_value_formula():
     # shapes beyond 2-D and a single column keep their shape
     assert paired_bootstrap_diff(a[:, :, None], b[:, :, None], n_boot=50)[3].shape == (3, 1)
     assert paired_bootstrap_diff(a[:, 0], b[:, 0], n_boot=50)[0].shape == ()
+
+
+def test_percentile_interval_by_hand():
+    from ersm_eval.stats import percentile_interval
+
+    samples = np.arange(1.0, 42.0)  # 41 values: the 2.5% and 97.5% quantiles are 1 + 0.025·40 = 2 and 40
+    low, high = percentile_interval(samples)
+    assert (low, high) == pytest.approx((2.0, 40.0))
+    with_nan = np.append(samples, np.nan)
+    assert np.isnan(percentile_interval(with_nan)[0])
+    assert percentile_interval(with_nan, ignore_nan=True) == pytest.approx((2.0, 40.0))
+    low, high = percentile_interval(np.stack([samples, 2 * samples], 1), level=0.5)  # quartiles per column
+    np.testing.assert_allclose(low, [11.0, 22.0])
+    np.testing.assert_allclose(high, [31.0, 62.0])
+
+
+def test_bootstrap_subgroup_means_by_hand():
+    from ersm_eval.stats import bootstrap_subgroup_means, bootstrap_weights
+
+    values = np.array([1.0, 2.0, 4.0, 8.0])
+    right = np.array([True, False, True, False])
+    boot = bootstrap_subgroup_means(values, np.stack([right, ~right]), n_boot=50, seed=3)
+    w = bootstrap_weights(4, 50, 3)
+    for b in range(50):
+        c = w[b]  # how often each image was drawn
+        expected_right = (c[0] * 1 + c[2] * 4) / (c[0] + c[2]) if c[0] + c[2] else np.nan
+        expected_wrong = (c[1] * 2 + c[3] * 8) / (c[1] + c[3]) if c[1] + c[3] else np.nan
+        np.testing.assert_allclose(boot[b], [expected_right, expected_wrong])
