@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -45,6 +44,7 @@ from ersm_core.data import build_dataset, model_transform
 from ersm_core.data.subset import dataset_labels, indices_sha256, stratified_split, stratified_subset, subset_record
 from ersm_core.device import select_device
 from ersm_core.errors import ConfigError, ERSMError
+from ersm_core.files import atomic_path
 from ersm_core.model import ERSMModel, ModelConfig, build_model
 
 __all__ = [
@@ -227,18 +227,10 @@ def check_output_file(path: str | Path, overwrite: bool = False) -> Path:
 
 
 def write_history(path: str | Path, history: pd.DataFrame) -> Path:
-    """Write the per-epoch CSV atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    """Write the per-epoch CSV atomically (see :func:`ersm_core.files.atomic_path`)."""
+    with atomic_path(path) as tmp:
         history.to_csv(tmp, index=False, float_format="%.10g")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)
 
 
 def _seed_worker(worker_id: int) -> None:

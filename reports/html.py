@@ -19,7 +19,6 @@ import json
 import math
 import os
 import re
-import tempfile
 import urllib.parse
 import warnings
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ersm_core.errors import ERSMError
+from ersm_core.files import atomic_write_text
 from ersm_eval import verdicts
 from ersm_eval.schema import MAPS_NPZ, SUMMARY_JSON
 from reports.figures_agreement import agreement_matrix, plot_ranking_agreement
@@ -856,22 +856,8 @@ def build_report(
         raise
     except Exception as err:  # noqa: BLE001 - the report is a by-product: say so, never lose the tables
         raise ReportError(f"the report could not be built ({type(err).__name__}: {err}); the tables are unaffected") from err
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_html.name}.", suffix=".tmp", dir=out_dir)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(html)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; a report follows the user's umask
-        os.replace(tmp, out_html)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(out_html, html)  # temporary name, then rename; the file follows the user's umask
     return out_html
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _render(runs: list[Run], figures: _Figures, out_dir: Path, claim_rows: list[dict[str, str]], title: str | None) -> str:

@@ -314,3 +314,31 @@ def test_history_file_is_rewritten_after_every_epoch_and_survives_an_interrupt(t
 
     done = train(_tiny_model("baseline"), TrainConfig(epochs=2, **{**TINY, "n_train": 32}), history_file=path)
     pd.testing.assert_frame_equal(pd.read_csv(path), done.history, check_exact=False, check_dtype=False, rtol=1e-8)
+
+
+def test_write_history_is_atomic_and_follows_the_umask(tmp_path):
+    import os
+
+    import pandas as pd
+
+    from ersm_core.training import write_history
+
+    path = tmp_path / "run.history.csv"
+    old = os.umask(0o027)
+    try:
+        write_history(path, pd.DataFrame({"epoch": [1, 2], "loss": [0.5, 0.25]}))
+    finally:
+        os.umask(old)
+    assert path.read_text() == "epoch,loss\n1,0.5\n2,0.25\n"
+    assert path.stat().st_mode & 0o777 == 0o640  # 0666 less the umask 027, not mkstemp's private 0600
+    assert [p.name for p in tmp_path.iterdir()] == ["run.history.csv"]  # no temporary file left
+
+    class Broken(pd.DataFrame):
+        def to_csv(self, *args, **kwargs):
+            super().to_csv(*args, **kwargs)
+            raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_history(path, Broken({"epoch": [9]}))
+    assert path.read_text() == "epoch,loss\n1,0.5\n2,0.25\n"  # the old file untouched
+    assert [p.name for p in tmp_path.iterdir()] == ["run.history.csv"]
