@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from ersm_core.data.boxes import bounding_box
 from ersm_eval.maps import BASELINE_MAPS
 from ersm_eval.schema import TABLES
 from ersm_eval.stats import bootstrap_mean_ci, paired_bootstrap_test, wilson_interval
@@ -55,7 +56,6 @@ __all__ = [
     "threshold_map",
     "mask_iou",
     "largest_component",
-    "bounding_box",
     "box_iou",
     "box_from_map",
     "box_correct",
@@ -122,15 +122,6 @@ def largest_component(binary: np.ndarray) -> np.ndarray:
         return np.zeros_like(binary, dtype=bool)
     sizes = np.bincount(labels.ravel())[1:]
     return labels == (int(np.argmax(sizes)) + 1)
-
-
-def bounding_box(binary: np.ndarray) -> tuple[float, float, float, float] | None:
-    """(x0, y0, x1, y1) around the True pixels of a 2-D mask (exclusive ends), or None if empty."""
-    binary = np.asarray(binary, dtype=bool)
-    rows, cols = np.flatnonzero(binary.any(axis=1)), np.flatnonzero(binary.any(axis=0))
-    if len(rows) == 0:
-        return None
-    return float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1)
 
 
 def box_iou(a, b) -> float:

@@ -54,10 +54,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ersm_core.data.boxes import bounding_box
 from ersm_eval.localization import (
     BOX_THRESHOLD,
     IOU_THRESHOLDS,
-    bounding_box,
     iou_metric,
     localization_metrics,
     localization_table,

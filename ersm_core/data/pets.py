@@ -14,6 +14,7 @@ from PIL import Image
 from torchvision.datasets import OxfordIIITPet
 
 from ersm_core.data.base import ERSMDataset, ImageTransform, RawItem, open_image
+from ersm_core.data.boxes import bounding_box
 from ersm_core.data.registry import DATASETS
 from ersm_core.errors import DatasetError
 
@@ -36,9 +37,7 @@ def trimap_to_mask(trimap: Image.Image) -> tuple[Image.Image, tuple[float, float
     """Trimap (1 = pet, 2 = background, 3 = border) → ("L" mask, 255 = pet or border; its box or None)."""
     values = np.asarray(trimap.convert("L") if trimap.mode not in ("L", "P") else trimap)
     obj = (values == 1) | (values == 3)
-    rows, cols = np.flatnonzero(obj.any(axis=1)), np.flatnonzero(obj.any(axis=0))
-    box = (float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1)) if rows.size else None
-    return Image.fromarray(obj.astype(np.uint8) * 255, mode="L"), box
+    return Image.fromarray(obj.astype(np.uint8) * 255, mode="L"), bounding_box(obj)
 
 
 class OxfordPets(ERSMDataset):

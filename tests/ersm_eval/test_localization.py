@@ -5,7 +5,6 @@ import pytest
 
 from ersm_eval.localization import (
     BINARY_METRICS,
-    bounding_box,
     box_correct,
     box_from_map,
     box_iou,
@@ -59,13 +58,6 @@ def test_largest_component_is_eight_connected():
     grid[3, 3] = True  # joins them diagonally: one component of 8
     assert largest_component(grid).sum() == 8
     assert not largest_component(np.zeros((3, 3), bool)).any()
-
-
-def test_bounding_box_has_exclusive_ends():
-    mask = np.zeros((8, 8), bool)
-    mask[2:5, 3] = True
-    assert bounding_box(mask) == (3.0, 2.0, 4.0, 5.0)
-    assert bounding_box(np.zeros((3, 3), bool)) is None
 
 
 def test_box_iou_hand_cases():
