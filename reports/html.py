@@ -64,6 +64,7 @@ from reports.tables import (
     rows_for,
     series_labels,
     stack,
+    typed_summary,
     unique_labels,
 )
 
@@ -453,20 +454,20 @@ def _model_verdicts(label: str, group: Group, tables: dict[str, pd.DataFrame]) -
     return out
 
 
-def _recorded_boxes(tree: Any) -> tuple[bool, float] | None:
-    """The uninformative-boxes finding a sparsity run records in summary.json (breadth first)."""
-    queue = [tree]
-    while queue:
-        node = queue.pop(0)
-        if isinstance(node, dict):
-            flag = node.get("uninformative", node.get("boxes_uninformative"))
-            share = node.get("large_object_share", node.get("fraction_large"))
-            if isinstance(flag, bool) and ("large_object_share" in node or "fraction_large" in node):
-                return flag, float(share) if _finite(share) else math.nan
-            queue.extend(node.values())
-        elif isinstance(node, list):
-            queue.extend(v for v in node if isinstance(v, (dict, list)))
-    return None
+def _recorded_boxes(summary: dict[str, Any]) -> tuple[bool, float] | None:
+    """The uninformative-boxes finding a sparsity run records: the typed summary's
+    ``evaluation["localization"]``, or, in a folder written before the schema, the
+    ``sparsity`` block's ``localization``. (uninformative, large-object share) or None."""
+    typed = typed_summary(summary)
+    if typed is not None:
+        found = typed.evaluation.get("localization")
+    else:
+        block = summary.get("sparsity") if isinstance(summary, dict) else None
+        found = block.get("localization") if isinstance(block, dict) else None
+    if not isinstance(found, dict) or not isinstance(found.get("uninformative"), bool):
+        return None
+    share = found.get("large_object_share")
+    return found["uninformative"], float(share) if _finite(share) else math.nan
 
 
 def _fraction_large(group: Group) -> tuple[bool, float] | None:
@@ -625,6 +626,40 @@ def _rel(path: Path, out_dir: Path) -> str:
     return clean_path(Path(os.path.relpath(path.resolve(), out_dir.resolve())).as_posix())
 
 
+def _source(summary: dict[str, Any]) -> dict[str, str]:
+    """Command, label, checkpoint, its hash, data, images and start time of one run folder for the
+    provenance table: from the typed summary, or from the top-level keys of a summary.json written
+    before the schema (which wrote them under the same names)."""
+    typed = typed_summary(summary)
+    if typed is not None:
+        checkpoint = typed.checkpoint or ", ".join(str(c.get("checkpoint", "")) for c in typed.checkpoints) \
+            or str(typed.options.get("checkpoint") or "")
+        dataset, options = typed.dataset, typed.options
+        fields = {"command": typed.command, "label": typed.label, "sha": typed.checkpoint_sha256,
+                  "images": str(typed.n_images), "started": typed.started}
+    else:
+        def text(key: str) -> str:
+            value = summary.get(key)
+            return "" if value is None or isinstance(value, (dict, list)) else str(value)
+
+        options = summary.get("options") if isinstance(summary.get("options"), dict) else {}
+        dataset = summary.get("dataset") if isinstance(summary.get("dataset"), dict) else {}
+        checkpoint = text("checkpoint") or str(options.get("checkpoint") or "")
+        fields = {"command": text("command"), "label": text("label"), "sha": text("checkpoint_sha256"),
+                  "images": str(dataset.get("n_images") or summary.get("n_images") or ""), "started": text("started")}
+    data = " / ".join(str(v) for v in (dataset.get("dataset") or options.get("dataset"),
+                                       dataset.get("split") or options.get("split")) if v)
+    return {
+        "command": fields["command"] or "–",
+        "label": fields["label"] or "–",
+        "checkpoint": clean_path(checkpoint or "–"),
+        "sha": fields["sha"][:12] or "–",
+        "data": data or "–",
+        "images": fields["images"] or "–",
+        "started": fields["started"] or "–",
+    }
+
+
 def _provenance(runs: list[Run], out_dir: Path) -> list[dict[str, Any]]:
     """One entry per input folder (each once, whatever the grouping), with the raw summary.json."""
     seen: dict[Path, dict[str, Any]] = {}
@@ -643,19 +678,10 @@ def _provenance(runs: list[Run], out_dir: Path) -> list[dict[str, Any]]:
             rel = _rel(folder, out_dir)
             files = [{"name": name, "href": urllib.parse.quote(_rel(folder / name, out_dir), safe="/.-_~")}
                      for name in KNOWN_TABLES if (folder / name).is_file()]
-            options = summary.get("options") if isinstance(summary.get("options"), dict) else {}
-            dataset = summary.get("dataset") if isinstance(summary.get("dataset"), dict) else {}
-            sha = str(summary.get("checkpoint_sha256") or "")
+            source = _source(summary)
             seen[key] = {
                 "folder": "this report's folder" if rel == "." else rel,
-                "command": str(summary.get("command", "–")),
-                "label": str(summary.get("label", "–")),
-                "checkpoint": clean_path(str(summary.get("checkpoint") or options.get("checkpoint") or "–")),
-                "sha": sha[:12] if sha else "–",
-                "data": " / ".join(str(v) for v in (dataset.get("dataset") or options.get("dataset"),
-                                                    dataset.get("split") or options.get("split")) if v) or "–",
-                "images": str(dataset.get("n_images", "–")),
-                "started": str(summary.get("started", "–")),
+                **source,
                 "files": files,
                 "items": [(k, clean_path(v)) for k, v in _flatten(summary)],
                 "notes": list(run.notes) if folder == run.path else [],

@@ -36,6 +36,7 @@ __all__ = [
     "localization_rows",
     "load_run",
     "series_labels",
+    "typed_summary",
     "stack",
     "unique_labels",
     "as_runs",
@@ -153,11 +154,7 @@ class Run:
     def typed(self) -> "RunSummary | None":
         """summary.json as a :class:`~ersm_eval.results.RunSummary` when it follows the current
         schema; None for folders written before it (read by :func:`_legacy`)."""
-        from ersm_eval.results import SUMMARY_SCHEMA_VERSION, RunSummary, check_summary
-
-        if self.summary.get("schema_version") != SUMMARY_SCHEMA_VERSION or check_summary(self.summary):
-            return None
-        return RunSummary.from_dict(self.summary)
+        return typed_summary(self.summary)
 
     @property
     def class_names(self) -> list[str]:
@@ -191,6 +188,16 @@ class Run:
         """Name of class ``index`` (the number itself when names are unknown)."""
         names = self.class_names
         return names[index] if 0 <= index < len(names) else str(index)
+
+
+def typed_summary(summary: dict[str, Any]) -> "RunSummary | None":
+    """A summary.json's content as a :class:`~ersm_eval.results.RunSummary` when it follows the
+    current schema; None for folders written before it."""
+    from ersm_eval.results import SUMMARY_SCHEMA_VERSION, RunSummary, check_summary
+
+    if not isinstance(summary, dict) or summary.get("schema_version") != SUMMARY_SCHEMA_VERSION or check_summary(summary):
+        return None
+    return RunSummary.from_dict(summary)
 
 
 def _legacy(summary: dict[str, Any], key: str) -> Any:

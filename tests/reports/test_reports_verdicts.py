@@ -244,3 +244,46 @@ def test_header_counts_input_folders_and_provenance_lists_each_once(tmp_path, ru
     prov = [cells[0] for cells in page.cells if len(cells) == 9 and cells[0] != "Folder"]
     assert sorted(prov) == ["../deletion", "../occlusion", "../sparsity"]
     assert html.count("<details>") == 3
+
+
+def _typed_summary(folder, command: str, evaluation: dict) -> dict:
+    """A schema-v2 summary.json for a run folder, with the row counts of its CSVs."""
+    from ersm_eval.results import ModelInfo, RunSummary
+
+    tables = {p.name: len(pd.read_csv(p)) for p in sorted(folder.glob("*.csv"))}
+    model = ModelInfo(kind="ersm", name="compact_cnn", variant="ersm_full", layer="", grid=[4, 4], patch_size=1,
+                      n_tokens=16, head_is_linear=True, has_energy=True, has_gate=True, mean=[0.5] * 3, std=[0.25] * 3)
+    summary = RunSummary(command=command, label="typed run", n_images=17, class_names=[f"c{i}" for i in range(5)],
+                         model=model, settings={}, evaluation=evaluation, tables=tables,
+                         checkpoint="ckpt/typed.pt", checkpoint_sha256="ab" * 32, started="2026-01-02T03:04:05",
+                         dataset={"dataset": "synthetic", "split": "test"})
+    return summary.to_dict()
+
+
+def test_typed_summary_gives_boxes_and_provenance(tmp_path, run_writer):
+    import json
+
+    from reports.tables import typed_summary
+
+    folder = run_writer(tmp_path / "run", kinds=("sparsity",))
+    data = _typed_summary(folder, "sparsity", {"localization": {"measured": True, "uninformative": True,
+                                                                "large_object_share": 0.85}})
+    # a key in an unrelated place is not searched for any more
+    data["evaluation"]["elsewhere"] = {"uninformative": False, "large_object_share": 0.1}
+    (folder / "summary.json").write_text(json.dumps(data))
+    assert typed_summary(data) is not None
+    run = load_run(folder)
+    assert report_html._recorded_boxes(run.summary) == (True, 0.85)
+    out = build_report([run], tmp_path / "out" / "report.html")
+    page = _events(out)
+    assert verdicts.uninformative_boxes_sentence(0.85) in [t for kind, t, css in page.events if kind == "text" and css == "warning"]
+    row = next(cells for cells in page.cells if len(cells) == 9 and cells[0] == "../run")
+    assert row[1:8] == ["sparsity", "typed run", "ckpt/typed.pt", "ab" * 6, "synthetic / test", "17", "2026-01-02T03:04:05"]
+
+
+def test_recorded_boxes_reads_known_places_only():
+    assert report_html._recorded_boxes({"sparsity": {"localization": {"uninformative": False,
+                                                                       "large_object_share": 0.2}}}) == (False, 0.2)
+    # before the schema, only the sparsity block's localization counted; nothing else is searched
+    assert report_html._recorded_boxes({"deeply": {"nested": {"uninformative": True, "large_object_share": 0.9}}}) is None
+    assert report_html._recorded_boxes({}) is None
