@@ -39,7 +39,7 @@ DEMO_SETTINGS: dict[str, dict[str, Any]] = {
         "num_classes": 6,  # disk, square, triangle x solid, striped
         "n_train": 1000,  # 900 to train on, 100 held out for validation
         "n_test": 300,  # test images, backgrounds independent of the class
-        "epochs": 12,
+        "epochs": 11,
         "batch_size": 16,  # more, smaller steps: the compact CNN learns the shapes in 10 epochs
         "lr": 2e-3,
         "spurious": 0.5,  # half the training backgrounds match the class (58% with the chance matches)

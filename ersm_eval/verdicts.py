@@ -51,6 +51,7 @@ __all__ = [
     "boxes_uninformative",
     "follows_position",
     "chance_sentence",
+    "accuracy_sentence",
     "deletion_sentence",
     "localization_sentence",
     "uninformative_boxes_sentence",
@@ -227,7 +228,7 @@ def chance_sentence(test: ChanceTest, label: str) -> str:
     who = f"{label}: " if label else ""
     acc = (f"accuracy before any deletion is {_pct(test.accuracy)} on {test.n_images} images "
            f"({_interval(test.ci_low, test.ci_high, _pct)})")
-    chance = f"chance is {_pct(test.chance)} (1 of {test.n_classes} classes)"
+    chance = f"chance ({_pct(test.chance)}, 1 of {test.n_classes} classes)"
     if test.at_chance:
         return (f"{who}{acc} and {chance}: the model is at chance on these images, so its deletion curves "
                 "carry no information and no ranking can be judged.")
@@ -235,6 +236,25 @@ def chance_sentence(test: ChanceTest, label: str) -> str:
         return (f"{who}{acc}, below {chance}: the model is systematically wrong on these images; "
                 "read its deletion curves with care.")
     return f"{who}{acc}, above {chance}: the deletion curves can be compared."
+
+
+def accuracy_sentence(test: ChanceTest, label: str, train_spurious: float | None = None) -> str:
+    """One sentence on the model's own test accuracy (as trained, with its gate), against chance.
+
+    ``train_spurious``: the probability with which the training images' background matched
+    the class (the synthetic data's spurious context), when the checkpoint records one; the
+    sentence then says that the test backgrounds are independent of the class.
+    """
+    who = f"{label}: " if label else ""
+    acc = (f"test accuracy of the model as trained is {_pct(test.accuracy)} on {test.n_images} images "
+           f"({_interval(test.ci_low, test.ci_high, _pct)}; chance {_pct(test.chance)})")
+    shift = ""
+    if train_spurious is not None and train_spurious > 0:
+        shift = (f", trained on images whose background matched the class with probability {train_spurious:g} "
+                 "and tested on backgrounds independent of the class")
+    if test.at_chance:
+        return f"{who}{acc}{shift}: the model is at chance, so none of its results is a finding."
+    return f"{who}{acc}{shift}."
 
 
 def deletion_sentence(row: Mapping, test: ChanceTest | None, label: str) -> str:

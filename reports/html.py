@@ -58,6 +58,7 @@ from reports.tables import (
     Run,
     as_runs,
     chance_test_of,
+    model_accuracy_of,
     clean_path,
     localization_rows,
     model_groups,
@@ -137,6 +138,8 @@ class ModelVerdicts:
     localization: list[str] = field(default_factory=list)  # verdicts.localization_sentence per real map
     notes: list[str] = field(default_factory=list)  # what was not measured
     boxes: str = ""  # verdicts' uninformative-boxes sentence, when the objects fill most images
+    accuracy: str = ""  # verdicts.accuracy_sentence: the model's own test accuracy (as trained)
+    accuracy_at_chance: bool = False
 
 
 # ---------------------------------------------------------------- formatting
@@ -425,6 +428,10 @@ def _model_verdicts(label: str, group: Group, tables: dict[str, pd.DataFrame]) -
     else:
         out = ModelVerdicts(label, f"{label}: chance test not measured (the number of classes or the accuracy "
                                    "before deletion is not in these folders).", False)
+    own = model_accuracy_of(group)
+    if own is not None:
+        out.accuracy = verdicts.accuracy_sentence(own[0], label, own[1])
+        out.accuracy_at_chance = own[0].at_chance
     dsum = tables["deletion_summary.csv"]
     dsum = dsum[dsum["series"] == label] if not dsum.empty else dsum
     if not dsum.empty and (dsum["ranking"] != "random").any():

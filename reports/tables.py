@@ -24,6 +24,7 @@ from ersm_eval.schema import MAPS_NPZ, SUMMARY_JSON, TABLES
 from ersm_eval.verdicts import ChanceTest, chance_test
 
 __all__ = [
+    "model_accuracy_of",
     "DELETION_SUMMARY_NEW",
     "HEADLINE_LOCALIZATION",
     "KNOWN_TABLES",
@@ -499,6 +500,30 @@ def _n_classes(group: Group) -> int | None:
             return len(run.class_names)
     classes = rows_for(group, "per_class_keep.csv")
     return len(classes) if classes is not None and len(classes) >= 2 else None
+
+
+def model_accuracy_of(group: Group) -> tuple[ChanceTest, float | None] | None:
+    """The model's own test accuracy (as trained, with its gate) against chance, from the
+    sparsity run's per_image.csv, and the training background's spurious correlation when
+    the checkpoint records one; None when there is no per-image record or class count."""
+    images = rows_for(group, "per_image.csv")
+    n_classes = _n_classes(group)
+    if images is None or images.empty or n_classes is None:
+        return None
+    spurious = None
+    for run, _ in group:
+        typed = run.typed
+        if typed is None or run.table("per_image.csv") is None:
+            continue
+        # the synthetic data's spurious background exists in its training split only
+        if typed.dataset.get("name") != "synthetic" or typed.dataset.get("split") != "test":
+            continue
+        options = typed.provenance.get("dataset_options") if isinstance(typed.provenance, dict) else None
+        if isinstance(options, dict) and isinstance(options.get("spurious"), (int, float)):
+            spurious = float(options["spurious"])
+            break
+    correct = images["correct"].astype(str).str.lower().isin(("true", "1", "1.0"))
+    return chance_test(int(correct.sum()), len(images), n_classes), spurious
 
 
 def chance_test_of(group: Group) -> ChanceTest | None:

@@ -56,7 +56,7 @@ def test_no_images_is_at_chance_and_bad_counts_raise():
 def test_chance_sentence_says_chance_first():
     text = chance_sentence(chance_test(10, 100, 12), "ersm")
     assert text.startswith("ersm: accuracy before any deletion is 10.0% on 100 images")
-    assert "chance is 8.3% (1 of 12 classes)" in text and "at chance" in text and "no ranking can be judged" in text
+    assert "chance (8.3%, 1 of 12 classes)" in text and "at chance" in text and "no ranking can be judged" in text
     assert "can be compared" in chance_sentence(chance_test(60, 100, 12), "ersm")
 
 
@@ -169,3 +169,17 @@ def test_follows_position():
     assert warn.startswith("Warning: the energy ranking follows position")
     assert "+0.72" in warn and "+0.65" in warn and "97.0%" in warn
     assert position_sentence(0.1, 0.2, NAN).startswith("The energy ranking does not follow position")
+
+
+def test_accuracy_sentence_names_the_shift_and_chance():
+    from ersm_eval.verdicts import accuracy_sentence
+
+    test = chance_test(270, 300, 6)  # 90% of 300 images, 6 classes
+    text = accuracy_sentence(test, "ersm", 0.5)
+    assert text.startswith("ersm: test accuracy of the model as trained is 90.0% on 300 images")
+    assert "chance 16.7%" in text and "probability 0.5" in text and "independent of the class" in text
+    assert "at chance" not in text
+    plain = accuracy_sentence(test, "ersm", None)
+    assert "background" not in plain and plain.endswith(").")
+    guessing = accuracy_sentence(chance_test(52, 300, 6), "base", 0.5)  # 17.3%, interval holds 1/6
+    assert guessing.endswith("the model is at chance, so none of its results is a finding.")

@@ -287,3 +287,18 @@ def test_recorded_boxes_reads_known_places_only():
     # before the schema, only the sparsity block's localization counted; nothing else is searched
     assert report_html._recorded_boxes({"deeply": {"nested": {"uninformative": True, "large_object_share": 0.9}}}) is None
     assert report_html._recorded_boxes({}) is None
+
+
+def test_the_models_own_accuracy_leads_its_verdicts(tmp_path, run_writer):
+    folder = run_writer(tmp_path / "run", kinds=("deletion", "sparsity"))
+    run = load_run(folder)
+    page = _events(build_report([run], tmp_path / "out" / "report.html"))
+    images = run.table("per_image.csv")
+    n_classes = len(run.table("per_class_keep.csv"))
+    correct = int(images["correct"].astype(str).str.lower().isin(("true", "1")).sum())
+    expected = verdicts.accuracy_sentence(verdicts.chance_test(correct, len(images), n_classes), run.label)
+    texts = [(kind, text, css) for kind, text, css in page.events]
+    shown = [i for i, (kind, text, css) in enumerate(texts) if kind == "text" and "accuracy" in css.split()]
+    assert [texts[i][1] for i in shown] == [expected]
+    chance = [i for i, (kind, text, css) in enumerate(texts) if kind == "text" and "chance" in css.split()]
+    assert shown[0] < chance[0]  # the model's accuracy first, then the deletion protocol's chance test
