@@ -169,6 +169,47 @@ def _print_findings(found: dict[str, Any], spurious: float) -> None:
             console.print(f"    mean keep probability {entry['mean_keep']:.3f}", highlight=False)
 
 
+def _train_models(tmp: Path, variants: list, settings: dict[str, Any], spurious: float, stages: "_Stages",
+                  **run: Any) -> list[Path]:
+    """Train each demo variant into ``tmp/checkpoints/<variant>.pt``, one stage each; the gate settings
+    (alpha, beta, tau, init_keep) apply to the gated models only."""
+    from cli.train import Variant, train_command
+
+    gate = {k: settings[k] for k in ("alpha", "beta", "tau", "init_keep")}
+    checkpoints = []
+    for variant in variants:
+        ckpt = tmp / "checkpoints" / f"{variant.value}.pt"
+        stages.start(f"Training {variant.value}: {settings['n_train']} synthetic images of {settings['num_classes']} "
+                     f"classes at {settings['image_size']} px, {settings['epochs']} epochs, backgrounds matching "
+                     f"the class with probability {spurious:g}")
+        train_command(
+            out=ckpt, dataset="synthetic", backbone="compact_cnn", variant=variant,
+            image_size=settings["image_size"], epochs=settings["epochs"], batch_size=settings["batch_size"],
+            lr=settings["lr"], num_classes=settings["num_classes"], n_train=settings["n_train"],
+            n_test=settings["n_test"], spurious=spurious, **run, **(gate if variant != Variant.baseline else {}),
+        )
+        stages.end()
+        checkpoints.append(ckpt)
+    return checkpoints
+
+
+def _evaluate(tmp: Path, checkpoints: list[Path], settings: dict[str, Any], spurious: float, stages: "_Stages",
+              **run: Any) -> None:
+    """Deletion, occlusion, sparsity and localization of every demo model on the same test images, one report."""
+    from cli.compare import compare_into
+
+    stages.start("Evaluating: deletion, occlusion, sparsity and localization on test images "
+                 "whose backgrounds are independent of the class")
+    compare_into(
+        tmp, checkpoints, "synthetic", seeds=settings["seeds"], deletion_steps=settings["steps"],
+        limit=settings["n_test"], occlusion_severities=settings["severities"],
+        claims_for={"baseline": "baseline", "ersm": "ersm_full", "init_keep": settings["init_keep"],
+                    "spurious": spurious},
+        title="ersm-eval demo: baseline vs ERSM-Full on synthetic shapes with a spurious training background", **run,
+    )
+    stages.end()
+
+
 @app.command()
 @handle_errors
 def demo(
@@ -183,8 +224,7 @@ def demo(
     quiet: Quiet = False,
 ) -> None:
     """Train a baseline and an ERSM model on synthetic data with a spurious background, evaluate both, write the report."""
-    from cli.compare import compare_into
-    from cli.train import Variant, train_command
+    from cli.train import Variant
     from ersm_core.errors import ConfigError
     from ersm_eval.output import check_output_dir, output_folder
 
@@ -197,34 +237,10 @@ def demo(
     check_output_dir(out, overwrite)
     variants = [Variant.baseline, Variant.ersm_full] + ([Variant.l0] if l0 else [])
     stages = _Stages([_STAGE_SHARE["train"]] * len(variants) + [_STAGE_SHARE["evaluate"]], quiet)
-    gate = {k: settings[k] for k in ("alpha", "beta", "tau", "init_keep")}
     with output_folder(out, overwrite) as tmp:
-        checkpoints = []
-        for variant in variants:
-            ckpt = tmp / "checkpoints" / f"{variant.value}.pt"
-            stages.start(f"Training {variant.value}: {settings['n_train']} synthetic images of {settings['num_classes']} "
-                         f"classes at {settings['image_size']} px, {settings['epochs']} epochs, backgrounds matching "
-                         f"the class with probability {spurious:g}")
-            train_command(
-                out=ckpt, dataset="synthetic", backbone="compact_cnn", variant=variant,
-                image_size=settings["image_size"], epochs=settings["epochs"], batch_size=settings["batch_size"],
-                lr=settings["lr"], num_classes=settings["num_classes"], n_train=settings["n_train"],
-                n_test=settings["n_test"], spurious=spurious, seed=seed, workers=workers, device=device, quiet=quiet,
-                **(gate if variant != Variant.baseline else {}),
-            )
-            stages.end()
-            checkpoints.append(ckpt)
-        stages.start("Evaluating: deletion, occlusion, sparsity and localization on test images "
-                     "whose backgrounds are independent of the class")
-        compare_into(
-            tmp, checkpoints, "synthetic", seeds=settings["seeds"], workers=workers, device=device,
-            quiet=quiet, deletion_steps=settings["steps"], limit=settings["n_test"],
-            occlusion_severities=settings["severities"],
-            claims_for={"baseline": "baseline", "ersm": "ersm_full", "init_keep": settings["init_keep"],
-                        "spurious": spurious},
-            title="ersm-eval demo: baseline vs ERSM-Full on synthetic shapes with a spurious training background",
-        )
-        stages.end()
+        checkpoints = _train_models(tmp, variants, settings, spurious, stages, seed=seed, workers=workers,
+                                    device=device, quiet=quiet)
+        _evaluate(tmp, checkpoints, settings, spurious, stages, workers=workers, device=device, quiet=quiet)
         labels = [v.value for v in variants]
         found = demo_findings(tmp, labels, "ersm_full", settings["num_classes"])
         record = {

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ersm_core.data.boxes import bounding_box
 from ersm_core.data.base import ERSMDataset, ImageTransform, RawItem
 from ersm_core.data.registry import DATASETS
 from ersm_core.errors import DatasetError
@@ -281,8 +282,7 @@ class SyntheticShapes(ERSMDataset):
         p = self.spurious if self.split == "train" else 0.0
         style = self._style(rng, label, self.num_classes, p)
         pixels, mask = render_item(rng, self.transform.image_size, label, style, self.num_classes)
-        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-        box = (float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1))
+        box = bounding_box(mask)  # the generator always draws an object inside the image
         return RawItem(
             image=Image.fromarray(pixels, mode="RGB"),
             label=label,
