@@ -7,7 +7,6 @@ never runs pickled code.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import pickle
@@ -20,12 +19,12 @@ from typing import Any
 import torch
 
 from ersm_core.errors import CheckpointError, ERSMError
-from ersm_core.files import atomic_path
+from ersm_core.files import atomic_path, file_sha256
 from ersm_core.model import ERSMModel, ModelConfig, build_model
 
 __all__ = [
     "FORMAT_VERSION", "LIMITS", "LoadedCheckpoint", "save_checkpoint", "load_checkpoint", "is_checkpoint_file",
-    "check_finite_weights", "file_sha256", "versions",
+    "check_finite_weights", "versions",
 ]
 
 FORMAT_VERSION = 1
@@ -80,15 +79,6 @@ def versions() -> dict[str, str]:
         "numpy": numpy.__version__,
         "python": platform.python_version(),
     }
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _plain(value: Any) -> Any:

@@ -12,13 +12,15 @@ output folders of evaluation runs.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["current_umask", "file_mode", "dir_mode", "apply_umask", "atomic_path", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["current_umask", "file_mode", "dir_mode", "apply_umask", "atomic_path", "atomic_write_bytes", "atomic_write_text",
+           "file_sha256"]
 
 
 def current_umask() -> int:
@@ -76,3 +78,12 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 def atomic_write_text(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
     """Write ``text`` to ``path`` atomically (see :func:`atomic_path`)."""
     return atomic_write_bytes(path, text.encode(encoding))
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

@@ -39,12 +39,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from ersm_core.checkpoint import file_sha256, save_checkpoint
+from ersm_core.checkpoint import save_checkpoint
 from ersm_core.data import build_dataset, model_transform
 from ersm_core.data.subset import dataset_labels, indices_sha256, stratified_split, stratified_subset, subset_record
 from ersm_core.device import select_device
 from ersm_core.errors import ConfigError, ERSMError
-from ersm_core.files import atomic_path
+from ersm_core.files import atomic_path, file_sha256
 from ersm_core.model import ERSMModel, ModelConfig, build_model
 
 __all__ = [

@@ -68,6 +68,7 @@ from ersm_eval.cam import cam_scores, token_values
 from ersm_eval.context import check_finite
 from ersm_eval.diagnostics import DIAGNOSTIC_METRICS, energy_diagnostic_values, energy_diagnostics
 from ersm_eval.fills import FILL_KINDS, fill, token_blur_sigma
+from ersm_eval.forward import FORWARD_CHUNK
 from ersm_eval.rankings import DEFAULT_RANKINGS, RankingInputs, resolve_rankings
 from ersm_eval.schema import TABLES
 from ersm_eval.stats import bootstrap_weights, mcnemar_exact, normalized_auc, paired_bootstrap_test, wilson_interval
@@ -337,6 +338,22 @@ def input_deletion_logits(
     return torch.cat(out).reshape(batch, n_curves, n_steps, -1)
 
 
+_PER_IMAGE = ("image", "features", "label", "index", "scores")  # the batch keys update reads
+
+
+def _padded_chunk(batch: dict[str, Any], start: int, count: int, size: int) -> dict[str, Any]:
+    """Rows ``start:start+count`` of the per-image values of ``batch`` that update reads
+    (the ``scores`` dict's tensors included), padded to ``size`` rows with copies of the last."""
+    def rows(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: rows(v) for k, v in value.items()}
+        part = torch.as_tensor(value)[start : start + count]
+        if count < size:
+            part = torch.cat([part, part[-1:].expand(size - count, *part.shape[1:])], dim=0)
+        return part.contiguous()
+    return {k: rows(v) for k, v in batch.items() if k in _PER_IMAGE}
+
+
 # -- the evaluator ---------------------------------------------------------------------
 
 
@@ -378,50 +395,64 @@ class DeletionEvaluator:
     # -- accumulate ---------------------------------------------------------------------
     @torch.no_grad()
     def update(self, batch: dict[str, Any]) -> None:
-        """Evaluate one batch (``image`` or precomputed ``features``, ``label``, ``index``)."""
+        """Evaluate one batch (``image`` or precomputed ``features``, ``label``, ``index``).
+
+        The batch is evaluated in chunks of exactly :data:`~ersm_eval.forward.FORWARD_CHUNK`
+        images (the last padded with copies of its last image, whose results are
+        dropped), so every number is bitwise the same whatever the batch size.
+        """
         model = self.model
-        st = self.settings
         was_training = model.training
         model.eval()
         try:
-            device = next(model.parameters()).device
-            labels = torch.as_tensor(batch["label"]).to(device).long()
-            indices = np.asarray(torch.as_tensor(batch["index"]).cpu(), dtype=np.int64)
-            images = batch.get("image")
-            if images is not None:
-                images = images.to(device)
-            if "features" in batch and st.level == "feature":
-                features = batch["features"].to(device)
-            elif images is not None:
-                features = model.forward_features(images)
-            else:
-                raise ConfigError("input-level deletion needs images; feature batches (--cache) only serve --level feature")
-            check_finite(features, torch.from_numpy(indices), "backbone features")
-            scores = {k: v for k, v in model.token_scores(features).items() if k != "grid"}
-            # external per-token scores [B, N] (ersm_eval.api's scores=), read by rankings registered for them
-            scores.update({k: torch.as_tensor(v).to(device) for k, v in batch.get("scores", {}).items()})
-            soft = st.soft_gate or st.level == "input"
-            deletion_map = model.gate(features) if soft else features
-            values = token_values(model, deletion_map) if st.level == "feature" or self._need_cam else None
-            cam = cam_scores(model, deletion_map, values=values)[0] if self._need_cam else None
-            inputs = RankingInputs(scores=scores, indices=indices, n_tokens=self.n_tokens, cam=cam,
-                                   grid=tuple(model.grid))
-            orders = torch.stack([r.order(inputs, s).to(device) for r, s in self._specs], 1)  # [B, R, N]
-            if st.level == "feature":
-                logits = _deletion_logits_descending(model, deletion_map, orders, self.steps, st.rescale,
-                                                     st.head_rows, values)
-                descending = True
-            else:
-                sigma = token_blur_sigma(tuple(images.shape[2:]), tuple(model.grid))
-                fills = fill(images, st.fill, tuple(model.mean), tuple(model.std), indices, st.fill_seed, sigma)
-                logits = input_deletion_logits(model, images, fills, orders, self.steps, st.input_chunk)
-                descending = False
-            self._store(logits, labels, indices, orders, scores, cam, descending)
-            if self.diagnose:
-                diag = energy_diagnostic_values(scores, tuple(model.grid))
-                self._parts[-1].update({f"diag_{k}": v.astype(np.float64) for k, v in diag.items()})
+            total = len(torch.as_tensor(batch["label"]))
+            for start in range(0, total, FORWARD_CHUNK):
+                count = min(FORWARD_CHUNK, total - start)
+                self._update_chunk(_padded_chunk(batch, start, count, FORWARD_CHUNK), count)
         finally:
             model.train(was_training)
+
+    def _update_chunk(self, batch: dict[str, Any], count: int) -> None:
+        """Evaluate one fixed-size chunk whose first ``count`` images are real."""
+        model = self.model
+        st = self.settings
+        device = next(model.parameters()).device
+        labels = torch.as_tensor(batch["label"]).to(device).long()
+        indices = np.asarray(torch.as_tensor(batch["index"]).cpu(), dtype=np.int64)
+        images = batch.get("image")
+        if images is not None:
+            images = images.to(device)
+        if "features" in batch and st.level == "feature":
+            features = batch["features"].to(device)
+        elif images is not None:
+            features = model.forward_features(images)
+        else:
+            raise ConfigError("input-level deletion needs images; feature batches (--cache) only serve --level feature")
+        check_finite(features, torch.from_numpy(indices), "backbone features")
+        scores = {k: v for k, v in model.token_scores(features).items() if k != "grid"}
+        # external per-token scores [B, N] (ersm_eval.api's scores=), read by rankings registered for them
+        scores.update({k: torch.as_tensor(v).to(device) for k, v in batch.get("scores", {}).items()})
+        soft = st.soft_gate or st.level == "input"
+        deletion_map = model.gate(features) if soft else features
+        values = token_values(model, deletion_map) if st.level == "feature" or self._need_cam else None
+        cam = cam_scores(model, deletion_map, values=values)[0] if self._need_cam else None
+        inputs = RankingInputs(scores=scores, indices=indices, n_tokens=self.n_tokens, cam=cam,
+                               grid=tuple(model.grid))
+        orders = torch.stack([r.order(inputs, s).to(device) for r, s in self._specs], 1)  # [B, R, N]
+        if st.level == "feature":
+            logits = _deletion_logits_descending(model, deletion_map, orders, self.steps, st.rescale,
+                                                 st.head_rows, values)
+            descending = True
+        else:
+            sigma = token_blur_sigma(tuple(images.shape[2:]), tuple(model.grid))
+            fills = fill(images, st.fill, tuple(model.mean), tuple(model.std), indices, st.fill_seed, sigma)
+            logits = input_deletion_logits(model, images, fills, orders, self.steps, st.input_chunk)
+            descending = False
+        diag = energy_diagnostic_values(scores, tuple(model.grid)) if self.diagnose else {}
+        real = slice(0, count)
+        self._store(logits[real], labels[real], indices[real], orders[real],
+                    {k: v[real] for k, v in scores.items()}, None if cam is None else cam[real], descending)
+        self._parts[-1].update({f"diag_{k}": v[real].astype(np.float64) for k, v in diag.items()})
 
     def _store(self, logits, labels, indices, orders, scores, cam, descending=False) -> None:
         batch, n_curves, n_steps, width = logits.shape

@@ -4,8 +4,8 @@ Class indices come from the sorted union of class folders of both splits, so
 ``train`` and ``test`` agree even when one split lacks a class. No masks or boxes.
 Images are found as torchvision's ``make_dataset`` finds them (symbolic links
 followed, sorted), but a link that leads back into a folder already scanned (a
-loop) and one image file reached by two paths in a split are refused with a
-message naming both paths.
+loop), one image file reached by two paths in a split, and two files with
+identical bytes in a split are refused with a message naming both paths.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extensi
 from ersm_core.data.base import ERSMDataset, ImageTransform, RawItem, open_image
 from ersm_core.data.registry import DATASETS
 from ersm_core.errors import DatasetError
+from ersm_core.files import file_sha256
 
 __all__ = ["ImageFolderDataset"]
 
@@ -43,13 +44,16 @@ def _scan_class(folder: Path) -> list[str]:
             if has_file_allowed_extension(name, IMG_EXTENSIONS)]
 
 
-def _check_duplicates(paths: list[str]) -> None:
-    """Refuse one file reached by two paths (a symbolic or hard link beside the file itself).
+def _check_duplicates(paths: list[str], labels: list[str]) -> None:
+    """Refuse an image that appears twice in a split: one file reached by two paths
+    (a symbolic or hard link beside the file itself), or two files with identical bytes.
 
-    Separate files that happen to hold identical bytes are not looked for.
+    Only files whose size another file shares are hashed, so a folder of distinct
+    photos costs one ``stat`` per file.
     """
-    by_inode: dict[tuple[int, int], str] = {}
-    for path in paths:
+    by_inode: dict[tuple[int, int], int] = {}
+    by_size: dict[int, list[int]] = {}
+    for i, path in enumerate(paths):
         try:
             st = os.stat(path)
         except OSError:  # a broken link: reported by name when the image is read
@@ -57,10 +61,24 @@ def _check_duplicates(paths: list[str]) -> None:
         key = (st.st_dev, st.st_ino)
         if key in by_inode:
             raise DatasetError(
-                f"duplicate image: {path} is the same file as {by_inode[key]} (reached through a link); each image "
-                "may appear once, or it is counted twice (and may carry two labels): remove the link"
+                f"duplicate image: {path} is the same file as {paths[by_inode[key]]} (reached through a link); "
+                "each image may appear once, or it is counted twice (and may carry two labels): remove the link"
             )
-        by_inode[key] = path
+        by_inode[key] = i
+        by_size.setdefault(st.st_size, []).append(i)
+    for group in (g for g in by_size.values() if len(g) > 1):
+        by_hash: dict[str, int] = {}
+        for i in group:
+            digest = file_sha256(paths[i])
+            if digest in by_hash:
+                j = by_hash[digest]
+                labels_note = (f"under two labels ({labels[j]!r} and {labels[i]!r})" if labels[i] != labels[j]
+                               else "twice in one class")
+                raise DatasetError(
+                    f"duplicate image: {paths[i]} has the same bytes as {paths[j]}, so it would be counted "
+                    f"{labels_note}; delete one copy"
+                )
+            by_hash[digest] = i
 
 
 def _class_folders(folder: Path) -> list[str]:
@@ -100,7 +118,7 @@ class ImageFolderDataset(ERSMDataset):
             raise DatasetError(
                 f"no image files in the class folder(s) {', '.join(empty)} of {folder}; expected {_LAYOUT}"
             )
-        _check_duplicates([p for p, _ in samples])
+        _check_duplicates([p for p, _ in samples], [self.classes[y] for _, y in samples])
         self.samples = [(Path(p), int(y)) for p, y in samples]
 
     def __len__(self) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +98,32 @@ def test_imagefolder_same_file_twice(tmp_path):
     os.symlink(root / "test" / "cat" / "0.png", root / "test" / "dog" / "9.png")  # one image, two labels
     with pytest.raises(DatasetError, match=r"duplicate image: .*dog/9\.png is the same file as .*cat/0\.png"):
         build_dataset("imagefolder", "test", TRANSFORM, root=root)
+
+
+def test_imagefolder_identical_bytes_under_two_labels(tmp_path):
+    root = imagefolder(tmp_path / "data")
+    shutil.copyfile(root / "test" / "cat" / "0.png", root / "test" / "dog" / "9.png")  # a copy, not a link
+    with pytest.raises(DatasetError, match=r"duplicate image: .*dog/9\.png has the same bytes as .*cat/0\.png, "
+                                           r"so it would be counted under two labels \('cat' and 'dog'\)"):
+        build_dataset("imagefolder", "test", TRANSFORM, root=root)
+
+
+def test_imagefolder_identical_bytes_in_one_class(tmp_path):
+    root = imagefolder(tmp_path / "data")
+    shutil.copyfile(root / "test" / "cat" / "1.png", root / "test" / "cat" / "7.png")
+    with pytest.raises(DatasetError, match=r"7\.png has the same bytes as .*cat/1\.png.*twice in one class"):
+        build_dataset("imagefolder", "test", TRANSFORM, root=root)
+
+
+def test_imagefolder_same_size_different_bytes_is_accepted(tmp_path):
+    root = imagefolder(tmp_path / "data")
+    data = bytearray((root / "test" / "cat" / "0.png").read_bytes())
+    copy = root / "test" / "dog" / "9.png"
+    copy.write_bytes(bytes(data))
+    data[-20] ^= 0xFF  # same size, other bytes (a damaged PNG is still a distinct file here)
+    copy.write_bytes(bytes(data))
+    ds = build_dataset("imagefolder", "test", TRANSFORM, root=root)
+    assert any(p.name == "9.png" for p, _ in ds.samples)
 
 
 def test_imagefolder_loop_in_a_run_is_one_line_and_nothing_changes(tmp_path):
