@@ -20,6 +20,7 @@ from ersm_core.checkpoint import versions
 from ersm_core.data import ERSMDataset
 from ersm_eval.cache import FeatureCache
 from ersm_eval.context import Progress, check_finite, iterate_batches, shard
+from ersm_eval.forward import fixed_chunks
 
 __all__ = ["feature_batches"]
 
@@ -27,7 +28,7 @@ __all__ = ["feature_batches"]
 @torch.no_grad()
 def _compute(model, dataset, indices, batch_size, workers, device, progress, sharded=True, **bad) -> Iterator[dict[str, Any]]:
     for batch in iterate_batches(dataset, indices, batch_size, workers, device, progress, sharded=sharded, **bad):
-        features = model.forward_features(batch["image"])
+        features = fixed_chunks(model.forward_features, batch["image"])  # the same bits for every batch size
         check_finite(features, batch["index"], "backbone features")
         yield {"features": features, "label": batch["label"], "index": batch["index"]}
 
