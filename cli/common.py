@@ -2,12 +2,16 @@
 
 The commands only parse options and call ersm_core / ersm_eval / reports; a
 user's mistake (:class:`ersm_core.errors.ERSMError`) becomes one message on
-stderr and exit code 2, Ctrl-C exit code 130, without a traceback.
+stderr and exit code 2, Ctrl-C exit code 130 and ``kill`` (SIGTERM, e.g. of a
+``nohup`` run, whose Ctrl-C is ignored) exit code 143, without a traceback and
+after the same clean-up: no half-written output under its final name, locks released.
 """
 
 from __future__ import annotations
 
 import functools
+import signal
+import threading
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
@@ -19,7 +23,7 @@ from rich.console import Console
 from ersm_core.errors import ConfigError, ERSMError
 
 __all__ = [
-    "console", "err_console", "handle_errors", "check_common_options", "report_skipped", "write_report", "progress_bar", "parse_int_list", "parse_name_list",
+    "console", "err_console", "handle_errors", "Terminated", "check_common_options", "report_skipped", "write_report", "progress_bar", "parse_int_list", "parse_name_list",
     "option_values", "is_main", "run_device", "dataset_batches", "save_run", "leave_group", "print_notes",
     "Split", "Checkpoint", "Checkpoints", "DatasetName", "DataRoot", "SplitOpt", "Limit", "SubsetSeed", "BatchSize",
     "Workers", "Device", "Seeds", "Out", "Overwrite", "NoReport", "Cache", "SkipBadImages", "Quiet",
@@ -84,6 +88,7 @@ def handle_errors(func: Callable) -> Callable:
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         _DEPTH[0] += 1  # commands may call commands (demo → train): locks go when the outermost ends
+        previous = _catch_sigterm() if _DEPTH[0] == 1 else None
         try:
             check_common_options(kwargs)
             return func(*args, **kwargs)
@@ -91,6 +96,9 @@ def handle_errors(func: Callable) -> Callable:
             message = _escape(" ".join(str(err).split()))  # one line, printed literally
             err_console.print(f"[bold red]Error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
             raise typer.Exit(code=2) from None
+        except Terminated:
+            err_console.print("[bold red]Stopped (SIGTERM):[/] nothing was written under the output name.", highlight=False)
+            raise typer.Exit(code=143) from None
         except KeyboardInterrupt:
             err_console.print("[bold red]Interrupted:[/] nothing was written under the output name.", highlight=False)
             raise typer.Exit(code=130) from None
@@ -98,11 +106,28 @@ def handle_errors(func: Callable) -> Callable:
             _DEPTH[0] -= 1
             if _DEPTH[0] == 0:
                 _release_output_locks()
+                if previous is not None:
+                    signal.signal(signal.SIGTERM, previous)
 
     return wrapper
 
 
 _DEPTH = [0]  # nesting of handle_errors-wrapped calls
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the command is, so it unwinds (and cleans up) as Ctrl-C does."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+def _catch_sigterm():
+    """Turn SIGTERM into :class:`Terminated` for the command's duration; the previous handler, or None."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 def _escape(text: str) -> str:

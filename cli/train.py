@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from cli.app import app
-from cli.common import BatchSize, DataRoot, DatasetName, Device, Quiet, SubsetSeed, Workers, console, err_console, handle_errors
+from cli.common import (BatchSize, DataRoot, DatasetName, Device, Quiet, SubsetSeed, Terminated, Workers, console,
+                        err_console, handle_errors)
 
 if TYPE_CHECKING:  # pragma: no cover
     from cli.progress import ProgressDisplay
@@ -234,11 +235,12 @@ def _train(model_config, train_config, data, out: Path, weights: Path | None, qu
                 display.message(f"input: {data.image_size} px, crop {data.crop_pct:.4g}, {data.interpolation} ({data.source})")
             result = train(model_config, train_config, weights=weights, progress=_train_display(display),
                            history_file=history if main_process else None)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         if main_process:
             kept = f"the finished epochs are in {history}" if history.exists() else "no epoch had finished"
-            err_console.print(f"[bold red]Interrupted:[/] no checkpoint was written; {kept}.", highlight=False, soft_wrap=True)
-        raise typer.Exit(code=130) from None
+            how = "Stopped (SIGTERM)" if isinstance(stop, Terminated) else "Interrupted"
+            err_console.print(f"[bold red]{how}:[/] no checkpoint was written; {kept}.", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=143 if isinstance(stop, Terminated) else 130) from None
     import torch
 
     if torch.distributed.is_available() and torch.distributed.is_initialized():

@@ -162,6 +162,43 @@ def test_ctrl_c_after_epoch_two_keeps_the_history(tmp_path, monkeypatch):
     assert again.exit_code == 2 and "history of another run" in " ".join(again.output.split())
 
 
+def test_sigterm_of_a_headless_run_keeps_the_history_and_says_so(tmp_path):
+    """``kill`` of a ``nohup`` run (whose Ctrl-C the shell ignores): exit 143, one message, history kept."""
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "m.pt"
+    history = tmp_path / "m.history.csv"
+    exe = shutil.which("ersm-eval", path=os.path.dirname(sys.executable))
+    cmd = [exe, "train", *QUICK[:-4], "--epochs", "200", "--variant", "baseline", "--device", "cpu", "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ERSM_EVAL_PROGRESS_SECONDS": "1"}
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                            text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:
+            if history.exists() and len(pd.read_csv(history)) >= 2:
+                break
+            time.sleep(0.2)
+        assert proc.poll() is None, "the run ended before it could be stopped"
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, output
+    assert "Traceback" not in output
+    last = output.strip().splitlines()[-1]
+    assert last.startswith("Stopped (SIGTERM): no checkpoint was written; the finished epochs are in"), last
+    assert not out.exists()
+    assert len(pd.read_csv(history)) >= 2
+    assert "ETA" in output  # headless progress lines were written while it ran
+
+
 def test_timm_backbone_records_timms_own_data_config(tmp_path):
     from timm import create_model
     from timm.data import resolve_model_data_config
