@@ -35,6 +35,25 @@ def plot_localization_baselines(localization: pd.DataFrame) -> Figure:
     rows = series_of(localization)
     if rows.empty:
         raise ValueError("localization.csv has no rows")
+    return _grouped_bars(rows)
+
+
+@styled
+def plot_localization(sparsity_summary: pd.DataFrame) -> Figure:
+    """The same figure from the localization rows of sparsity_summary.csv (folders written
+    before localization.csv: real maps only, no baselines).
+
+    Args:
+        sparsity_summary: sparsity_summary.csv rows, optionally stacked with a ``series`` column.
+    """
+    rows = localization_rows(series_of(sparsity_summary))
+    if rows.empty:
+        raise ValueError("sparsity_summary has no localization rows (no object masks or boxes?)")
+    return _grouped_bars(rows.drop(columns=["metric"]).rename(columns={"name": "metric"}))
+
+
+def _grouped_bars(rows: pd.DataFrame) -> Figure:
+    """One panel per series; per metric a bar per map (real maps first, then the baselines)."""
     series = list(pd.unique(rows["series"]))
     names = list(pd.unique(rows["metric"]))
     maps = [m for m in (*MAP_NAMES, *BASELINE_MAPS) if m in set(rows["map"])]
@@ -65,45 +84,4 @@ def plot_localization_baselines(localization: pd.DataFrame) -> Figure:
     handles = [Patch(facecolor=MAP_COLOURS.get(m, "#999999"), hatch=_MAP_HATCHES.get(m, ""), edgecolor="#333333",
                      label=f"{m} map" + (" (baseline)" if m in BASELINE_MAPS else "")) for m in maps]
     fig.legend(handles=handles, loc="outside lower center", ncols=min(5, len(maps)))
-    return fig
-
-
-@styled
-def plot_localization(sparsity_summary: pd.DataFrame) -> Figure:
-    """Grouped bars (metric × map) with 95% CIs, one panel per series.
-
-    Args:
-        sparsity_summary: sparsity_summary.csv rows, optionally stacked with a ``series`` column.
-    """
-    rows = localization_rows(series_of(sparsity_summary))
-    if rows.empty:
-        raise ValueError("sparsity_summary has no localization rows (no object masks or boxes?)")
-    series = list(pd.unique(rows["series"]))
-    names = list(pd.unique(rows["name"]))
-    maps = [m for m in MAP_NAMES if m in set(rows["map"])]
-    width = 0.8 / len(maps)
-    ncols = 2 if len(series) > 1 and len(names) <= 4 else 1
-    nrows = -(-len(series) // ncols)
-    fig = new_figure(min(11.0, max(4.8, 1.2 + 0.95 * len(names) * (0.6 + 0.2 * len(maps)))) * ncols, 2.9 * nrows + 0.5)
-    axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True).ravel()
-    for ax, label in zip(axes, series):
-        panel = rows[rows["series"] == label]
-        for j, map_name in enumerate(maps):
-            part = panel[panel["map"] == map_name].groupby("name")[["value", "ci_low", "ci_high"]].first()
-            value = np.array([part["value"].get(n, np.nan) for n in names], dtype=float)
-            low = np.array([part["ci_low"].get(n, np.nan) for n in names], dtype=float)
-            high = np.array([part["ci_high"].get(n, np.nan) for n in names], dtype=float)
-            err = np.nan_to_num(np.vstack([np.clip(value - low, 0, None), np.clip(high - value, 0, None)]))
-            x = np.arange(len(names)) + (j - (len(maps) - 1) / 2) * width
-            ax.bar(x, value, width * 0.92, yerr=err, capsize=2.5, color=MAP_COLOURS[map_name],
-                   hatch=_MAP_HATCHES[map_name], edgecolor="#333333", linewidth=0.4, error_kw={"elinewidth": 0.8})
-        ax.set_xticks(np.arange(len(names)), [textwrap.fill(n.replace("_", " "), 12) for n in names], fontsize=7)
-        ax.set_xlim(-0.7, len(names) - 0.3)
-        ax.set_title(label, loc="left")
-        ax.set_ylim(0, 1.0)
-        ax.set_ylabel("Value (95% CI)")
-    for ax in axes[len(series):]:
-        ax.set_visible(False)
-    handles = [Patch(facecolor=MAP_COLOURS[m], hatch=_MAP_HATCHES[m], edgecolor="#333333", label=f"{m} map") for m in maps]
-    fig.legend(handles=handles, loc="outside lower center", ncols=len(maps))
     return fig
