@@ -29,8 +29,19 @@ __all__ = [
     "Workers", "Device", "Seeds", "Out", "Overwrite", "NoReport", "Cache", "SkipBadImages", "Quiet",
 ]
 
-console = Console()
-err_console = Console(stderr=True)
+def _console(stderr: bool = False) -> Console:
+    """A rich console; written to a file or pipe (a ``nohup`` log) it is 140 columns wide
+    instead of rich's 80, so result tables keep whole words (``COLUMNS`` still decides)."""
+    import os
+    import sys
+
+    stream = sys.stderr if stderr else sys.stdout
+    wide = not (hasattr(stream, "isatty") and stream.isatty()) and "COLUMNS" not in os.environ
+    return Console(stderr=stderr, width=140 if wide else None)
+
+
+console = _console()
+err_console = _console(stderr=True)
 
 
 class Split(str, Enum):

@@ -157,9 +157,9 @@ def test_file_that_is_not_a_checkpoint(tmp_path):
 def test_class_count_differs(tiny_checkpoint, tmp_path):
     root = tmp_path / "folder"
     for split in ("train", "test"):
-        for cls in ("cat", "dog"):
+        for c, cls in enumerate(("cat", "dog")):
             (root / split / cls).mkdir(parents=True)
-            Image.new("RGB", (32, 32), (100, 50, 20)).save(root / split / cls / "a.png")
+            Image.new("RGB", (32, 32), (100, 50 + c, 20)).save(root / split / cls / "a.png")
     _fails(_run(tiny_checkpoint, "--dataset", "imagefolder", "--data-root", root, "--out", tmp_path / "o"),
            "has 2 classes")
 

@@ -266,11 +266,11 @@ def test_pets_missing_trimaps(tmp_path, transform):
 
 def make_imagefolder(root: Path) -> None:
     for split, per_class in (("train", 2), ("test", 1)):
-        for c in ("cat", "dog", "fox"):
+        for j, c in enumerate(("cat", "dog", "fox")):
             if split == "test" and c == "dog":
                 continue  # a class missing from one split keeps its index
             for k in range(per_class):
-                write_image(root / split / c / f"{k}.png", seed=k)
+                write_image(root / split / c / f"{k}.png", seed=10 * j + k)
 
 
 def test_imagefolder_splits_and_labels(tmp_path, transform):
