@@ -29,13 +29,11 @@ def report_target(out: Path) -> Path:
 @handle_errors
 def report(
     run_dirs: Annotated[list[Path], typer.Argument(help="Output folders of deletion / occlusion / sparsity / compare runs.", show_default=False)],
-    out: Annotated[Optional[Path], typer.Option(
+    out: Annotated[Path, typer.Option(
         "--out", "-o",
         help="HTML file to write, or a folder to write report.html into; figures go to a 'figures' folder beside it. "
-             "A file not written by ersm-eval is never replaced. Default: report.html inside the run folder when one "
-             "folder is given (several folders need --out).",
-        show_default=False,
-    )] = None,
+             "A file not written by ersm-eval is never replaced.",
+    )] = Path("report.html"),
     title: Annotated[Optional[str], typer.Option("--title", help="Report title.")] = None,
     by_checkpoint: Annotated[bool, typer.Option(
         "--by-checkpoint/--by-folder",
@@ -46,13 +44,6 @@ def report(
     from reports import build_report, load_run
     from reports.combine import combine_by_checkpoint
 
-    if out is None:
-        if len(run_dirs) != 1:
-            from ersm_core.errors import ConfigError
-
-            raise ConfigError(f"a report of {len(run_dirs)} folders needs --out (e.g. --out runs/report.html); "
-                              "with one folder the report goes inside it")
-        out = run_dirs[0]
     runs = [load_run(d) for d in run_dirs]
     if by_checkpoint:
         runs = combine_by_checkpoint(runs)

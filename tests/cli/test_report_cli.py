@@ -18,19 +18,6 @@ def _ok(*args):
     return result
 
 
-def test_report_of_one_folder_goes_inside_it_and_several_need_out(tmp_path, tiny_checkpoint, monkeypatch):
-    out = tmp_path / "sp"
-    _ok("sparsity", tiny_checkpoint, "--dataset", "synthetic", "--limit", "8", "--quiet", "--no-report", "--out", out)
-    monkeypatch.chdir(tmp_path)
-    assert not (out / "report.html").exists()
-    result = _ok("report", "sp")
-    assert (out / "report.html").is_file() and (out / "figures").is_dir()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["sp"]  # nothing lands in the working directory
-    several = runner.invoke(app, ["report", "sp", "sp"])
-    assert several.exit_code == 2 and "needs --out" in several.output and "Traceback" not in several.output
-    assert "Wrote" in result.output
-
-
 def test_evaluation_writes_its_report_and_report_rebuilds_it(tmp_path, tiny_checkpoint):
     out = tmp_path / "sp"
     _ok("sparsity", tiny_checkpoint, "--dataset", "synthetic", "--limit", "8", "--quiet", "--out", out)
