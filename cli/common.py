@@ -26,7 +26,7 @@ __all__ = [
     "console", "err_console", "handle_errors", "Terminated", "check_common_options", "report_skipped", "write_report", "progress_bar", "parse_int_list", "parse_name_list",
     "option_values", "is_main", "run_device", "dataset_batches", "save_run", "leave_group", "print_notes",
     "Split", "Checkpoint", "Checkpoints", "DatasetName", "DataRoot", "SplitOpt", "Limit", "SubsetSeed", "BatchSize",
-    "Workers", "Device", "Seeds", "Out", "Overwrite", "NoReport", "Cache", "SkipBadImages", "Quiet",
+    "Workers", "Device", "Seeds", "MAX_SEED", "check_int_range", "max_workers", "Out", "Overwrite", "NoReport", "Cache", "SkipBadImages", "Quiet",
 ]
 
 def _console(stderr: bool = False) -> Console:
@@ -68,21 +68,58 @@ SkipBadImages = Annotated[bool, typer.Option("--skip-bad-images", help="Skip unr
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
 
+MAX_SEED = 2**32 - 1  # numpy's np.random.seed / RandomState take 0..2**32-1; torch and default_rng take more
+MAX_BATCH_SIZE = 4096  # images per batch; results do not depend on it, memory does
+MAX_EPOCHS = 100_000
+MAX_LIMIT = 10**9  # --limit: more images than any dataset holds
+
+
+def max_workers() -> int:
+    """DataLoader worker processes allowed here: 4 per CPU core, at most 64."""
+    import os
+
+    return max(1, min(64, 4 * (os.cpu_count() or 1)))
+
+
+# option name -> (flag, lowest, highest); None: unbounded on that side. Checked by name in every command.
+_INT_RANGES: dict[str, tuple[str, int | None, int | None]] = {
+    "batch_size": ("--batch-size", 1, MAX_BATCH_SIZE),
+    "workers": ("--workers", 0, None),  # the top is max_workers(), which depends on the machine
+    "limit": ("--limit", 1, MAX_LIMIT),
+    "seed": ("--seed", 0, MAX_SEED),
+    "subset_seed": ("--subset-seed", 0, MAX_SEED),
+    "fill_seed": ("--fill-seed", 0, MAX_SEED),
+    "epochs": ("--epochs", 1, MAX_EPOCHS),
+}
+
+
+def check_int_range(value: object, option: str, low: int | None, high: int | None, hint: str = "") -> None:
+    """Raise ConfigError naming ``option`` when the integer ``value`` lies outside [low, high]."""
+    if value is None or isinstance(value, bool) or not isinstance(value, int):
+        return
+    if low is not None and value < low:
+        raise ConfigError(f"{option} must be at least {low}, got {value}{hint}")
+    if high is not None and value > high:
+        raise ConfigError(f"{option} must be at most {high}, got {value}{hint}")
+
+
 def check_common_options(options: dict[str, object]) -> None:
     """Range-check the options several commands share, by parameter name, before any work.
 
-    batch_size ≥ 1, workers ≥ 0, limit ≥ 1 when given, seeds non-negative integers,
-    device one that exists here. Raises ConfigError naming the option.
+    batch_size 1..4096, workers 0..max_workers(), limit ≥ 1 when given, epochs 1..100000, seeds
+    (--seed, --subset-seed, --seeds lists) integers in 0..2**32-1, device one that exists here.
+    Raises ConfigError naming the option.
     """
-    checks = (("batch_size", "--batch-size", 1), ("workers", "--workers", 0), ("limit", "--limit", 1),
-              ("seed", "--seed", 0), ("epochs", "--epochs", 1))
-    for name, option, low in checks:
-        value = options.get(name)
-        if value is not None and not isinstance(value, bool) and isinstance(value, int) and value < low:
-            raise ConfigError(f"{option} must be at least {low}, got {value}")
-    seeds = options.get("seeds")
-    if isinstance(seeds, str):
-        parse_int_list(seeds, "--seeds")
+    for name, (option, low, high) in _INT_RANGES.items():
+        hint = " (a seed is a number from 0 to 4294967295)" if name.endswith("seed") else ""
+        check_int_range(options.get(name), option, low, high, hint)
+    workers, most = options.get("workers"), max_workers()
+    if isinstance(workers, int) and not isinstance(workers, bool) and workers > most:
+        raise ConfigError(f"--workers must be at most {most} on this machine (4 per CPU core, at most 64), "
+                          f"got {workers}; 0 to {min(most, 8)} is plenty for most datasets")
+    for name, value in options.items():
+        if name.endswith("seeds") and isinstance(value, str):
+            parse_int_list(value, "--" + name.replace("_", "-"))
     device = options.get("device")
     if isinstance(device, str):
         from ersm_core.device import select_device
@@ -202,15 +239,22 @@ def report_skipped(skipped: list[tuple[int, str]]) -> list[dict[str, object]]:
 
 
 def parse_int_list(text: str, option: str) -> list[int]:
-    """'0,1,2' → [0, 1, 2]; anything else raises ConfigError naming the option."""
+    """'0,1,2' → [0, 1, 2]; anything else raises ConfigError naming the option.
+
+    Seed lists (an option ending in ``seeds``) take integers in 0..2**32-1, index lists
+    (``--gallery-indices``) integers in 0..2**63-1.
+    """
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise ConfigError(f"{option} takes comma-separated integers, got {text!r}") from None
     if not values:
         raise ConfigError(f"{option} needs at least one value")
-    if option in _NON_NEGATIVE and any(v < 0 for v in values):
-        raise ConfigError(f"{option} takes non-negative integers, got {[v for v in values if v < 0][0]}")
+    high = MAX_SEED if option.endswith("seeds") else 2**63 - 1 if option in _NON_NEGATIVE else None
+    if high is not None:
+        bad = [v for v in values if not 0 <= v <= high]
+        if bad:
+            raise ConfigError(f"{option} takes non-negative integers up to {high}, got {bad[0]}")
     return values
 
 

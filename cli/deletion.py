@@ -175,7 +175,8 @@ def deletion(
         raise ConfigError("--cache stores backbone features, which --level input does not use; drop one of them")
     check_output_dir(out, overwrite, inputs=[checkpoint, data_root, cache, scores])  # before any work
     setup = prepare(checkpoint, dataset, split.value, data_root, limit, run_device(device), subset_seed=subset_seed)
-    external = {scores_name: load_scores(scores, len(setup.indices))} if scores is not None else None
+    external = {scores_name: load_scores(scores, len(setup.indices), tuple(setup.model.grid),
+                                         setup.checkpoint.config.image_size)} if scores is not None else None
     feature_cache = _feature_cache(cache, setup, dataset, split.value) if level is Level.feature else None
     skipped: list[tuple[int, str]] = []
     with progress_bar(len(setup.indices), f"deletion ({label})", enabled=not quiet and is_main()) as advance:
@@ -203,26 +204,60 @@ def deletion_settings(rankings: str, seeds: str, steps: str, soft_gate: bool, no
     )
 
 
-def load_scores(path: Path, n_images: int) -> np.ndarray:
-    """External score maps from a .npy file: [n_images, h, w] or [n_images, H, W], finite numbers,
-    one map per evaluated image (ascending dataset index), read without pickles."""
+def load_scores(path: Path, n_images: int, grid: tuple[int, int] | None = None, image_size: int | None = None) -> np.ndarray:
+    """External score maps from a .npy file: [n_images, h, w] (or [n_images, 1, h, w]), finite numbers,
+    one map per evaluated image (ascending dataset index), read without pickles.
+
+    The header is read and checked first (dtype, shape: ``n_images`` maps of the token ``grid`` or of
+    ``image_size`` pixels when given), so a file that declares a huge array is refused before any
+    memory is allocated for it.
+    """
+    shape, dtype = _scores_header(path)
+    if dtype.kind not in "biuf":
+        raise ConfigError(f"--scores {path} must hold numbers, got dtype {dtype}; save a float array with numpy.save")
+    dims = shape[:1] + shape[2:] if len(shape) == 4 and shape[1] == 1 else shape
+    if len(dims) != 3:
+        raise ConfigError(f"--scores {path} must be maps [n_images, h, w] or [n_images, H, W], got shape "
+                          f"{list(shape)} (sum attributions over the colour channels first)")
+    if dims[0] != n_images:
+        raise ConfigError(f"--scores {path} holds {dims[0]} maps but {n_images} images are evaluated; give one map "
+                          "per image, in ascending dataset-index order (the same --limit and --subset-seed)")
+    sizes = [tuple(grid)] if grid is not None else []
+    sizes += [(image_size, image_size)] if image_size is not None else []
+    if sizes and tuple(dims[1:]) not in sizes:
+        raise ConfigError(f"--scores {path} maps are {dims[1]}×{dims[2]}; give maps of the token grid "
+                          + " or of the input image in pixels ".join(f"{h}×{w}" for h, w in sizes))
     try:
         maps = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise ConfigError(f"--scores {path} cannot be read ({err}); save it again with numpy.save") from None
+    maps = maps.reshape(dims)
+    bad = int(maps.size - np.count_nonzero(np.isfinite(maps))) if maps.dtype.kind == "f" else 0
+    if bad:
+        raise ConfigError(f"--scores {path} holds {bad} NaN or infinite value(s); every score must be a finite number")
+    return maps
+
+
+def _scores_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) from the header of a .npy file, without reading its data."""
+    from numpy.lib import format as npy
+
+    try:
+        with open(path, "rb") as file:
+            version = npy.read_magic(file)
+            read = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}.get(version)
+            if read is None:
+                raise ValueError(f"unsupported .npy format version {version}")
+            shape, _, dtype = read(file, max_header_size=10_000)
     except FileNotFoundError:
         raise ConfigError(f"--scores file {path} not found") from None
-    except (ValueError, OSError) as err:
+    except IsADirectoryError:
+        raise ConfigError(f"--scores {path} is a folder; give a .npy file written by numpy.save") from None
+    except (ValueError, OSError, EOFError, SyntaxError) as err:
         raise ConfigError(f"--scores {path} is not a numpy .npy array of numbers ({err}); save it with numpy.save") from None
-    if not isinstance(maps, np.ndarray) or maps.dtype.kind not in "biuf":
-        raise ConfigError(f"--scores {path} must hold numbers, got {getattr(maps, 'dtype', type(maps).__name__)}")
-    if maps.ndim == 4 and maps.shape[1] == 1:
-        maps = maps[:, 0]
-    if maps.ndim != 3:
-        raise ConfigError(f"--scores {path} must be maps [n_images, h, w] or [n_images, H, W], got shape "
-                          f"{list(maps.shape)} (sum attributions over the colour channels first)")
-    if len(maps) != n_images:
-        raise ConfigError(f"--scores {path} holds {len(maps)} maps but {n_images} images are evaluated; give one map "
-                          "per image, in ascending dataset-index order (the same --limit and --subset-seed)")
-    return maps
+    if dtype.hasobject or dtype.fields is not None:
+        raise ConfigError(f"--scores {path} must hold numbers, got dtype {dtype}; save a float array with numpy.save")
+    return tuple(int(n) for n in shape), dtype
 
 
 def _feature_cache(cache: Path | None, setup, dataset: str, split: str):

@@ -11,7 +11,7 @@ import typer
 from cli.app import app
 from cli.common import console, err_console, handle_errors
 
-__all__ = ["report", "report_target"]
+__all__ = ["report", "report_target", "check_report_out"]
 
 
 def report_target(out: Path) -> Path:
@@ -23,6 +23,32 @@ def report_target(out: Path) -> Path:
     if out.is_dir() or text.endswith(("/", "\\")) or (not out.exists() and out.suffix == ""):
         return out / REPORT_HTML
     return out
+
+
+def check_report_out(out: Path, run_dirs: list[Path]) -> Path:
+    """The report's HTML file; refused (ConfigError) when it, or its figures folder, is or lies inside a
+    run folder given as input, or would replace one: a report never writes into what it reads."""
+    from ersm_core.errors import ConfigError
+    from ersm_eval.output import check_name_length
+
+    target = report_target(out)
+    check_name_length(target, "file")
+    html, figures = _resolved(target), _resolved(target.parent / "figures")
+    for run in run_dirs:
+        folder = _resolved(run)
+        inside = html == folder or folder in html.parents or figures == folder or folder in figures.parents
+        if inside or folder in (html, figures) or html in folder.parents or figures in folder.parents:
+            raise ConfigError(
+                f"--out {out} would write {'into' if inside else 'over'} the run folder {run}, which this report reads; "
+                f"write the report outside every run folder, e.g. --out {Path('reports') / (folder.name + '.html')}"
+            )
+    return target
+
+
+def _resolved(path: Path) -> Path:
+    import os
+
+    return Path(os.path.abspath(os.path.expanduser(str(path)))).resolve()
 
 
 @app.command()
@@ -44,12 +70,13 @@ def report(
     from reports import build_report, load_run
     from reports.combine import combine_by_checkpoint
 
+    target = check_report_out(out, run_dirs)  # before anything is read
     runs = [load_run(d) for d in run_dirs]
     if by_checkpoint:
         runs = combine_by_checkpoint(runs)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
-        path = build_report(runs, report_target(out), title=title)
+        path = build_report(runs, target, title=title)
     for warning in caught:
         err_console.print(f"[yellow]Warning:[/] {warning.message}", highlight=False, soft_wrap=True)
     console.print(f"Wrote {path}", highlight=False)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from cli.app import app
+from ersm_core.errors import ConfigError
 from cli.common import (BatchSize, DataRoot, DatasetName, Device, Quiet, SubsetSeed, Terminated, Workers, console,
                         err_console, handle_errors)
 
@@ -188,12 +189,42 @@ def train_command(
     from ersm_eval.output import check_output_file as check_owned_file  # replaces only checkpoints, never an input
 
     options = dict(locals())
+    check_train_ranges(options)
+    check_owned_file(out, overwrite, inputs=[data_root, weights])  # first: also checks that the name fits
     check_output_file(out, overwrite)
-    check_owned_file(out, overwrite, inputs=[data_root, weights])
     data, model_config, train_config = _configs(options)
     result = _train(model_config, train_config, data, out, weights, quiet)
     if result is not None:
         _save_and_print(result, data, out)
+
+
+# bounds of train's own numeric options, checked before any work (the shared ones: cli.common.check_common_options);
+# beyond them a run allocates what it cannot hold (image side, image counts) or overflows (learning rate)
+MAX_IMAGE_SIZE = 2048  # = ersm_core.model.MAX_IMAGE_SIZE, written out so that the check needs no torch
+_TRAIN_INT_RANGES = {
+    "image_size": ("--image-size", 8, MAX_IMAGE_SIZE), "patch_size": ("--patch-size", None, 1024),
+    "block_size": ("--block-size", None, 1024), "n_train": ("--n-train", 0, 10_000_000),
+    "n_test": ("--n-test", 0, 10_000_000), "feature_views": ("--feature-views", None, 64),
+}  # lower bounds left out: ModelConfig / TrainConfig check them with their own messages
+_TRAIN_FLOAT_TOPS = {"lr": ("--lr", 10.0), "weight_decay": ("--weight-decay", 10.0), "alpha": ("--alpha", 1e6),
+                     "beta": ("--beta", 1e6), "l0_lambda": ("--l0-lambda", 1e6), "tau": ("--tau", 1e6)}
+
+
+def check_train_ranges(options: dict[str, Any]) -> None:
+    """Refuse (ConfigError, one line naming the option) train options outside their sane range.
+
+    Lower bounds, non-finite and negative floats are also checked by ModelConfig / TrainConfig with
+    their own messages; this adds the upper bounds, before anything is allocated.
+    """
+    from cli.common import check_int_range
+
+    for name, (option, low, high) in _TRAIN_INT_RANGES.items():
+        check_int_range(options.get(name), option, low, high)
+    for name, (option, top) in _TRAIN_FLOAT_TOPS.items():
+        value = options.get(name)
+        if isinstance(value, float) and math.isfinite(value) and value > top:
+            raise ConfigError(f"{option} must be at most {top:g}, got {value:g}; typical values are far smaller "
+                              f"(the default is {MODEL_DEFAULTS.get(name, TRAIN_DEFAULTS.get(name))})")
 
 
 _MODEL_OPTIONS = ("backbone", "patch_size", "alpha", "beta", "tau", "init_keep", "drop_prob", "block_size", "l0_lambda",

@@ -7,8 +7,12 @@ it has one (ConvNeXt's norm), applied to the pooled vector.
 
 from __future__ import annotations
 
+import logging
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -71,15 +75,103 @@ _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def _first_line(err: BaseException) -> str:
+    text = (str(err).strip().splitlines() or [""])[0]
+    return text[:300] or type(err).__name__
+
+
+@contextmanager
+def _quiet_hub(cache_only: bool) -> Iterator[None]:
+    """Silence huggingface_hub's retry warnings (and Python warnings) for the block; with
+    ``cache_only``, also keep it off the network (its offline mode: the local cache or an error at once)."""
+    try:
+        from huggingface_hub import constants
+    except ImportError:  # timm without the hub: torch.hub URLs only
+        constants = None
+    hub_logger = logging.getLogger("huggingface_hub")
+    level, offline = hub_logger.level, getattr(constants, "HF_HUB_OFFLINE", False)
+    hub_logger.setLevel(logging.CRITICAL)
+    if constants is not None and cache_only:
+        constants.HF_HUB_OFFLINE = True
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        hub_logger.setLevel(level)
+        if constants is not None:
+            constants.HF_HUB_OFFLINE = offline
+
+
+def _is_download_error(err: BaseException) -> bool:
+    """A failure to find the weights in the cache or to fetch them (not a bug or a bad name)."""
+    if isinstance(err, (OSError, ConnectionError, TimeoutError)):  # LocalEntryNotFoundError, HTTP errors, URLError, ...
+        return True
+    return type(err).__module__.split(".")[0] in ("huggingface_hub", "httpx", "httpx2", "httpcore", "httpcore2",
+                                                   "requests", "urllib3")
+
+
+def _hub_reachable(timeout: float = 5.0) -> bool:
+    """False when a TCP connection to the Hugging Face Hub's host fails (no network, no DNS).
+
+    With a proxy configured the answer is always True: only the download itself can tell.
+    """
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "HTTP_PROXY", "http_proxy")):
+        return True
+    try:
+        from huggingface_hub import constants
+
+        url = urlparse(constants.ENDPOINT)
+    except Exception:  # noqa: BLE001 - no hub client: let the download decide
+        return True
+    try:
+        socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def _create_pretrained(name: str) -> nn.Module:
+    """timm model with pretrained weights: from the local cache first (no network, no retries),
+    then by download; a failure of both is one ConfigError saying what to do instead."""
+    import timm
+
+    try:
+        with _quiet_hub(cache_only=True):
+            return timm.create_model(name, pretrained=True)
+    except Exception:  # noqa: BLE001 - not cached (or not on the hub): try the network below
+        pass
+    try:
+        if not _hub_reachable():  # offline: fail at once instead of a minute of silent retries
+            raise ConnectionError("the Hugging Face Hub cannot be reached")
+        with _quiet_hub(cache_only=False):
+            return timm.create_model(name, pretrained=True)
+    except Exception as err:  # noqa: BLE001 - sorted into a download failure or another failure
+        if _is_download_error(err):
+            raise ConfigError(
+                f"the pretrained weights of {name!r} are not in the local cache and could not be downloaded "
+                f"({type(err).__name__}); pass --weights PATH with a local weights file (.safetensors or .pth), "
+                "or run once with network access to fill the cache"
+            ) from None
+        raise ConfigError(f"could not create timm backbone {name!r} with pretrained weights: {_first_line(err)}") from None
+
+
 def _timm_backbone(name: str, pretrained: bool) -> Backbone:
     import timm
 
     if not timm.is_model(name):
         raise ConfigError(f"unknown backbone {name!r}: use 'compact_cnn' or a timm model name such as resnet50, convnext_tiny, efficientnetv2_s")
-    try:
-        model = timm.create_model(name, pretrained=pretrained)
-    except RuntimeError as err:  # timm raises RuntimeError for unknown names and failed downloads
-        raise ConfigError(f"could not create timm backbone {name!r}: {err}") from None
+    if pretrained:
+        model = _create_pretrained(name)
+    else:
+        try:
+            model = timm.create_model(name, pretrained=False)
+        except RuntimeError as err:  # timm raises RuntimeError for unknown names
+            raise ConfigError(f"could not create timm backbone {name!r}: {_first_line(err)}") from None
     head = getattr(model, "head", None)
     if head is not None and hasattr(head, "norm") and hasattr(head, "fc"):
         # NormMlpClassifierHead (ConvNeXt and kin): pool -> norm -> flatten -> pre_logits -> fc
@@ -119,26 +211,35 @@ def load_backbone_weights(module: nn.Module, path: str | Path) -> list[str]:
     Classifier keys the backbone no longer has are ignored; missing backbone keys
     raise. Never unpickles code. Returns the ignored keys.
     """
+    from ersm_core.checkpoint import _quiet_load, check_archive, check_state_tensors  # checkpoint imports this module
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"weights file not found: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"weights file {path} is empty (0 bytes)")
     if path.suffix == ".safetensors":
         try:
             from safetensors.torch import load_file
         except ImportError:
             raise CheckpointError("reading .safetensors needs the 'safetensors' package: pip install safetensors") from None
-        state = load_file(str(path))
+        try:  # safetensors checks its header (length, offsets) against the file before reading tensors
+            state = load_file(str(path))
+        except Exception as err:  # noqa: BLE001 - SafetensorError, OSError, ...: a damaged or foreign file
+            raise CheckpointError(f"could not read weights from {path}: not a valid .safetensors file ({_first_line(err)})") from None
     else:
+        check_archive(path, what="weights file")  # zip bombs, overlapping records, plain pickles
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = _quiet_load(path)
         except Exception as err:  # noqa: BLE001 - any failure here is a bad file
-            raise CheckpointError(f"could not read weights from {path} as a plain state dict (code is never unpickled): {err}") from None
+            raise CheckpointError(f"could not read weights from {path} as a plain state dict (code is never unpickled): {_first_line(err)}") from None
         for key in ("state_dict", "model", "state_dict_ema"):
             if isinstance(state, dict) and isinstance(state.get(key), dict):
                 state = state[key]
                 break
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} does not hold a state dict")
+    check_state_tensors(state, path)
     state = {k.removeprefix("module."): v for k, v in state.items()}
     own = module.state_dict()
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}

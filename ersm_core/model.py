@@ -21,9 +21,16 @@ from ersm_core.errors import ConfigError
 from ersm_core.l0 import L0Gate
 from ersm_core.registry import Registry
 
-__all__ = ["ModelConfig", "ERSMModel", "build_model", "VARIANTS", "ENERGY_VARIANTS"]
+__all__ = ["ModelConfig", "ERSMModel", "build_model", "feature_map_size", "VARIANTS", "ENERGY_VARIANTS", "MAX_IMAGE_SIZE"]
 
 ENERGY_VARIANTS = ("ersm_unary", "ersm_full")
+
+# Input side in pixels. ImageNet CNNs run at 224-600 px; the largest input of any pretrained timm
+# model is 1024 (SAM; its largest CNN, efficientnet_l2, runs at 800). A checkpoint may not ask for
+# more: the size sets the memory of every image and feature map the evaluation allocates.
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 1024
+# Smallest centre-crop share: the eval resize is image_size / crop_pct per side (at most 4 × image_size).
+MIN_CROP_PCT = 0.25
 
 
 @dataclass(frozen=True)
@@ -56,8 +63,8 @@ class ModelConfig:
             raise ConfigError(f"num_classes must be at least 2, got {self.num_classes}")
         if self.variant not in VARIANTS:
             raise ConfigError(f"unknown variant {self.variant!r}; valid names: {', '.join(VARIANTS.names())}")
-        if self.image_size < 8:
-            raise ConfigError(f"image_size must be at least 8, got {self.image_size}")
+        if not MIN_IMAGE_SIZE <= self.image_size <= MAX_IMAGE_SIZE:
+            raise ConfigError(f"image_size must be in [{MIN_IMAGE_SIZE}, {MAX_IMAGE_SIZE}] pixels, got {self.image_size}")
         _check_ranges(self)  # options out of range: one message each (see _check_ranges)
         if self.variant == "ersm_unary" and self.beta != 0.0:
             object.__setattr__(self, "beta", 0.0)
@@ -106,6 +113,52 @@ def _check_ranges(cfg: "ModelConfig") -> None:
         raise ConfigError(f"drop_prob must lie in [0, 1), got {cfg.drop_prob} (1 would drop every position)")
     if cfg.block_size < 1:
         raise ConfigError(f"block_size must be at least 1, got {cfg.block_size}")
+    if cfg.crop_pct != 0 and not MIN_CROP_PCT <= cfg.crop_pct <= 1.0:
+        raise ConfigError(f"crop_pct must be 0 (the backbone's own) or in [{MIN_CROP_PCT}, 1], got {cfg.crop_pct}")
+    for name in ("mean", "std"):
+        values = getattr(cfg, name)
+        if len(values) not in (0, 3):
+            raise ConfigError(f"{name} holds {len(values)} values; give none (the backbone's own) or 3, one per RGB channel")
+        for value in values:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(f"{name} must hold 3 finite numbers, got {values!r}")
+            if name == "std" and value <= 0:
+                raise ConfigError(f"std must hold 3 positive numbers (inputs are divided by it), got {values!r}")
+
+
+class _ForwardFeatures(nn.Module):
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner.forward_features(x)
+
+
+def feature_map_size(backbone: nn.Module, image_size: int) -> tuple[int, int]:
+    """(H, W) of the backbone's map for an image_size² input, computed without allocating it.
+
+    The probe runs on the meta device (shapes only, no memory), with the backbone's parameters and
+    buffers swapped for meta copies, so a large ``image_size`` costs nothing here. A backbone whose
+    forward cannot run on meta tensors is probed for real; ModelConfig bounds ``image_size`` (see
+    ``MAX_IMAGE_SIZE``), which bounds that probe.
+    """
+    was_training = backbone.training
+    backbone.eval()
+    try:
+        with torch.no_grad():
+            try:
+                wrapper = _ForwardFeatures(backbone)
+                meta = {name: torch.empty_like(t, device="meta")
+                        for name, t in [*wrapper.named_parameters(), *wrapper.named_buffers()]}
+                x = torch.empty(1, 3, image_size, image_size, device="meta")
+                probe = torch.func.functional_call(wrapper, meta, (x,))
+            except Exception:  # noqa: BLE001 - an op without a meta kernel: probe for real (bounded size)
+                device = next((p.device for p in backbone.parameters()), torch.device("cpu"))
+                probe = backbone.forward_features(torch.zeros(1, 3, image_size, image_size, device=device))
+    finally:
+        backbone.train(was_training)
+    return int(probe.shape[2]), int(probe.shape[3])
 
 
 SpatialBuilder = Callable[[int, ModelConfig, int], nn.Module]
@@ -188,12 +241,7 @@ class ERSMModel(nn.Module):
         self.mean = config.mean or backbone.mean
         self.std = config.std or backbone.std
         self.crop_pct = config.crop_pct or backbone.crop_pct
-        with torch.no_grad():
-            was_training = self.backbone.training
-            self.backbone.eval()
-            probe = self.backbone.forward_features(torch.zeros(1, 3, config.image_size, config.image_size))
-            self.backbone.train(was_training)
-        self.feature_hw: tuple[int, int] = (int(probe.shape[2]), int(probe.shape[3]))
+        self.feature_hw: tuple[int, int] = feature_map_size(self.backbone, config.image_size)
         self.grid = check_patch_size(*self.feature_hw, config.patch_size)
         self.n_tokens = self.grid[0] * self.grid[1]
         self.spatial = VARIANTS.get(config.variant)(self.channels, config, self.n_tokens)

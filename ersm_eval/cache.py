@@ -21,8 +21,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -32,6 +33,27 @@ from ersm_core.files import atomic_write_bytes
 __all__ = ["FeatureCache", "cache_key"]
 
 CHUNK = 256  # dataset indices per chunk file
+_SIDECAR_MAX_BYTES = 64 * 1024  # a sidecar lists at most CHUNK indices and two digests: a few KiB
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} in a cache sidecar")
+
+
+def _valid_content(indices: np.ndarray, feats: np.ndarray, labels: np.ndarray, n_classes: int | None,
+                   labels_of: Callable[[np.ndarray], np.ndarray | None] | None) -> bool:
+    """Features finite, labels within [0, n_classes) and equal to the dataset's (when known)."""
+    if not np.isfinite(feats).all():
+        return False
+    if labels.size and int(labels.min()) < 0:
+        return False
+    if n_classes is not None and labels.size and int(labels.max()) >= n_classes:
+        return False
+    if labels_of is not None:
+        expected = labels_of(indices)
+        if expected is not None and not np.array_equal(np.asarray(expected, dtype=np.int64), labels):
+            return False
+    return True
 
 
 def cache_key(
@@ -133,38 +155,108 @@ class FeatureCache:
     def _stem(self, chunk: int, indices: list[int]) -> Path:
         return self.dir / f"c{chunk:06d}-{_digest([int(i) for i in indices])[:12]}"
 
-    def load_chunk(self, chunk: int, needed: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    def load_chunk(self, chunk: int, needed: list[int], feature_shape: tuple[int, ...] | None = None,
+                   n_classes: int | None = None,
+                   labels_of: Callable[[np.ndarray], np.ndarray | None] | None = None,
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """(indices, features, labels) for ``needed`` from a cached chunk, or None on a miss.
 
-        A chunk whose files fail their checksum is deleted and counts as a miss.
+        A chunk that is not exactly what :meth:`store_chunk` writes counts as corrupt: it is
+        deleted (listed in ``rebuilt``) and counts as a miss. Checked before use: the sidecar
+        (a JSON object, a list of distinct indices of this chunk, two sha256), each file's
+        ``.npy`` header (read before the data: features float32 [n, *feature_shape], labels
+        int64 [n], n the sidecar's index count, sizes equal to the files'), both checksums,
+        finite features, labels in [0, n_classes) and, when ``labels_of`` gives them, equal
+        to the dataset's labels of those indices.
         """
         self._ensure_dir()
         want = set(int(i) for i in needed)
         for sidecar in sorted(self.dir.glob(f"c{chunk:06d}-*.json")):
-            try:
-                entry = json.loads(sidecar.read_text())
-            except (OSError, ValueError):
+            entry = self._read_sidecar(sidecar, chunk)
+            if entry is None:
                 self._drop(sidecar)
                 continue
-            if not want <= set(entry.get("indices", [])):
+            if not want <= set(entry["indices"]):
                 continue
-            stem = sidecar.with_suffix("")
-            try:
-                blobs = (Path(f"{stem}.features.npy").read_bytes(), Path(f"{stem}.labels.npy").read_bytes())
-            except OSError:
+            loaded = self._read_arrays(sidecar.with_suffix(""), entry, feature_shape)
+            if loaded is None:
                 self._drop(sidecar)
                 continue
-            sums = [hashlib.sha256(b).hexdigest() for b in blobs]
-            if sums != [entry.get("features_sha256"), entry.get("labels_sha256")]:
-                self._drop(sidecar)
-                continue
-            feats = np.load(io.BytesIO(blobs[0]), allow_pickle=False)
-            labels = np.load(io.BytesIO(blobs[1]), allow_pickle=False)
+            feats, labels = loaded
             indices = np.asarray(entry["indices"], dtype=np.int64)
+            if not _valid_content(indices, feats, labels, n_classes, labels_of):
+                self._drop(sidecar)
+                continue
             keep = np.isin(indices, sorted(want))
             self.hits += 1
             return indices[keep], feats[keep], labels[keep]
         return None
+
+    def _read_sidecar(self, sidecar: Path, chunk: int) -> dict[str, Any] | None:
+        """The sidecar's content when it is what :meth:`store_chunk` writes, else None (corrupt)."""
+        try:
+            if sidecar.stat().st_size > _SIDECAR_MAX_BYTES:
+                return None
+            entry = json.loads(sidecar.read_bytes().decode("utf-8"), parse_constant=_no_constant)
+        except (OSError, ValueError, RecursionError):  # unreadable, not UTF-8, not JSON
+            return None
+        if not isinstance(entry, dict):
+            return None
+        indices = entry.get("indices")
+        if not isinstance(indices, list) or not 1 <= len(indices) <= CHUNK:
+            return None
+        low, high = chunk * CHUNK, (chunk + 1) * CHUNK
+        if not all(isinstance(i, int) and not isinstance(i, bool) and low <= i < high for i in indices):
+            return None
+        if len(set(indices)) != len(indices) or sidecar.stem != self._stem(chunk, indices).name:
+            return None
+        for name in ("features_sha256", "labels_sha256"):
+            digest = entry.get(name)
+            if not (isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
+                return None
+        return entry
+
+    @staticmethod
+    def _read_arrays(stem: Path, entry: dict[str, Any], feature_shape: tuple[int, ...] | None,
+                     ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Features and labels of a chunk, each header checked before its data is read; None if corrupt."""
+        n = len(entry["indices"])
+        out = []
+        for suffix, digest, dtype, shape in (
+            ("features", entry["features_sha256"], np.dtype("<f4"), None if feature_shape is None else (n, *feature_shape)),
+            ("labels", entry["labels_sha256"], np.dtype("<i8"), (n,)),
+        ):
+            try:
+                with open(f"{stem}.{suffix}.npy", "rb") as fh:
+                    size = os.fstat(fh.fileno()).st_size
+                    version = np.lib.format.read_magic(fh)
+                    if version == (1, 0):
+                        got_shape, fortran, got_dtype = np.lib.format.read_array_header_1_0(fh)
+                    elif version == (2, 0):
+                        got_shape, fortran, got_dtype = np.lib.format.read_array_header_2_0(fh)
+                    else:
+                        return None
+                    offset = fh.tell()
+                    if got_dtype != dtype or fortran or (shape is not None and tuple(got_shape) != shape):
+                        return None
+                    if len(got_shape) != (4 if suffix == "features" else 1) or got_shape[0] != n:
+                        return None
+                    nbytes = dtype.itemsize
+                    for dim in got_shape:
+                        nbytes *= int(dim)
+                    if offset + nbytes != size:  # the header's claim must be the file's actual size
+                        return None
+                    fh.seek(0)
+                    blob = fh.read(size + 1)
+            except (OSError, ValueError, EOFError):
+                return None
+            if len(blob) != size or hashlib.sha256(blob).hexdigest() != digest:
+                return None
+            try:
+                out.append(np.load(io.BytesIO(blob), allow_pickle=False))
+            except (OSError, ValueError, EOFError):
+                return None
+        return out[0], out[1]
 
     def _drop(self, sidecar: Path) -> None:
         stem = sidecar.with_suffix("")

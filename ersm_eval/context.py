@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
@@ -17,7 +18,7 @@ from ersm_core.data.subset import dataset_labels, stratified_subset, subset_reco
 from ersm_core.device import select_device
 from ersm_core.errors import DatasetError
 
-__all__ = ["EvalSetup", "load_eval_dataset", "prepare", "iterate_batches", "check_finite", "check_class_names", "gather_skipped", "shard", "Progress"]
+__all__ = ["EvalSetup", "load_eval_dataset", "prepare", "iterate_batches", "check_finite", "check_class_names", "first_class_difference", "gather_skipped", "shard", "Progress"]
 
 Progress = Callable[[int], None]  # called with the number of images just processed
 
@@ -78,7 +79,9 @@ def load_eval_dataset(
     if len(data.classes) != checkpoint.config.num_classes:
         raise DatasetError(
             f"dataset {dataset!r} has {len(data.classes)} classes but the checkpoint {checkpoint.path} "
-            f"was trained for {checkpoint.config.num_classes}; evaluate it on the dataset it was trained on"
+            f"was trained for {checkpoint.config.num_classes} "
+            f"({first_class_difference(checkpoint.class_names, data.classes)}); "
+            "evaluate it on the dataset it was trained on"
         )
     check_class_names(checkpoint.class_names, data.classes, checkpoint.path, dataset)
     if limit is not None and limit < 1:
@@ -134,6 +137,20 @@ def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     return batch
 
 
+def first_class_difference(checkpoint_names: list[str], dataset_names: list[str]) -> str:
+    """Where two class lists first differ, in words: ``class 1 is 'cow' in the dataset but 'dog' in the
+    checkpoint``, or the first class only one of them has (empty string when they are equal)."""
+    for i, (mine, theirs) in enumerate(zip(checkpoint_names, dataset_names)):
+        if str(mine) != str(theirs):
+            return f"class {i} is {str(theirs)!r} in the dataset but {str(mine)!r} in the checkpoint"
+    n = min(len(checkpoint_names), len(dataset_names))
+    if len(dataset_names) > n:
+        return f"class {n} is {str(dataset_names[n])!r} in the dataset but the checkpoint has no class {n}"
+    if len(checkpoint_names) > n:
+        return f"class {n} is {str(checkpoint_names[n])!r} in the checkpoint but the dataset has no class {n}"
+    return ""
+
+
 def check_class_names(checkpoint_names: list[str], dataset_names: list[str], checkpoint_path: Any = "the checkpoint",
                       dataset: str = "the dataset") -> None:
     """Raise DatasetError at the first class whose name differs between checkpoint and dataset.
@@ -151,18 +168,33 @@ def check_class_names(checkpoint_names: list[str], dataset_names: list[str], che
     if len(checkpoint_names) != len(dataset_names):
         raise DatasetError(
             f"the checkpoint {checkpoint_path} has {len(checkpoint_names)} classes but dataset {dataset!r} has "
-            f"{len(dataset_names)}; evaluate it on the dataset it was trained on"
+            f"{len(dataset_names)} ({first_class_difference(checkpoint_names, dataset_names)}); "
+            "evaluate it on the dataset it was trained on"
         )
 
 
-def check_finite(values: torch.Tensor, indices: torch.Tensor, what: str = "features") -> None:
-    """Raise a clear error when a batch holds NaN or infinite values (never silent accuracy)."""
-    finite = torch.isfinite(values.reshape(values.shape[0], -1)).all(dim=1)
+def check_finite(values: torch.Tensor, indices: Any, what: str = "features", count: int | None = None) -> None:
+    """Raise a clear error when a batch holds NaN or infinite values (never silent accuracy).
+
+    ``values`` has the images on axis 0 and ``indices`` gives their dataset indices.
+    ``count`` limits the check to the first ``count`` rows (the real images of a chunk
+    padded with copies of its last one). The message lists each dataset index once,
+    sorted, at most ten of them.
+    """
+    if count is not None:
+        values = values[:count]
+    n = values.shape[0]
+    if n == 0:
+        return
+    finite = torch.isfinite(values.reshape(n, -1)).all(dim=1)
     if not bool(finite.all()):
-        bad = indices[~finite].tolist()
+        index = indices.detach().cpu() if torch.is_tensor(indices) else torch.as_tensor(np.asarray(indices))
+        bad = sorted({int(i) for i in index.reshape(-1)[:n][~finite.cpu()].tolist()})
+        shown = ", ".join(str(i) for i in bad[:10]) + (f", ... ({len(bad) - 10} more)" if len(bad) > 10 else "")
         raise DatasetError(
-            f"non-finite {what} (NaN or inf) for {len(bad)} image(s) of this batch, dataset indices {bad[:10]}; "
-            "the checkpoint's weights or these images are broken (a diverged training run?), so no accuracy is reported"
+            f"non-finite {what} (NaN or inf) for {len(bad)} image(s) of this batch, dataset indices [{shown}]; "
+            "the checkpoint's weights or these images are broken (a diverged training run, or weights so large "
+            "that the logits overflow?), so no accuracy is reported"
         )
 
 

@@ -428,7 +428,7 @@ class DeletionEvaluator:
             features = model.forward_features(images)
         else:
             raise ConfigError("input-level deletion needs images; feature batches (--cache) only serve --level feature")
-        check_finite(features, torch.from_numpy(indices), "backbone features")
+        check_finite(features, indices, "backbone features", count)
         scores = {k: v for k, v in model.token_scores(features).items() if k != "grid"}
         # external per-token scores [B, N] (ersm_eval.api's scores=), read by rankings registered for them
         scores.update({k: torch.as_tensor(v).to(device) for k, v in batch.get("scores", {}).items()})
@@ -448,6 +448,8 @@ class DeletionEvaluator:
             fills = fill(images, st.fill, tuple(model.mean), tuple(model.std), indices, st.fill_seed, sigma)
             logits = input_deletion_logits(model, images, fills, orders, self.steps, st.input_chunk)
             descending = False
+        # the model's own logits (k = 0 among them): one pass over the chunk's logits, real images only
+        check_finite(logits, indices, "logits", count)
         diag = energy_diagnostic_values(scores, tuple(model.grid)) if self.diagnose else {}
         real = slice(0, count)
         self._store(logits[real], labels[real], indices[real], orders[real],

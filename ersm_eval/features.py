@@ -33,6 +33,42 @@ def _compute(model, dataset, indices, batch_size, workers, device, progress, sha
         yield {"features": features, "label": batch["label"], "index": batch["index"]}
 
 
+def _expected_content(model, dataset: ERSMDataset) -> dict[str, Any]:
+    """What a cached chunk must hold for this model and dataset (:meth:`FeatureCache.load_chunk`):
+    the feature shape [C, H, W] when the model tells it, the class count, and the dataset's labels
+    when it can give them without reading an image."""
+    channels, hw = getattr(model, "channels", None), tuple(getattr(model, "feature_hw", ()) or ())
+    shape = None
+    if isinstance(channels, int) and len(hw) == 2 and all(isinstance(v, int) for v in hw):
+        shape = (channels, *hw)
+    classes = getattr(dataset, "classes", None)
+    return {"feature_shape": shape, "n_classes": len(classes) if classes else None, "labels_of": _labels_of(dataset)}
+
+
+def _labels_of(dataset: ERSMDataset):
+    """A function giving the dataset's labels of some indices without loading images, or None."""
+    label_of = getattr(dataset, "label_of", None)
+    labels = getattr(dataset, "labels", None)
+    samples = getattr(dataset, "samples", None)
+    if callable(label_of):
+        pick = label_of
+    elif isinstance(labels, (list, tuple)) and len(labels) == len(dataset):
+        pick = labels.__getitem__
+    elif isinstance(samples, (list, tuple)) and len(samples) == len(dataset) and \
+            all(isinstance(s, tuple) and len(s) >= 2 and isinstance(s[1], int) for s in samples[:1]):
+        pick = lambda i: samples[i][1]  # noqa: E731
+    else:
+        return None
+
+    def of(indices: np.ndarray) -> np.ndarray | None:
+        try:
+            return np.asarray([int(pick(int(i))) for i in indices], dtype=np.int64)
+        except (IndexError, TypeError, ValueError):
+            return None
+
+    return of
+
+
 def feature_batches(
     model,
     dataset: ERSMDataset,
@@ -67,9 +103,12 @@ def feature_batches(
             versions={"ersm_eval": versions().get("ersm_eval", "unknown"), "torch": torch.__version__},
         )
     mine = shard(indices)
+    expected = _expected_content(model, dataset)
     for chunk, group in groupby(mine, key=FeatureCache.chunk_of):
         needed = list(group)
-        hit = cache.load_chunk(chunk, needed)
+        hit = cache.load_chunk(chunk, needed, **expected)
+        if hit is not None:  # validated by the cache; checked again as computed features are
+            check_finite(torch.from_numpy(hit[1]), torch.from_numpy(hit[0]), "cached backbone features")
         if hit is None:
             parts = list(_compute(model, dataset, needed, batch_size, workers, device, None, sharded=False, **bad))
             if not parts:  # every image of the chunk was unreadable and skipped

@@ -38,6 +38,7 @@ import pandas as pd
 import torch
 
 from ersm_core.errors import ConfigError
+from ersm_eval.context import check_finite
 from ersm_eval.forward import FORWARD_CHUNK, fixed_chunks
 from ersm_eval.occluders import FILLS, PATTERNS, apply_occluder, check_severities, fill_values, pattern_masks
 from ersm_eval.schema import TABLES
@@ -160,8 +161,12 @@ class OcclusionEvaluator:
                 per_image += runs * n_sev
         return per_image * n_images
 
-    def _predict(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """(correct, true-class probability) for images [M, 3, S, S].
+    def _predict(self, images: torch.Tensor, labels: torch.Tensor, indices: Sequence[int],
+                 what: str = "logits") -> tuple[np.ndarray, np.ndarray]:
+        """(correct, true-class probability) for images [M, 3, S, S] of dataset ``indices`` [M].
+
+        Non-finite logits stop the run (:func:`ersm_eval.context.check_finite`), naming
+        the images: a softmax of inf or NaN would give a silent, meaningless accuracy.
 
         The model runs on fixed-size chunks (:func:`ersm_eval.forward.fixed_chunks`):
         kernels pick their code path from the batch shape, so chunks of ``batch_size``
@@ -175,7 +180,9 @@ class OcclusionEvaluator:
             stop = start + max(self.batch_size, FORWARD_CHUNK)
             x, y = images[start:stop], labels[start:stop]
             x = x.contiguous(memory_format=torch.channels_last)
-            p = torch.softmax(fixed_chunks(self.model, x).float(), dim=1)
+            logits = fixed_chunks(self.model, x)
+            check_finite(logits, indices[start:stop], what)
+            p = torch.softmax(logits.float(), dim=1)
             correct.append((p.argmax(1) == y).cpu().numpy())
             prob.append(p.gather(1, y[:, None])[:, 0].cpu().numpy())
         return np.concatenate(correct).astype(np.float32), np.concatenate(prob).astype(np.float32)
@@ -197,7 +204,7 @@ class OcclusionEvaluator:
         correct = np.full(shape, np.nan, dtype=np.float32)
         prob = np.full(shape, np.nan, dtype=np.float32)
 
-        clean_c, clean_p = self._predict(images, labels)
+        clean_c, clean_p = self._predict(images, labels, indices)
         fills_cache: dict[tuple[int, str], torch.Tensor] = {}
 
         def fill_for(seed_pos: int, fill: str) -> torch.Tensor:
@@ -239,7 +246,9 @@ class OcclusionEvaluator:
                     sel = torch.as_tensor(rows, device=device)
                     occluded = apply_occluder(images[sel], masks, fill_for(si, fill)[sel])  # [R, K, 3, S, S]
                     k = occluded.shape[1]
-                    c, p = self._predict(occluded.reshape(-1, *occluded.shape[2:]), labels[sel].repeat_interleave(k))
+                    c, p = self._predict(occluded.reshape(-1, *occluded.shape[2:]), labels[sel].repeat_interleave(k),
+                                         [indices[b] for b in rows for _ in range(k)],
+                                         f"logits of occluded images ({name}, {fill})")
                     correct[np.ix_(rows, [si], [fi], [pi], nonzero)] = c.reshape(len(rows), 1, 1, 1, k)
                     prob[np.ix_(rows, [si], [fi], [pi], nonzero)] = p.reshape(len(rows), 1, 1, 1, k)
         self._parts.append({

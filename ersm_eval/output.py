@@ -46,7 +46,7 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 __all__ = [
-    "MARKER", "MIN_FREE_BYTES", "check_output_dir", "check_output_path", "check_output_file", "output_folder",
+    "MARKER", "MIN_FREE_BYTES", "check_name_length", "check_output_dir", "check_output_path", "check_output_file", "output_folder",
     "mark_output_dir", "is_marked", "release_locks", "write_table", "write_json", "run_info",
     "atomic_path", "atomic_write_bytes", "atomic_write_text",
 ]
@@ -99,6 +99,53 @@ def check_output_path(out: str | Path, inputs: InputPaths = (), option: str = "-
             f"what it reads: choose an {option} outside it"
         )
     return Path(out)
+
+
+_TEMP_EXTRA = {"folder": 18, "file": 14}  # bytes the temporary names add: ".<name>.XXXXXXXX.partial" / ".<name>.XXXXXXXX.tmp"
+
+
+def _name_max(folder: Path) -> tuple[int, int]:
+    """(longest file name, longest path) the file system under ``folder`` allows; 255 and 4096 when unknown."""
+    limits = []
+    for key, default in (("PC_NAME_MAX", 255), ("PC_PATH_MAX", 4096)):
+        try:
+            limits.append(int(os.pathconf(folder, key)) or default)
+        except (OSError, ValueError, AttributeError):  # pragma: no cover - no pathconf (Windows) or unknown key
+            limits.append(default)
+    return limits[0], limits[1]
+
+
+def check_name_length(out: str | Path, kind: str = "folder", option: str = "--out", names: Iterable[str] = ()) -> None:
+    """Refuse an output whose name, or a temporary name the run creates beside it, the file system cannot hold.
+
+    ``kind``: "folder" (written as ``.<name>.XXXXXXXX.partial``, locked as ``.<name>.ersm-lock``) or
+    "file" (written as ``.<name>.XXXXXXXX.tmp``); ``names``: other files written beside it (a history CSV).
+    Checked before any work, so a long run does not end with "File name too long".
+    """
+    path = Path(os.path.abspath(os.path.expanduser(str(out))))
+    name_max, path_max = _name_max(_existing_ancestor_plain(path.parent))
+    extra = _TEMP_EXTRA[kind]
+    for part in path.parent.parts:
+        if len(os.fsencode(part)) > name_max:
+            raise ConfigError(f"{option} {out}: the folder name {part[:32]}... is {len(os.fsencode(part))} bytes long, "
+                              f"more than the {name_max} this file system allows; choose a shorter {option}")
+    for name in (path.name, *names):
+        size = len(os.fsencode(name))
+        if size + extra > name_max:
+            raise ConfigError(
+                f"{option} {out}: the name {name[:32]}... is {size} bytes long and ersm-eval writes it under a temporary "
+                f"name {extra} bytes longer, more than the {name_max} this file system allows; choose a name of at most "
+                f"{name_max - extra} bytes")
+    if len(os.fsencode(str(path))) + extra >= path_max:
+        raise ConfigError(f"{option} {out} is {len(os.fsencode(str(path)))} bytes long as a full path, too long for this "
+                          f"file system ({path_max}); choose a shorter {option}")
+
+
+def _existing_ancestor_plain(path: Path) -> Path:
+    """The nearest folder of ``path`` that exists (``path`` absolute), without resolving links."""
+    while not os.path.isdir(path) and path != path.parent:
+        path = path.parent
+    return path
 
 
 def is_marked(folder: str | Path) -> bool:
@@ -172,15 +219,49 @@ def _is_main_process() -> bool:
     return int(os.environ.get("RANK", "0") or 0) == 0
 
 
+_CREATED: dict[Path, list[Path]] = {}  # resolved output path -> folders its lock created, outermost first
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """The folders of ``folder`` (itself included) that do not exist yet, outermost first."""
+    missing = []
+    folder = Path(os.path.abspath(folder))
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing[::-1]
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders a run created (``_missing_folders``), innermost first, while they are empty."""
+    for folder in reversed(folders):
+        try:
+            folder.rmdir()
+        except OSError:  # holds the output (the run succeeded) or something else: kept
+            break
+
+
 def _lock(out: Path, option: str = "--out") -> None:
     key = _resolve(out)
     if key in _LOCKS or not _is_main_process():
         return
     parent = Path(out).parent
+    created = _missing_folders(parent)
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
+        _remove_empty(created)
         raise ConfigError(f"cannot create the folder {parent} for {option} {out}: {err.strerror}") from None
+    try:
+        _LOCKS[key] = (_take_lock(out, parent, option), parent / f".{Path(out).name}.ersm-lock")
+    except BaseException:
+        _remove_empty(created)
+        raise
+    _CREATED[key] = created
+
+
+def _take_lock(out: Path, parent: Path, option: str) -> int:
+    """Open and flock ``.<name>.ersm-lock`` in ``parent``; the file descriptor holding the lock."""
     lock = parent / f".{Path(out).name}.ersm-lock"
     busy = ConfigError(
         f"another ersm-eval run is writing {option} {out} right now (lock file {lock}); wait for it to finish "
@@ -214,7 +295,7 @@ def _lock(out: Path, option: str = "--out") -> None:
         raise busy
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
-    _LOCKS[key] = (fd, lock)
+    return fd
 
 
 def _unlock(out: Path) -> None:
@@ -226,6 +307,7 @@ def _unlock(out: Path) -> None:
         lock.unlink(missing_ok=True)
     finally:
         os.close(fd)
+        _remove_empty(_CREATED.pop(_resolve(out), []))
 
 
 def release_locks() -> None:
@@ -248,6 +330,7 @@ def check_output_dir(out: str | Path, overwrite: bool = False, inputs: InputPath
     until :func:`output_folder` finishes or :func:`release_locks` is called.
     Calling it again for a folder this process holds is a no-op re-check.
     """
+    check_name_length(out, "folder")
     out = check_output_path(out, inputs)
     _check_replaceable(out, overwrite)
     _check_room(out)
@@ -263,6 +346,7 @@ def check_output_file(path: str | Path, overwrite: bool = False, inputs: InputPa
     """
     from ersm_core.checkpoint import is_checkpoint_file
 
+    check_name_length(path, "file", option, names=[f"{Path(path).stem}.history.csv"])
     path = check_output_path(path, inputs, option)
     if path.is_dir():
         raise ConfigError(f"{option} {path} is a folder; give a checkpoint file name such as {path / 'model.pt'}")

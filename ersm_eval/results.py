@@ -37,6 +37,9 @@ __all__ = [
     "summary_schema",
     "check_summary",
     "load_summary",
+    "read_json_file",
+    "SUMMARY_MAX_BYTES",
+    "SUMMARY_MAX_DEPTH",
 ]
 
 SUMMARY_SCHEMA_VERSION = 2  # bump with every change of summary_schema.json (fields added, renamed or removed)
@@ -219,6 +222,82 @@ def check_summary(data: dict[str, Any]) -> list[str]:
     return out
 
 
+SUMMARY_MAX_BYTES = 64 * 1024 * 1024  # a summary.json holds options, provenance and verdicts: kilobytes, not gigabytes
+SUMMARY_MAX_DEPTH = 64  # a checkpoint's provenance is at most 32 levels deep, and sits 3 levels down
+_MAX_INT = 2 ** 64  # no count, index or seed of a run is larger; larger ones would overflow floats
+
+
+def _reject_constant(name: str) -> Any:
+    if name == "NaN":  # json.dumps writes NaN for a statistic with no value (e.g. an empty interval)
+        return float("nan")
+    raise ValueError(f"the number {name} is not allowed (ersm-eval writes only finite numbers)")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not np.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is out of range")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > 20:
+        raise ValueError(f"the integer {text[:20]}... ({len(text)} digits) is out of range")
+    value = int(text)
+    if abs(value) > _MAX_INT:
+        raise ValueError(f"the integer {text} is out of range")
+    return value
+
+
+def _depth_problem(data: Any, max_depth: int) -> str | None:
+    """Where ``data`` nests more than ``max_depth`` levels (walked without recursion), or None."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth > max_depth:
+                return f"nested more than {max_depth} levels deep"
+            items = value.values() if isinstance(value, dict) else value
+            stack.extend((item, depth + 1) for item in items if isinstance(item, (dict, list)))
+    return None
+
+
+def read_json_file(path: str | Path, error: type[Exception] = ConfigError, max_bytes: int = SUMMARY_MAX_BYTES,
+                   max_depth: int = SUMMARY_MAX_DEPTH) -> dict[str, Any]:
+    """A JSON object read from ``path`` defensively; anything else raises ``error`` naming the file.
+
+    The file is at most ``max_bytes`` (checked before it is read) and nests at most ``max_depth``
+    levels; Infinity, numbers that overflow a float and integers beyond 64 bits are refused (NaN,
+    which ersm-eval writes for a statistic with no value, is read as NaN).
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise error(f"{path}: {size} bytes, more than the {max_bytes} a summary may hold; "
+                        "the file was not written by ersm-eval or was edited")
+        with open(path, "rb") as fh:
+            raw = fh.read(max_bytes + 1)
+    except OSError as err:
+        raise error(f"{path}: cannot be read ({err.strerror or err})") from None
+    if len(raw) > max_bytes:
+        raise error(f"{path}: more than {max_bytes} bytes, more than a summary may hold")
+    try:
+        data = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite_float,
+                          parse_int=_bounded_int)
+    except RecursionError:
+        raise error(f"{path}: not valid JSON (nested too deeply)") from None
+    except (ValueError, UnicodeDecodeError) as err:  # JSONDecodeError, bad UTF-8, the number checks above
+        detail = " ".join(str(err).split())[:200]
+        raise error(f"{path}: not valid JSON ({detail})") from None
+    if not isinstance(data, dict):
+        raise error(f"{path}: expected a JSON object at the top level, found {type(data).__name__}")
+    problem = _depth_problem(data, max_depth)
+    if problem:
+        raise error(f"{path}: not a summary written by ersm-eval ({problem})")
+    return data
+
+
 def load_summary(folder: str | Path) -> RunSummary:
     """Read ``summary.json`` of a run folder written by :meth:`EvaluationResult.save`.
 
@@ -228,11 +307,13 @@ def load_summary(folder: str | Path) -> RunSummary:
     path = Path(folder) / SUMMARY_JSON
     if not path.is_file():
         raise ConfigError(f"{path} not found: is {folder} a folder written by ersm-eval?")
+    data = read_json_file(path, ConfigError)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as err:
-        raise ConfigError(f"{path} is not valid JSON: {err}") from None
-    return RunSummary.from_dict(data)
+        return RunSummary.from_dict(data)
+    except (TypeError, ValueError) as err:  # ConfigError included; a field ModelInfo does not take
+        if isinstance(err, ConfigError):
+            raise ConfigError(f"{path}: {err}") from None
+        raise ConfigError(f"{path}: summary does not follow summary_schema.json ({err})") from None
 
 
 # -- the result -----------------------------------------------------------------------------

@@ -55,6 +55,7 @@ import pandas as pd
 import torch
 
 from ersm_core.data.boxes import bounding_box
+from ersm_eval.context import check_finite
 from ersm_eval.localization import (
     BOX_THRESHOLD,
     IOU_THRESHOLDS,
@@ -223,6 +224,10 @@ class SparsityEvaluator:
         """Add the records of one batch (keys image, label, index, mask, has_mask, box)."""
         images = batch["image"]
         out = model_maps(self.model, images)
+        # the model's logits and maps feed every number: non-finite ones stop the run, naming the images
+        check_finite(out["logits"], batch["index"], "logits")
+        for name in self.map_names:
+            check_finite(out[name], batch["index"], f"{name} map")
         probs = torch.softmax(out["logits"].float(), dim=1)
         confidence, prediction = probs.max(1)
         labels = torch.as_tensor(batch["label"], device=probs.device)

@@ -15,7 +15,6 @@ interval and verdict.
 from __future__ import annotations
 
 import base64
-import json
 import math
 import os
 import re
@@ -68,6 +67,7 @@ from reports.tables import (
     typed_summary,
     unique_labels,
 )
+from reports.tables import _read_summary
 
 __all__ = ["CLAIM_VERDICTS", "GENERATOR", "build_report", "is_own_report"]
 
@@ -678,8 +678,8 @@ def _provenance(runs: list[Run], out_dir: Path) -> list[dict[str, Any]]:
             summary = run.summary if folder == run.path and not run.sources[1:] else {}
             if not summary and (folder / SUMMARY_JSON).is_file():
                 try:
-                    summary = json.loads((folder / SUMMARY_JSON).read_text(encoding="utf-8"))
-                except (OSError, ValueError):
+                    summary = _read_summary(folder / SUMMARY_JSON)  # size, nesting and numbers bounded
+                except ReportError:
                     summary = {}
             summary = summary if isinstance(summary, dict) else {}
             rel = _rel(folder, out_dir)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 import zipfile
 from dataclasses import dataclass, field, replace
@@ -215,6 +214,68 @@ def _legacy(summary: dict[str, Any], key: str) -> Any:
     return None
 
 
+# value ranges of the numeric columns, as the evaluators write them (NaN / empty stays allowed: "no
+# value"); every other numeric column must be finite. "prob": in [0, 1]; "diff": a difference of two
+# such values, in [-1, 1]; "count": an integer ≥ 0; "seed": an integer ≥ -1 (-1: no seed); "sd": ≥ 0.
+_PROB = ("prob", 0.0, 1.0, False)
+_DIFF = ("diff", -1.0, 1.0, False)
+_COUNT = ("count", 0.0, None, True)
+_RANGES: dict[str, dict[str, tuple[str, float, float | None, bool]]] = {
+    "deletion_curves.csv": {"seed": ("seed", -1.0, None, True), "k": _COUNT, "fraction_removed": _PROB,
+                            "n_images": _COUNT, "accuracy": _PROB, "ci_low": _PROB, "ci_high": _PROB,
+                            "mean_true_prob": _PROB},
+    "deletion_summary.csv": {
+        "n_seeds": _COUNT, "auc": _PROB, "acc_k0": _PROB, "peak_accuracy": _PROB, "peak_k": _COUNT,
+        "auc_diff": _DIFF, "auc_diff_ci_low": _DIFF, "auc_diff_ci_high": _DIFF, "auc_diff_p_value": _PROB,
+        "prob_auc": _PROB, "prob_auc_diff": _DIFF, "prob_auc_diff_ci_low": _DIFF, "prob_auc_diff_ci_high": _DIFF,
+        "prob_auc_diff_p_value": _PROB, "max_gap_to_random": _DIFF, "max_gap_k": _COUNT, "max_gap_ci_low": _DIFF,
+        "max_gap_ci_high": _DIFF, "min_gap_to_random": _DIFF, "min_gap_k": _COUNT, "min_gap_ci_low": _DIFF,
+        "min_gap_ci_high": _DIFF, "steps_above_random": _COUNT, "steps_below_random": _COUNT, "n_steps": _COUNT,
+        "half_accuracy_k": _COUNT},
+    "deletion_tests.csv": {"k": _COUNT, "accuracy": _PROB, "random_accuracy": _PROB, "difference": _DIFF,
+                           "ci_low": _DIFF, "ci_high": _DIFF, "p_value": _PROB},
+    "ranking_agreement.csv": {"n_images": _COUNT, "spearman_mean": _DIFF, "spearman_sd": ("sd", 0.0, None, False),
+                              "kendall_mean": _DIFF, "kendall_sd": ("sd", 0.0, None, False),
+                              "overlap25_mean": _PROB, "overlap50_mean": _PROB},
+    "occlusion.csv": {"n": _COUNT, "accuracy": _PROB, "ci_low": _PROB, "ci_high": _PROB, "mean_true_prob": _PROB},
+    "occlusion_summary.csv": {"auc": _PROB, "acc0": _PROB, "diff_auc_to_first": _DIFF, "diff_ci_low": _DIFF,
+                              "diff_ci_high": _DIFF},
+    "keep_histogram.csv": {"bin_low": _PROB, "bin_high": _PROB, "count": _COUNT},
+    "per_class_keep.csv": {"class_index": _COUNT, "n": _COUNT, "mean_keep": _PROB, "accuracy": _PROB},
+    "per_image.csv": {"index": _COUNT, "label": _COUNT, "prediction": _COUNT, "confidence": _PROB,
+                      "mean_keep": _PROB, "object_keep_mass": _PROB, "iou": _PROB},
+}
+_SLACK = 1e-6  # floating-point rounding of values computed at the bounds
+
+
+def _check_range(path: Path, name: str, column: str, raw: pd.Series, values: pd.Series, n_tokens: int | None) -> None:
+    """Refuse the first value of a numeric column outside what the evaluators write (inf anywhere)."""
+    array = values.to_numpy(float)
+    present = ~np.isnan(array)
+    bad = present & ~np.isfinite(array)
+    want = "a finite number"
+    rule = _RANGES.get(name, {}).get(column)
+    if rule is not None:
+        kind, low, high, integer = rule
+        with np.errstate(invalid="ignore"):
+            out = array < low - _SLACK
+            if high is not None:
+                out |= array > high + _SLACK
+            if integer:
+                out |= array != np.round(array)
+        if column in ("k", "peak_k", "max_gap_k", "min_gap_k", "half_accuracy_k") and n_tokens is not None:
+            out |= array > n_tokens
+            high = n_tokens
+        bad |= present & out
+        want = {"prob": "a number in [0, 1]", "diff": "a number in [-1, 1]", "sd": "a non-negative number",
+                "count": "a non-negative integer" if high is None else f"an integer in [0, {high:g}]",
+                "seed": "an integer of at least -1"}[kind]
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise ReportError(f"{path}: column {column!r} must be {want}, found {raw.iloc[row]!r} (data row {row + 1}); "
+                          "the file was edited or damaged, re-run the evaluation that writes it")
+
+
 def _ragged(path: Path, text: str) -> None:
     """Refuse a CSV whose rows do not all have the header's number of fields, or that stops mid-line."""
     if text and not text.endswith(("\n", "\r")):
@@ -230,7 +291,7 @@ def _ragged(path: Path, text: str) -> None:
                               "the file was truncated or edited, re-run the evaluation that writes it")
 
 
-def _read_table(path: Path, name: str) -> pd.DataFrame:
+def _read_table(path: Path, name: str, n_tokens: int | None = None) -> pd.DataFrame:
     try:
         text = path.read_text(encoding="utf-8")
         _ragged(path, text)
@@ -271,6 +332,7 @@ def _read_table(path: Path, name: str) -> pd.DataFrame:
             raise ReportError(
                 f"{path}: column {column!r} must be numeric, found {raw[column].iloc[row]!r} (data row {row + 1})"
             )
+        _check_range(path, name, column, raw[column], values, n_tokens)
         table[column] = values.astype(float)
     return table
 
@@ -311,36 +373,188 @@ def clean_path(text: str) -> str:
 
 
 def _read_summary(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ReportError(f"{path}: not valid JSON ({err})") from None
-    if not isinstance(data, dict):
-        raise ReportError(f"{path}: expected a JSON object at the top level, found {type(data).__name__}")
+    """summary.json, read defensively (size, nesting, numbers: :func:`ersm_eval.results.read_json_file`),
+    with every field the report reads checked for its type and range."""
+    from ersm_eval.results import read_json_file
+
+    data = read_json_file(path, ReportError)
+    _check_summary_fields(path, data)
     return data
 
 
-def _read_maps(path: Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            maps = {key: npz[key] for key in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
-        raise ReportError(f"{path}: not a readable .npz file ({str(err).splitlines()[0] if str(err) else err!r})") from None
-    missing = [k for k in MAP_KEYS["required"] if k not in maps]
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_summary_fields(path: Path, data: dict[str, Any]) -> None:
+    """Refuse a summary.json whose fields read by the report have the wrong type or range."""
+    def bad(field_name: str, want: str, value: Any) -> ReportError:
+        shown = repr(value)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        return ReportError(f"{path}: field {field_name!r} must be {want}, found {shown}; "
+                           "the file was edited after the run, re-run the evaluation")
+
+    label = data.get("label")
+    if label is not None and not isinstance(label, str):
+        raise bad("label", "text", label)
+    for name in ("n_images", "world_size"):
+        value = data.get(name)
+        if value is not None and not (_is_int(value) and value >= 0):
+            raise bad(name, "a non-negative integer", value)
+    names = data.get("class_names")
+    if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise bad("class_names", "a list of names", names)
+    recorded = data.get("tables")
+    if isinstance(recorded, list):
+        for i, name in enumerate(recorded):
+            if not isinstance(name, str):
+                raise bad(f"tables[{i}]", "a file name", name)
+    elif isinstance(recorded, dict):
+        for name, count in recorded.items():
+            if not (_is_int(count) and count >= 0):
+                raise bad(f"tables.{name}", "a non-negative row count", count)
+    elif recorded is not None:
+        raise bad("tables", "a list of file names or a mapping of file name to row count", recorded)
+    model = data.get("model")
+    if isinstance(model, dict):
+        grid = model.get("grid")
+        if grid is not None and not (isinstance(grid, list) and len(grid) == 2 and all(_is_int(v) and 1 <= v <= 8192 for v in grid)):
+            raise bad("model.grid", "two integers [h, w] between 1 and 8192", grid)
+        tokens = model.get("n_tokens")
+        if tokens is not None and not (_is_int(tokens) and 1 <= tokens <= 8192 * 8192):
+            raise bad("model.n_tokens", "a positive integer", tokens)
+    places = [("chance_test", data.get("chance_test"))]
+    if isinstance(data.get("deletion"), dict):
+        places.append(("deletion.chance_test", data["deletion"].get("chance_test")))
+    for where, found in places:
+        if found is None:
+            continue
+        if not isinstance(found, dict):
+            raise bad(where, "an object", found)
+        for key in ("accuracy", "chance", "ci_low", "ci_high"):
+            value = found.get(key)
+            nan_ok = key != "chance"  # no accuracy and no interval for zero images
+            if not (_is_number(value) and (0.0 <= value <= 1.0 or (nan_ok and value != value))):
+                raise bad(f"{where}.{key}", "a number in [0, 1]", value)
+        if not (_is_int(found.get("n_images")) and found["n_images"] >= 0):
+            raise bad(f"{where}.n_images", "a non-negative integer", found.get("n_images"))
+        if not (_is_int(found.get("n_classes")) and found["n_classes"] >= 2):
+            raise bad(f"{where}.n_classes", "an integer of at least 2", found.get("n_classes"))
+
+
+MAPS_MAX_BYTES = 4 * 1024 ** 3  # maps.npz holds a gallery of a few dozen images: megabytes
+_DEFLATE_MAX_RATIO = 1100  # deflate expands at most ~1032:1, so a member's declared size cannot exceed this
+# maps.npz members: number of dimensions and allowed dtype kinds (b bool, u/i integers, f floats)
+_MAP_LAYOUT = {"index": (1, "iu"), "label": (1, "iu"), "prediction": (1, "iu"), "image": (4, "u"),
+               "keep": (3, "f"), "energy": (3, "f"), "cam": (3, "f"), "mask": (3, "buif")}
+
+
+def _npz_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """(shape, dtype) of every array of an .npz, from the member headers alone (nothing loaded).
+
+    Each member's declared size must agree with the zip entry's size, and that with the bytes
+    actually stored (deflate expands at most ~1000×), so no claim sizes memory by itself.
+    """
+    out: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
+    total = 0
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+            if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                raise ReportError(f"{path}: array {key!r} uses an unsupported compression")
+            if info.compress_type == zipfile.ZIP_STORED and info.file_size != info.compress_size or \
+                    info.file_size > _DEFLATE_MAX_RATIO * info.compress_size + 1024:
+                raise ReportError(f"{path}: array {key!r} declares {info.file_size} bytes for "
+                                  f"{info.compress_size} stored; the file is damaged or not written by ersm-eval")
+            with zf.open(info) as fh:
+                version = np.lib.format.read_magic(fh)
+                if version == (1, 0):
+                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+                elif version == (2, 0):
+                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+                else:
+                    raise ReportError(f"{path}: array {key!r} has an unsupported .npy version {version}")
+                offset = fh.tell()
+            if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
+                raise ReportError(f"{path}: array {key!r} has dtype {dtype}, not plain numbers")
+            nbytes = dtype.itemsize
+            for dim in shape:
+                nbytes *= int(dim)
+            if offset + nbytes != info.file_size:
+                raise ReportError(f"{path}: array {key!r} declares shape {list(shape)} ({nbytes} bytes) but holds "
+                                  f"{max(info.file_size - offset, 0)} bytes; the file is damaged or was edited")
+            total += nbytes
+            if total > MAPS_MAX_BYTES:
+                raise ReportError(f"{path}: holds more than {MAPS_MAX_BYTES} bytes of arrays, far more than a "
+                                  "gallery; the file is damaged or not written by ersm-eval")
+            out[key] = (tuple(int(d) for d in shape), dtype)
+    return out
+
+
+def _check_map_headers(path: Path, headers: dict[str, tuple[tuple[int, ...], np.dtype]], summary: dict[str, Any]) -> None:
+    """Shapes and dtypes of maps.npz against each other and against summary.json, before loading."""
+    missing = [k for k in MAP_KEYS["required"] if k not in headers]
     if missing:
         raise ReportError(f"{path}: missing array{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}")
-    n = len(maps["index"])
-    image = maps["image"]
-    if image.ndim != 4 or image.shape[-1] != 3 or image.shape[1] != image.shape[2]:
-        raise ReportError(f"{path}: array 'image' must have shape [n, S, S, 3], found {list(image.shape)}")
+    for key, (ndim, kinds) in _MAP_LAYOUT.items():
+        if key in headers:
+            shape, dtype = headers[key]
+            if dtype.kind not in kinds or (key == "image" and dtype != np.uint8):
+                raise ReportError(f"{path}: array {key!r} has dtype {dtype}, expected "
+                                  f"{'uint8' if key == 'image' else 'integers' if kinds == 'iu' else 'floats'}")
+            if len(shape) != ndim:
+                raise ReportError(f"{path}: array {key!r} must have {ndim} dimension(s), found shape {list(shape)}")
+    n = headers["index"][0][0]
+    limit = summary.get("n_images") if _is_int(summary.get("n_images")) else None
+    if limit is None and isinstance(summary.get("dataset"), dict) and _is_int(summary["dataset"].get("n_images")):
+        limit = summary["dataset"]["n_images"]
+    if limit is not None and n > limit:
+        raise ReportError(f"{path}: {n} gallery images, but summary.json records {limit} images evaluated")
+    image = headers["image"][0]
+    if image[-1] != 3 or image[1] != image[2] or not 1 <= image[1] <= 8192:
+        raise ReportError(f"{path}: array 'image' must have shape [n, S, S, 3] with S at most 8192, found {list(image)}")
+    model = summary.get("model") if isinstance(summary.get("model"), dict) else {}
+    grid = model.get("grid") if isinstance(model.get("grid"), list) else None
+    for key in ("index", "label", "prediction", "image", "keep", "energy", "cam", "mask"):
+        if key not in headers:
+            continue
+        shape = headers[key][0]
+        if shape[0] != n:
+            raise ReportError(f"{path}: array {key!r} must hold {n} entries like 'index', found shape {list(shape)}")
+        if key in MAP_NAMES and grid is not None and list(shape[1:]) != grid:
+            raise ReportError(f"{path}: array {key!r} must hold [n, h, w] maps on the token grid {grid} of summary.json, "
+                              f"found shape {list(shape)}")
+        if key in MAP_NAMES and not all(1 <= d <= 8192 for d in shape[1:]):
+            raise ReportError(f"{path}: array {key!r} has map size {list(shape[1:])}, outside 1 to 8192")
+        if key == "mask" and shape[1:] != image[1:3]:
+            raise ReportError(f"{path}: array 'mask' must match the image size {list(image[1:3])}, found {list(shape[1:])}")
+
+
+def _read_maps(path: Path, summary: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+    """maps.npz: every member's header checked (shape, dtype, size against the file and summary.json)
+    before anything is loaded, then the values (finite maps, non-negative indices)."""
+    try:
+        headers = _npz_headers(path)
+        _check_map_headers(path, headers, summary or {})
+        with np.load(path, allow_pickle=False) as npz:
+            maps = {key: npz[key] for key in npz.files if key in _MAP_LAYOUT}
+    except ReportError:
+        raise
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError, RuntimeError) as err:
+        detail = str(err).splitlines()[0] if str(err) else repr(err)
+        raise ReportError(f"{path}: not a readable .npz file ({detail})") from None
+    for key in ("keep", "energy", "cam", "mask"):
+        if key in maps and not np.isfinite(maps[key]).all():
+            bad = int(np.flatnonzero(~np.isfinite(maps[key]).reshape(len(maps[key]), -1).all(axis=1))[0])
+            raise ReportError(f"{path}: array {key!r} holds NaN or infinite values (gallery image {bad}); "
+                              "the file is damaged or was edited, re-run the evaluation")
     for key in ("index", "label", "prediction"):
-        if maps[key].shape != (n,):
-            raise ReportError(f"{path}: array {key!r} must have shape [{n}], found {list(maps[key].shape)}")
-    for key in ("image", "keep", "energy", "cam", "mask"):
-        if key in maps and (maps[key].ndim != (4 if key == "image" else 3) or len(maps[key]) != n):
-            raise ReportError(f"{path}: array {key!r} must hold {n} maps [n, h, w], found shape {list(maps[key].shape)}")
-    if "mask" in maps and maps["mask"].shape[1:] != image.shape[1:3]:
-        raise ReportError(f"{path}: array 'mask' must match the image size {list(image.shape[1:3])}, found {list(maps['mask'].shape[1:])}")
+        if maps[key].size and int(maps[key].min()) < 0:
+            raise ReportError(f"{path}: array {key!r} holds a negative value; the file is damaged or was edited")
     return maps
 
 
@@ -365,10 +579,16 @@ def load_run(path: str | Path, label: str | None = None) -> Run:
     notes: list[str] = []
     tables: dict[str, pd.DataFrame] = {}
     empty: set[str] = set()
+    summary: dict[str, Any] = {}
+    has_summary = (path / SUMMARY_JSON).is_file()
+    if has_summary:
+        summary = _read_summary(path / SUMMARY_JSON)
+    model = summary.get("model") if isinstance(summary.get("model"), dict) else {}
+    n_tokens = model.get("n_tokens") if _is_int(model.get("n_tokens")) else None
     for name in KNOWN_TABLES:
         file = path / name
         if file.is_file():
-            table = _read_table(file, name)
+            table = _read_table(file, name, n_tokens)
             if table.empty:
                 notes.append(f"{name} has no rows and was skipped")
                 empty.add(name)
@@ -381,13 +601,11 @@ def load_run(path: str | Path, label: str | None = None) -> Run:
             f"{path} holds none of the tables a report is built from; expected at least one of "
             f"{', '.join(TABLES)} (run `ersm-eval deletion`, `occlusion` or `sparsity` with this folder as output)"
         )
-    summary: dict[str, Any] = {}
-    if (path / SUMMARY_JSON).is_file():
-        summary = _read_summary(path / SUMMARY_JSON)
+    if has_summary:
         _check_recorded(path, summary, tables, empty)
     else:
         notes.append(f"no {SUMMARY_JSON}: provenance and class names are unknown")
-    maps = _read_maps(path / MAPS_NPZ) if (path / MAPS_NPZ).is_file() else None
+    maps = _read_maps(path / MAPS_NPZ, summary) if (path / MAPS_NPZ).is_file() else None
     given = label or summary.get("label") or clean_path(path.resolve().name)
     return Run(path=path, label=str(given), summary=summary, tables=tables, maps=maps, notes=notes, sources=[path])
 
@@ -542,7 +760,7 @@ def chance_test_of(group: Group) -> ChanceTest | None:
             try:
                 return ChanceTest(*(float(found[k]) for k in ("accuracy", "ci_low", "ci_high", "chance")),
                                   int(found["n_images"]), int(found["n_classes"]))
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, KeyError, OverflowError):
                 raise ReportError(f"{run.path / SUMMARY_JSON}: the recorded chance test is malformed ({found!r})") from None
     n_classes = _n_classes(group)
     if n_classes is None:

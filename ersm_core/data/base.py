@@ -16,21 +16,26 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageFile, ImageOps
 from torch.utils.data import Dataset
 import torchvision.transforms.functional as TF
 
 from ersm_core.errors import DatasetError
 
-__all__ = ["ImageTransform", "INTERPOLATIONS", "RawItem", "ERSMDataset", "NO_BOX", "open_image", "to_8bit", "MAX_IMAGE_PIXELS"]
+__all__ = ["ImageTransform", "INTERPOLATIONS", "RawItem", "ERSMDataset", "NO_BOX", "open_image", "to_8bit",
+           "MAX_IMAGE_PIXELS", "MAX_IMAGE_SIDE", "MAX_ASPECT_RATIO"]
 
 MAX_IMAGE_PIXELS = 89_478_485  # width x height above which an image is refused (PIL's decompression-bomb limit)
+MAX_IMAGE_SIDE = 65_535  # width or height above which an image is refused (JPEG's own limit)
+MAX_ASPECT_RATIO = 100  # longer side / shorter side above which an image is refused (a 1 px strip, not a photo)
 
 NO_BOX = (-1.0, -1.0, -1.0, -1.0)
 
@@ -84,9 +89,22 @@ class ImageTransform:
         return scale, new_w, new_h, (new_w - self.image_size) // 2, (new_h - self.image_size) // 2
 
     def pixels(self, image: Image.Image, mask: Image.Image | None = None, box: tuple[float, ...] | None = None):
-        """Geometric part only: returns (uint8 tensor [3,S,S], mask [S,S] or None, box [4])."""
+        """Geometric part only: returns (uint8 tensor [3,S,S], mask [S,S] or None, box [4]).
+
+        Raises DatasetError, naming the image's file where :func:`open_image` opened it,
+        when the resized image would hold more than ``MAX_IMAGE_PIXELS`` pixels (a
+        very elongated image resized so that its shorter side fills the crop): the
+        resize never allocates beyond the decompression-bomb limit.
+        """
         width, height = image.size
         scale, new_w, new_h, left, top = self.geometry(width, height)
+        if new_w * new_h > MAX_IMAGE_PIXELS:
+            source = image.info.get(_SOURCE_KEY)
+            raise DatasetError(
+                f"{f'image {source}' if source else 'an image'} is {width}x{height} pixels: resizing its shorter side to "
+                f"{round(self.image_size / self.crop_pct)} would make it {new_w}x{new_h} = {new_w * new_h} pixels, "
+                f"more than the {MAX_IMAGE_PIXELS} ersm-eval allocates; crop it closer to square or remove it"
+            )
         size = self.image_size
         img = image.convert("RGB")
         if (new_w, new_h) != (width, height):
@@ -227,14 +245,91 @@ def to_8bit(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+_SOURCE_KEY = "ersm_source"  # Image.info key holding the file an image was opened from (named in errors)
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # colour type → samples per pixel
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def _png_data_size(width: int, height: int, bit_depth: int, colour: int, interlace: int) -> int:
+    """Bytes of filtered scanlines (one filter byte per row) a PNG's IDAT stream must inflate to."""
+    bits = _PNG_CHANNELS[colour] * bit_depth
+    if interlace != 1:
+        return height * (1 + (width * bits + 7) // 8)
+    total = 0
+    for x0, y0, dx, dy in _ADAM7:
+        w, h = max(0, (width - x0 + dx - 1) // dx), max(0, (height - y0 + dy - 1) // dy)
+        if w and h:
+            total += h * (1 + (w * bits + 7) // 8)
+    return total
+
+
+def _png_short_data(path) -> str | None:
+    """Why a PNG's pixel data is short, or None when its IDAT stream holds every row.
+
+    PIL's PNG decoder stops without an error when the compressed stream ends early
+    (the missing rows come out black), so the stream is inflated here, in bounded
+    pieces and without keeping the output, and its length compared with what the
+    header promises. Other damage (bad chunks, a cut file) is left to PIL.
+    """
+    with open(path, "rb") as fh:
+        if fh.read(8) != _PNG_SIGNATURE:
+            return None
+        head = fh.read(8)
+        if len(head) < 8 or head[4:] != b"IHDR":
+            return None
+        ihdr = fh.read(13)
+        if len(ihdr) < 13:
+            return None
+        width, height, bit_depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", ihdr)
+        if colour not in _PNG_CHANNELS:
+            return None
+        expected = _png_data_size(width, height, bit_depth, colour, interlace)
+        fh.seek(4, os.SEEK_CUR)  # IHDR's CRC
+        inflater = zlib.decompressobj()
+        got = 0
+        while got < expected and not inflater.eof:
+            head = fh.read(8)
+            if len(head) < 8:
+                break
+            length, kind = struct.unpack(">I4s", head)
+            if kind == b"IEND":
+                break
+            if kind != b"IDAT":
+                fh.seek(length + 4, os.SEEK_CUR)
+                continue
+            left = length
+            while left and got < expected and not inflater.eof:
+                data = fh.read(min(left, 1 << 20))
+                if not data:
+                    break
+                left -= len(data)
+                while data and got < expected and not inflater.eof:
+                    got += len(inflater.decompress(data, 1 << 22))
+                    data = inflater.unconsumed_tail
+            fh.seek(left + 4, os.SEEK_CUR)
+    if got >= expected:
+        return None
+    if interlace != 1:
+        rows = got // (expected // height)
+        return f"its PNG pixel data holds {rows} of {height} rows (truncated or corrupt)"
+    return f"its PNG pixel data holds {got} of the {expected} bytes its {width}x{height} header needs (truncated or corrupt)"
+
+
 def open_image(path) -> Image.Image:
     """Open an image file fully, orientation applied, naming the file if it cannot be used.
 
-    Refuses (DatasetError) files that are not images, truncated or corrupt files,
-    and images of more than ``MAX_IMAGE_PIXELS`` pixels (decompression bombs) before
-    decoding them. The EXIF orientation is applied, so a photo stored sideways is
-    seen upright; high bit depths are scaled to 8 bits (:func:`to_8bit`).
+    Refuses (DatasetError) files that are not images, truncated or corrupt files
+    (for PNG also a compressed stream that ends before the last row, which PIL
+    decodes silently as black rows), images of more than ``MAX_IMAGE_PIXELS``
+    pixels (decompression bombs), wider or taller than ``MAX_IMAGE_SIDE`` or more
+    elongated than ``MAX_ASPECT_RATIO`` : 1, before decoding them. The EXIF
+    orientation is applied, so a photo stored sideways is seen upright; high bit
+    depths are scaled to 8 bits (:func:`to_8bit`). The returned image's
+    ``info['ersm_source']`` names the file, for later error messages.
     """
+    ImageFile.LOAD_TRUNCATED_IMAGES = False  # a library may have switched it on: truncated files must fail
     try:
         with Image.open(path) as im:
             width, height = im.size
@@ -244,12 +339,29 @@ def open_image(path) -> Image.Image:
                     "ersm-eval decodes (a decompression bomb, or an image far larger than any model input); "
                     "downscale it or remove it"
                 )
+            if max(width, height) > MAX_IMAGE_SIDE:
+                raise DatasetError(
+                    f"image {path} is {width}x{height} pixels: a side longer than the {MAX_IMAGE_SIDE} ersm-eval "
+                    "decodes; downscale it or remove it"
+                )
+            if max(width, height) > MAX_ASPECT_RATIO * max(1, min(width, height)):
+                raise DatasetError(
+                    f"image {path} is {width}x{height} pixels, more elongated than the {MAX_ASPECT_RATIO}:1 "
+                    "ersm-eval accepts (resizing its shorter side to the model's input would take "
+                    "far too much memory); crop it or remove it"
+                )
+            if im.format == "PNG" and isinstance(path, (str, os.PathLike)):
+                short = _png_short_data(path)
+                if short is not None:
+                    raise DatasetError(f"corrupt or unreadable image file: {path} ({short})")
             im.load()
             upright = ImageOps.exif_transpose(im)
             if upright is None:  # pragma: no cover - older Pillow returned None in place mode only
                 upright = im
             out = to_8bit(upright)
-            return out.copy() if out is im else out
+            out = out.copy() if out is im else out
+            out.info[_SOURCE_KEY] = str(path)
+            return out
     except DatasetError:
         raise
     except Image.DecompressionBombError as err:

@@ -49,7 +49,9 @@ def _check_duplicates(paths: list[str], labels: list[str]) -> None:
     (a symbolic or hard link beside the file itself), or two files with identical bytes.
 
     Only files whose size another file shares are hashed, so a folder of distinct
-    photos costs one ``stat`` per file.
+    photos costs one ``stat`` per file. A file that cannot be stat-ed or read is
+    left to :func:`open_image`, which names it and the OS's reason when the image
+    is read (``--skip-bad-images`` leaves it out), instead of failing here.
     """
     by_inode: dict[tuple[int, int], int] = {}
     by_size: dict[int, list[int]] = {}
@@ -69,7 +71,12 @@ def _check_duplicates(paths: list[str], labels: list[str]) -> None:
     for group in (g for g in by_size.values() if len(g) > 1):
         by_hash: dict[str, int] = {}
         for i in group:
-            digest = file_sha256(paths[i])
+            try:
+                digest = file_sha256(paths[i])
+            except OSError:
+                # unreadable (no permission, I/O error): it cannot be counted twice, and reading it
+                # fails naming the file and the reason (or leaves it out with --skip-bad-images)
+                continue
             if digest in by_hash:
                 j = by_hash[digest]
                 labels_note = (f"under two labels ({labels[j]!r} and {labels[i]!r})" if labels[i] != labels[j]

@@ -99,7 +99,6 @@ def test_report_out_a_folder_and_rebuilding_in_place(tmp_path):
     _ok("report", run, "--out", tmp_path / "dir")  # an existing folder
     assert (tmp_path / "dir" / "report.html").is_file() and (tmp_path / "dir" / "figures").is_dir()
     _ok("report", run, "--out", tmp_path / "dir")  # its own report is replaced
-    _ok("report", run, "--out", run)  # into the run folder itself: the tables stay as they were
     assert {p.name: p.read_bytes() for p in run.glob("*.csv")} == tables
     assert not [p for p in tmp_path.rglob("*.tmp")]
 
@@ -112,3 +111,20 @@ def test_report_on_a_truncated_table_is_one_message(tmp_path):
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "truncated or edited" in " ".join(result.output.split())
     assert not (tmp_path / "r.html").exists()
+
+
+def test_report_out_never_writes_into_a_run_folder_it_reads(tmp_path):
+    """The run folders are the report's inputs: an --out that is one, or lies inside one (its figures
+    included), is refused with one line and the folders stay byte for byte as they were."""
+    from tests.safety.inputs import one_line_error, run_cli, untouched
+
+    write_run = _write_run()
+    first = write_run(tmp_path / "del", kinds=("deletion",))
+    second = write_run(tmp_path / "sp", kinds=("deletion",))
+    with untouched(first, second):
+        for args in ([first, "--out", first, "--title", "Changed"], [first, second, "--out", second / "report.html"],
+                     [first, "--out", first / "sub" / "r.html"], [first, "--out", first / "figures"]):
+            one_line_error(run_cli("report", *args), "which this report reads")
+    assert not (first / "sub").exists()
+    _ok("report", first, second, "--out", tmp_path / "r.html")  # beside them: fine
+    assert (tmp_path / "r.html").is_file()

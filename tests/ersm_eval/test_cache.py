@@ -81,3 +81,95 @@ def test_output_folder_is_atomic(tmp_path):
     with output_folder(out, overwrite=True) as tmp:
         (tmp / "b.csv").write_text("y")
     assert sorted(p.name for p in out.iterdir()) == [".ersm-eval-output", "b.csv"]  # the marker of an ersm-eval folder
+
+
+# -- a chunk is validated before use: anything store_chunk would not write is corrupt ----------------
+def _stored(tmp_path):
+    cache = FeatureCache(tmp_path, _key())
+    feats = np.random.default_rng(0).standard_normal((3, 4, 2, 2)).astype(np.float32)
+    cache.store_chunk(0, np.arange(3), feats, np.array([0, 1, 2]))
+    sidecar = next(cache.dir.glob("c000000-*.json"))
+    return sidecar, sidecar.with_suffix("")
+
+
+def _save(path, array) -> None:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, array)
+    path.write_bytes(buf.getvalue())
+
+
+def _resign(sidecar, stem) -> None:
+    """Update the sidecar's checksums to the edited files (the checksum alone no longer tells)."""
+    import hashlib
+    import json
+
+    entry = json.loads(sidecar.read_text())
+    for part in ("features", "labels"):
+        entry[f"{part}_sha256"] = hashlib.sha256(stem.with_name(f"{stem.name}.{part}.npy").read_bytes()).hexdigest()
+    sidecar.write_text(json.dumps(entry))
+
+
+def _edit_array(part, change):
+    def edit(sidecar, stem):
+        path = stem.with_name(f"{stem.name}.{part}.npy")
+        _save(path, change(np.load(path)))
+        _resign(sidecar, stem)
+    return edit
+
+
+def _huge_header(sidecar, stem):
+    import io
+
+    path = stem.with_name(f"{stem.name}.features.npy")
+    data = np.load(path).tobytes()
+    buf = io.BytesIO()  # claims 1.6 TB, holds 192 bytes
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": (10**11, 4, 2, 2)})
+    path.write_bytes(buf.getvalue() + data)
+    _resign(sidecar, stem)
+
+
+def _sidecar(text_of):
+    def edit(sidecar, stem):
+        import json
+
+        sidecar.write_text(text_of(json.loads(sidecar.read_text())))
+    return edit
+
+
+@pytest.mark.parametrize("damage", [
+    _sidecar(lambda e: "[1, 2]"),
+    _sidecar(lambda e: __import__("json").dumps({**e, "indices": 5})),
+    _sidecar(lambda e: __import__("json").dumps({**e, "indices": ["0", "1", "2"]})),
+    _sidecar(lambda e: __import__("json").dumps({**e, "indices": [0, 1, 2, 9999]})),
+    _sidecar(lambda e: __import__("json").dumps({**e, "features_sha256": 7})),
+    _sidecar(lambda e: "[" * 100_000 + "]" * 100_000),
+    _edit_array("labels", lambda a: np.full_like(a, 999)),
+    _edit_array("labels", lambda a: (a + 1) % 3),
+    _edit_array("labels", lambda a: a.astype(np.int32)),
+    _edit_array("features", lambda a: a[:, :3]),
+    _edit_array("features", lambda a: a[:1]),
+    _edit_array("features", lambda a: a.astype(np.complex64)),
+    _edit_array("features", lambda a: np.where(a > 0, np.nan, a).astype(np.float32)),
+    _edit_array("features", lambda a: np.asfortranarray(a.transpose(0, 1, 3, 2))),
+    _huge_header,
+], ids=["sidecar-list", "indices-int", "indices-text", "indices-other-chunk", "sha-number", "sidecar-deep",
+        "labels-999", "labels-not-the-dataset's", "labels-int32", "3-channels", "1-row", "complex64",
+        "nan-features", "fortran-order", "huge-header"])
+def test_a_chunk_whose_content_is_wrong_is_dropped_and_rebuilt(tmp_path, damage):
+    sidecar, stem = _stored(tmp_path)
+    damage(sidecar, stem)
+    fresh = FeatureCache(tmp_path, _key())
+    dataset_labels = lambda idx: np.asarray(idx) % 3  # noqa: E731 - the labels stored above
+    assert fresh.load_chunk(0, [0, 1], feature_shape=(4, 2, 2), n_classes=3, labels_of=dataset_labels) is None
+    assert fresh.rebuilt, "the damaged chunk must be reported as rebuilt"
+    assert not list(fresh.dir.glob("c000000-*")), "the damaged chunk's files must be removed"
+
+
+def test_a_valid_chunk_passes_the_content_checks(tmp_path):
+    _stored(tmp_path)
+    fresh = FeatureCache(tmp_path, _key())
+    hit = fresh.load_chunk(0, [0, 2], feature_shape=(4, 2, 2), n_classes=3, labels_of=lambda idx: np.asarray(idx) % 3)
+    assert hit is not None and hit[0].tolist() == [0, 2] and hit[2].tolist() == [0, 2]
+    assert not fresh.rebuilt

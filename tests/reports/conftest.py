@@ -64,17 +64,18 @@ def _deletion(rng: np.random.Generator, ckpt: str, gated: bool, base: float = 0.
     random_curves = []
     for seed in (0, 1, 2):
         acc = base - 0.65 * (ks / n) ** 1.3 + rng.normal(0, 0.01, n)
+        acc = np.clip(acc, 0, 1)  # accuracies lie in [0, 1] (the report refuses others)
         acc[0] = base
         random_curves.append(acc)
         for k, a in zip(ks, acc):
             curves.append(dict(checkpoint=ckpt, ranking="random", seed=seed, k=k, fraction_removed=k / n, n_images=200,
-                               accuracy=a, ci_low=a - 0.05, ci_high=a + 0.05, mean_true_prob=a * 0.9))
+                               accuracy=a, ci_low=max(a - 0.05, 0.0), ci_high=min(a + 0.05, 1.0), mean_true_prob=a * 0.9))
     random_mean = np.mean(random_curves, axis=0)
     for ranking in rankings:
         acc = np.clip(shapes[ranking], 0, 1)
         for k, a in zip(ks, acc):
             curves.append(dict(checkpoint=ckpt, ranking=ranking, seed=-1, k=k, fraction_removed=k / n, n_images=200,
-                               accuracy=a, ci_low=a - 0.05, ci_high=a + 0.05, mean_true_prob=a * 0.9))
+                               accuracy=a, ci_low=max(a - 0.05, 0.0), ci_high=min(a + 0.05, 1.0), mean_true_prob=a * 0.9))
             tests.append(dict(checkpoint=ckpt, ranking=ranking, k=k, test="bootstrap", accuracy=a,
                               random_accuracy=random_mean[k], difference=a - random_mean[k],
                               ci_low=a - random_mean[k] - 0.04, ci_high=a - random_mean[k] + 0.04,

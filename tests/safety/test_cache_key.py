@@ -4,8 +4,15 @@ split and options in two folders each get their own numbers, and an edited image
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
+import json
 import os
 import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
 
 from ersm_core.data import build_dataset, model_transform
 from ersm_core.checkpoint import load_checkpoint
@@ -61,3 +68,74 @@ def test_synthetic_fingerprint_follows_generator_options(tmp_path):
     transform = model_transform(ckpt.model)
     fps = {build_dataset("synthetic", "test", transform, num_classes=2, n_test=8, seed=s).fingerprint() for s in (0, 0, 1)}
     assert len(fps) == 2
+
+
+# -- a damaged chunk is rebuilt, never used (whatever in it was edited) ------------------------------
+def _cached_deletion(ckpt, cache, out):
+    r = run_cli("deletion", ckpt, "--dataset", "synthetic", "--limit", "8", "--steps", "4", "--seeds", "0",
+                "--no-report", "-q", "--cache", cache, "--out", out)
+    assert r.exit_code == 0, r.output
+    summary = json.loads((out / "summary.json").read_text())
+    return (out / "deletion_curves.csv").read_text(), summary["cache"]
+
+
+def _resign(sidecar) -> None:
+    entry = json.loads(sidecar.read_text())
+    stem = sidecar.with_suffix("")
+    for part in ("features", "labels"):
+        entry[f"{part}_sha256"] = hashlib.sha256(Path(f"{stem}.{part}.npy").read_bytes()).hexdigest()
+    sidecar.write_text(json.dumps(entry))
+
+
+def _npy_edit(part, change):
+    def edit(sidecar):
+        path = Path(f"{sidecar.with_suffix('')}.{part}.npy")
+        buf = io.BytesIO()
+        np.save(buf, change(np.load(path)))
+        path.write_bytes(buf.getvalue())
+        _resign(sidecar)
+    return edit
+
+
+def _huge(sidecar):
+    path = Path(f"{sidecar.with_suffix('')}.features.npy")
+    data = np.load(path)
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": (10**11, *data.shape[1:])})
+    path.write_bytes(buf.getvalue() + data.tobytes())
+    _resign(sidecar)
+
+
+@pytest.mark.parametrize("damage", [
+    lambda s: s.write_text("[1,2]"),
+    lambda s: s.write_text(json.dumps({**json.loads(s.read_text()), "indices": 5})),
+    _npy_edit("labels", lambda a: np.full_like(a, 999)),
+    _npy_edit("labels", lambda a: (a + 1) % 10),
+    _npy_edit("features", lambda a: a[:, :3]),
+    _npy_edit("features", lambda a: a[:1]),
+    _npy_edit("features", lambda a: a.astype(np.complex64)),
+    _npy_edit("features", lambda a: np.full_like(a, np.nan)),
+    _huge,
+], ids=["sidecar-list", "sidecar-indices-5", "labels-999", "labels-shifted", "3-channels", "1-row", "complex64",
+        "nan-features", "huge-shape"])
+def test_a_damaged_cache_chunk_is_rebuilt_not_used(tmp_path, tiny_checkpoint, damage):
+    cache = tmp_path / "kc"
+    first, info = _cached_deletion(tiny_checkpoint, cache, tmp_path / "first")
+    assert info["misses"] and not info["rebuilt"]
+    sidecar = next(cache.glob("*/c000000-*.json"))
+    damage(sidecar)
+    again, info = _cached_deletion(tiny_checkpoint, cache, tmp_path / "again")
+    assert again == first, "the damaged chunk was used"
+    assert info["rebuilt"] and info["misses"], info
+    third, info = _cached_deletion(tiny_checkpoint, cache, tmp_path / "third")
+    assert third == first and info["hits"] and not info["misses"] and not info["rebuilt"], info
+
+
+def test_an_intact_imagefolder_cache_is_used(tmp_path):
+    ckpt = two_class_checkpoint(tmp_path / "two.pt")
+    root = imagefolder(tmp_path / "a", per_class=(3, 2))
+    cache = tmp_path / "cache"
+    _deletion(ckpt, root, tmp_path / "one", cache)
+    _deletion(ckpt, root, tmp_path / "two", cache)
+    info = json.loads((tmp_path / "two" / "summary.json").read_text())["cache"]
+    assert info["hits"] and not info["misses"] and not info["rebuilt"], info

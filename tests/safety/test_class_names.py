@@ -36,3 +36,23 @@ def test_reordered_classes_would_permute_labels(tmp_path):
         r = run_cli("deletion", ckpt, "--dataset", "imagefolder", "--data-root", root, "--out", tmp_path / "o",
                     "--no-report", "--quiet")
         one_line_error(r, "class 0 is 'dog' in the checkpoint", "but 'coyote'")
+
+
+def test_class_count_mismatch_names_the_first_difference(tmp_path):
+    # the test split's 'cat' folder renamed 'cow' while train keeps 'cat': classes cat, cow, dog (3) vs cat, dog (2)
+    ckpt = two_class_checkpoint(tmp_path / "two.pt", names=("cat", "dog"))
+    root = imagefolder(tmp_path / "data", classes=("cat", "dog"), split="train")
+    imagefolder(root, classes=("cow", "dog"), split="test", seed=1)
+    with untouched(root, ckpt):
+        r = run_cli("deletion", ckpt, "--dataset", "imagefolder", "--data-root", root, "--out", tmp_path / "o",
+                    "--no-report", "--quiet")
+        one_line_error(r, "has 3 classes but the checkpoint", "trained for 2",
+                       "class 1 is 'cow' in the dataset but 'dog' in the checkpoint")
+    assert not (tmp_path / "o").exists()
+
+
+def test_extra_or_missing_class_is_named():
+    with pytest.raises(DatasetError, match=r"class 2 is 'eel' in the dataset but the checkpoint has no class 2"):
+        check_class_names(["cat", "dog"], ["cat", "dog", "eel"])
+    with pytest.raises(DatasetError, match=r"class 2 is 'eel' in the checkpoint but the dataset has no class 2"):
+        check_class_names(["cat", "dog", "eel"], ["cat", "dog"])

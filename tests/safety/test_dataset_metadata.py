@@ -135,3 +135,49 @@ def test_imagefolder_loop_in_a_run_is_one_line_and_nothing_changes(tmp_path):
                     "--no-report", "--quiet")
         one_line_error(r, "symbolic link loop")
     assert not (tmp_path / "o").exists()
+
+
+def _unreadable(monkeypatch, path: Path) -> None:
+    """chmod 000 ``path``; as root (who reads it anyway) also make every open() of it fail as it would."""
+    import builtins
+
+    path.chmod(0)
+    if os.geteuid() != 0:
+        return
+    real_open, target = builtins.open, os.path.realpath(path)
+
+    def guarded_open(file, *args, **kwargs):
+        if isinstance(file, (str, os.PathLike)) and os.path.realpath(file) == target:
+            raise PermissionError(13, "Permission denied", os.fspath(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", guarded_open)
+
+
+def _same_size_unreadable(root: Path) -> Path:
+    data = bytearray((root / "test" / "cat" / "0.png").read_bytes())
+    data[-20] ^= 0xFF  # same size as cat/0.png, other bytes: the duplicate check hashes both
+    bad = root / "test" / "dog" / "9.png"
+    bad.write_bytes(bytes(data))
+    return bad
+
+
+def test_imagefolder_unreadable_same_size_file_is_named_not_a_traceback(tmp_path, monkeypatch):
+    root = imagefolder(tmp_path / "data")
+    ckpt = two_class_checkpoint(tmp_path / "two.pt")
+    bad = _same_size_unreadable(root)
+    try:
+        _unreadable(monkeypatch, bad)
+        ds = build_dataset("imagefolder", "test", TRANSFORM, root=root)  # left to the read, which names it
+        assert any(p.name == "9.png" for p, _ in ds.samples)
+        r = run_cli("deletion", ckpt, "--dataset", "imagefolder", "--data-root", root, "--out", tmp_path / "o",
+                    "--no-report", "--quiet")
+        one_line_error(r, "9.png", "Permission denied", "--skip-bad-images")
+        assert not (tmp_path / "o").exists()
+        r = run_cli("deletion", ckpt, "--dataset", "imagefolder", "--data-root", root, "--out", tmp_path / "o",
+                    "--no-report", "--quiet", "--skip-bad-images", "--steps", "2", "--seeds", "0")
+        assert r.exit_code == 0, r.output
+    finally:
+        bad.chmod(0o644)
+    summary = (tmp_path / "o" / "summary.json").read_text()
+    assert "9.png" in summary and "Permission denied" in summary

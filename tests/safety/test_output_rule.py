@@ -192,3 +192,41 @@ def test_library_check_refuses_unmarked_and_accepts_marked(tmp_path):
     assert check_output_dir(out, overwrite=True) == out
     output.release_locks()
     assert not any(p.name.endswith(".ersm-lock") for p in tmp_path.iterdir())
+
+
+def test_a_name_too_long_for_the_file_system_is_refused_before_the_work(tmp_path, inputs):
+    """The temporary folder ``.<name>.XXXXXXXX.partial`` is 18 bytes longer than the name: a 240-byte
+    --out used to run the whole evaluation, then fail with "File name too long"."""
+    root, ckpt = inputs
+    long_name = tmp_path / ("x" * 240)
+    with untouched(root, ckpt):
+        one_line_error(_deletion(ckpt, root, long_name), "choose a name of at most")
+        one_line_error(_deletion(ckpt, root, tmp_path / ("y" * 300) / "o"), "choose a shorter --out")
+        one_line_error(run_cli("train", "--out", tmp_path / ("z" * 250 + ".pt"), "--quiet"), "choose a name of at most")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "models"]
+    output.check_name_length(tmp_path / ("x" * 230), "folder")  # fits: 230 + 18 ≤ 255
+    with pytest.raises(ConfigError, match="temporary name 14 bytes longer"):
+        output.check_name_length(tmp_path / "m.pt", "file", names=["h" * 250])
+
+
+def test_a_refused_run_leaves_no_folders_it_created(tmp_path, inputs):
+    """The lock creates the missing parents of --out; a run refused after that removes exactly them."""
+    root, _ = inputs
+    empty = tmp_path / "zero.pt"
+    empty.write_bytes(b"")
+    (tmp_path / "outt").mkdir()
+    with untouched(root, empty):
+        one_line_error(_deletion(empty, root, tmp_path / "outt" / "newparent" / "a" / "b" / "out"), "is empty")
+    assert sorted(p.name for p in (tmp_path / "outt").iterdir()) == []  # outt existed before: kept, empty
+    # a folder that was there before the run, and a successful run's folders, stay
+    _, ckpt = inputs
+    assert _deletion(ckpt, root, tmp_path / "outt" / "new" / "o").exit_code == 0
+    assert (tmp_path / "outt" / "new" / "o" / MARKER).is_file()
+
+
+def test_library_lock_removes_only_the_folders_it_created(tmp_path):
+    (tmp_path / "kept").mkdir()
+    check_output_dir(tmp_path / "kept" / "a" / "b" / "o")
+    assert (tmp_path / "kept" / "a" / "b").is_dir()
+    output.release_locks()
+    assert (tmp_path / "kept").is_dir() and not (tmp_path / "kept" / "a").exists()
