@@ -240,15 +240,12 @@ def load_scores(path: Path, n_images: int, grid: tuple[int, int] | None = None, 
 
 def _scores_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
     """(shape, dtype) from the header of a .npy file, without reading its data."""
-    from numpy.lib import format as npy
+    from ersm_core.files import read_npy_header
 
     try:
         with open(path, "rb") as file:
-            version = npy.read_magic(file)
-            read = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}.get(version)
-            if read is None:
-                raise ValueError(f"unsupported .npy format version {version}")
-            shape, _, dtype = read(file, max_header_size=10_000)
+            header = read_npy_header(file)
+        shape, dtype = header.shape, header.dtype
     except FileNotFoundError:
         raise ConfigError(f"--scores file {path} not found") from None
     except IsADirectoryError:

@@ -16,11 +16,13 @@ import hashlib
 import os
 import tempfile
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import IO, Iterator
 
 __all__ = ["current_umask", "file_mode", "dir_mode", "apply_umask", "atomic_path", "atomic_write_bytes", "atomic_write_text",
-           "file_sha256"]
+           "file_sha256",
+           "NpyHeader", "read_npy_header"]
 
 
 def current_umask() -> int:
@@ -87,3 +89,46 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class NpyHeader:
+    """What a ``.npy`` header declares, read before any of the array's data."""
+
+    shape: tuple[int, ...]
+    dtype: "numpy.dtype"  # noqa: F821 - numpy is imported lazily
+    fortran_order: bool
+    offset: int  # bytes before the data
+
+    @property
+    def nbytes(self) -> int:
+        """The data size the header claims (shape × item size)."""
+        total = self.dtype.itemsize
+        for dim in self.shape:
+            total *= int(dim)
+        return total
+
+    @property
+    def plain_numbers(self) -> bool:
+        """False for object, structured and sub-array dtypes."""
+        return not (self.dtype.hasobject or self.dtype.fields is not None or self.dtype.subdtype is not None)
+
+
+def read_npy_header(fh: IO[bytes], max_header_size: int = 10_000) -> NpyHeader:
+    """The header of the ``.npy`` stream ``fh`` (positioned at its start), read without its data.
+
+    Raises ValueError for a stream that is not a version 1.0 or 2.0 ``.npy`` header (numpy's own
+    parsing errors included), so callers turn one exception into their message; a stranger's
+    header therefore never sizes memory before its claim is checked.
+    """
+    from numpy.lib import format as npy
+
+    try:
+        version = npy.read_magic(fh)
+        read = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}.get(version)
+        if read is None:
+            raise ValueError(f"unsupported .npy format version {version}")
+        shape, fortran, dtype = read(fh, max_header_size=max_header_size)
+    except (EOFError, SyntaxError, TypeError, OSError) as err:
+        raise ValueError(str(err) or type(err).__name__) from None
+    return NpyHeader(tuple(int(n) for n in shape), dtype, bool(fortran), fh.tell())

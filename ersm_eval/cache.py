@@ -28,7 +28,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ersm_core.errors import ConfigError
-from ersm_core.files import atomic_write_bytes
+from ersm_core.files import atomic_write_bytes, read_npy_header
 
 __all__ = ["FeatureCache", "cache_key"]
 
@@ -229,22 +229,13 @@ class FeatureCache:
             try:
                 with open(f"{stem}.{suffix}.npy", "rb") as fh:
                     size = os.fstat(fh.fileno()).st_size
-                    version = np.lib.format.read_magic(fh)
-                    if version == (1, 0):
-                        got_shape, fortran, got_dtype = np.lib.format.read_array_header_1_0(fh)
-                    elif version == (2, 0):
-                        got_shape, fortran, got_dtype = np.lib.format.read_array_header_2_0(fh)
-                    else:
-                        return None
-                    offset = fh.tell()
-                    if got_dtype != dtype or fortran or (shape is not None and tuple(got_shape) != shape):
+                    header = read_npy_header(fh)
+                    got_shape = header.shape
+                    if header.dtype != dtype or header.fortran_order or (shape is not None and got_shape != shape):
                         return None
                     if len(got_shape) != (4 if suffix == "features" else 1) or got_shape[0] != n:
                         return None
-                    nbytes = dtype.itemsize
-                    for dim in got_shape:
-                        nbytes *= int(dim)
-                    if offset + nbytes != size:  # the header's claim must be the file's actual size
+                    if header.offset + header.nbytes != size:  # the header's claim must be the file's actual size
                         return None
                     fh.seek(0)
                     blob = fh.read(size + 1)

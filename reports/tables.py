@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ersm_core.errors import ERSMError
+from ersm_core.files import read_npy_header
 from ersm_eval.schema import MAPS_NPZ, SUMMARY_JSON, TABLES
 from ersm_eval.verdicts import ChanceTest, chance_test
 
@@ -471,19 +472,14 @@ def _npz_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
                 raise ReportError(f"{path}: array {key!r} declares {info.file_size} bytes for "
                                   f"{info.compress_size} stored; the file is damaged or not written by ersm-eval")
             with zf.open(info) as fh:
-                version = np.lib.format.read_magic(fh)
-                if version == (1, 0):
-                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
-                elif version == (2, 0):
-                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
-                else:
-                    raise ReportError(f"{path}: array {key!r} has an unsupported .npy version {version}")
-                offset = fh.tell()
-            if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
+                try:
+                    header = read_npy_header(fh)
+                except ValueError as err:
+                    raise ReportError(f"{path}: array {key!r} has no readable .npy header ({err})") from None
+            shape, fortran, dtype, offset, nbytes = (header.shape, header.fortran_order, header.dtype, header.offset,
+                                                     header.nbytes)
+            if not header.plain_numbers:
                 raise ReportError(f"{path}: array {key!r} has dtype {dtype}, not plain numbers")
-            nbytes = dtype.itemsize
-            for dim in shape:
-                nbytes *= int(dim)
             if offset + nbytes != info.file_size:
                 raise ReportError(f"{path}: array {key!r} declares shape {list(shape)} ({nbytes} bytes) but holds "
                                   f"{max(info.file_size - offset, 0)} bytes; the file is damaged or was edited")
