@@ -335,7 +335,11 @@ class ERSMModel(nn.Module):
 
     def forward(self, x: torch.Tensor, return_aux: bool = False):
         """Logits; with ``return_aux`` also ``{"reg_loss", "keep"?}`` from the same pass."""
-        gated, aux = self.spatial(self.forward_features(x))
+        return self.forward_from_features(self.forward_features(x), return_aux)
+
+    def forward_from_features(self, features: torch.Tensor, return_aux: bool = False):
+        """The rest of :meth:`forward` after the backbone: spatial module → pool → head."""
+        gated, aux = self.spatial(features)
         logits = self.forward_head(self.pool(gated))
         if return_aux:
             aux = dict(aux)

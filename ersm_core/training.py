@@ -287,7 +287,7 @@ def _loader(dataset: Dataset, batch_size: int, workers: int, device: torch.devic
 class _FromFeatures(nn.Module):
     """The part of a model after the backbone: spatial module → pool → head, on cached features.
 
-    Same computation as :meth:`ERSMModel.forward` after ``forward_features``.
+    :meth:`ERSMModel.forward_from_features` as a module (DDP wraps modules).
     """
 
     def __init__(self, model: ERSMModel) -> None:
@@ -295,14 +295,7 @@ class _FromFeatures(nn.Module):
         self.model = model
 
     def forward(self, features: torch.Tensor, return_aux: bool = False):
-        model = self.model
-        gated, aux = model.spatial(features)
-        logits = model.forward_head(model.pool(gated))
-        if return_aux:
-            aux = dict(aux)
-            aux.setdefault("reg_loss", logits.new_zeros(()))
-            return logits, aux
-        return logits
+        return self.model.forward_from_features(features, return_aux)
 
 
 class _FeatureSet(Dataset):
