@@ -200,7 +200,7 @@ def train_command(
 
 # bounds of train's own numeric options, checked before any work (the shared ones: cli.common.check_common_options);
 # beyond them a run allocates what it cannot hold (image side, image counts) or overflows (learning rate)
-MAX_IMAGE_SIZE = 2048  # = ersm_core.model.MAX_IMAGE_SIZE, written out so that the check needs no torch
+MAX_IMAGE_SIZE = 1024  # = ersm_core.model.MAX_IMAGE_SIZE, written out so that the check needs no torch
 _TRAIN_INT_RANGES = {
     "image_size": ("--image-size", 8, MAX_IMAGE_SIZE), "patch_size": ("--patch-size", None, 1024),
     "block_size": ("--block-size", None, 1024), "n_train": ("--n-train", 0, 10_000_000),

@@ -54,7 +54,7 @@ TRAIN_CASES = [
     (["--seed", "4294967296"], "--seed must be at most 4294967295"),
     (["--subset-seed=-5"], "--subset-seed must be at least 0, got -5"),
     (["--workers", "100000"], "--workers must be at most"),
-    (["--image-size", "100000"], "--image-size must be at most 2048, got 100000"),
+    (["--image-size", "100000"], "--image-size must be at most 1024, got 100000"),
     (["--lr", "1e300"], "--lr must be at most 10"),
     (["--weight-decay", "1e300"], "--weight-decay must be at most 10"),
     (["--alpha", "1e300"], "--alpha must be at most"),
@@ -162,3 +162,11 @@ def test_scores_file_is_checked_from_its_header(tmp_path):
                         "--no-report", "--out", tmp_path / "o", "--steps", "2", "--seeds", "0")
             one_line_error(r, message)
         assert not (tmp_path / "o").exists()
+
+
+def test_train_image_size_bound_is_the_models():
+    """cli.train keeps a copy of the bound (its check runs before torch is imported): the two agree."""
+    from cli.train import MAX_IMAGE_SIZE
+    from ersm_core.model import MAX_IMAGE_SIZE as MODEL_MAX
+
+    assert MAX_IMAGE_SIZE == MODEL_MAX
