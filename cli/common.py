@@ -125,6 +125,36 @@ def check_common_options(options: dict[str, object]) -> None:
         from ersm_core.device import select_device
 
         select_device(device)
+    check_launch_environment()
+
+
+_LAUNCH_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+
+
+def check_launch_environment(env: dict[str, str] | None = None) -> None:
+    """The variables torchrun sets, checked before any work: whole numbers, RANK < WORLD_SIZE,
+    and for WORLD_SIZE > 1 every variable the rendezvous needs (else it fails or waits for
+    processes that never come). Raises ConfigError naming the variable."""
+    import os
+
+    env = os.environ if env is None else env
+    values = {}
+    for name in _LAUNCH_VARIABLES:
+        text = env.get(name, "").strip()
+        if not text:
+            continue
+        if not text.isdigit():
+            raise ConfigError(f"environment variable {name}={env[name]!r} is not a whole number; it is set by torchrun: "
+                              f"unset it (unset {name}) or launch with torchrun")
+        values[name] = int(text)
+    world = values.get("WORLD_SIZE", 1)
+    if world > 1:
+        missing = [n for n in ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT") if not env.get(n, "").strip()]
+        if missing:
+            raise ConfigError(f"WORLD_SIZE={world} but {', '.join(missing)} not set: several processes are started by "
+                              "torchrun (torchrun --nproc-per-node N -m cli.main ...); for one process, unset WORLD_SIZE")
+        if values["RANK"] >= world:
+            raise ConfigError(f"RANK={values['RANK']} must be below WORLD_SIZE={world}; launch with torchrun")
 
 
 def handle_errors(func: Callable) -> Callable:

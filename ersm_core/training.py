@@ -524,9 +524,15 @@ def train(
     eval_train_data = _build("train", plain) if augmented != plain else train_data  # validation images: no flips
     class_names = list(train_data.classes)
     if list(test_data.classes) != class_names:
+        test_names = list(test_data.classes)
+        first = next((i for i, (a, b) in enumerate(zip(class_names, test_names)) if a != b),
+                     min(len(class_names), len(test_names)))
+        train_name = repr(class_names[first]) if first < len(class_names) else "none"
+        test_name = repr(test_names[first]) if first < len(test_names) else "none"
         raise ERSMError(
             f"dataset {train_config.dataset!r}: the train and test splits have different classes "
-            f"({len(class_names)} vs {len(test_data.classes)}); check the folder layout"
+            f"({len(class_names)} vs {len(test_names)}; class {first} is {train_name} in train but {test_name} in test); "
+            "check the folder layout and the split files"
         )
     model = _sized_for(model, len(class_names)).to(device)
     chosen = _select(train_data, test_data, train_config)

@@ -41,7 +41,8 @@ class Food101Dataset(ERSMDataset):
             root = root.parent
         try:
             index = Food101(str(root), split=split, download=False)
-        except (RuntimeError, OSError, ValueError) as err:  # not found, missing or unreadable meta json
+        except (RuntimeError, OSError, ValueError, TypeError, AttributeError, KeyError) as err:
+            # not found, missing, unreadable or malformed meta json (wrong types inside)
             raise DatasetError(
                 f"Food-101 not found or unreadable in {root / _FOLDER} ({_offline(err)}): expected {_LAYOUT}. {_SOURCE}."
             ) from None

@@ -7,6 +7,7 @@ mask's bounding box. Nothing is downloaded.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,42 @@ _SOURCE = (
     "images.tar.gz and annotations.tar.gz into oxford-iiit-pet/ yourself and pass the folder holding it "
     "with --data-root (nothing is downloaded at run time)"
 )
+
+
+_IMAGE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_\-]*_[0-9]+$")  # e.g. american_bulldog_10
+
+
+def check_split_file(path: Path) -> None:
+    """Refuse a split file (annotations/trainval.txt or test.txt) that would mislabel or escape.
+
+    Each line must hold four fields: an image id (``<breed>_<number>``, no path parts), a
+    class id from 1, a species id (1 or 2) and a breed id. One breed must keep one class
+    id. The message names the file and the line.
+    """
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise DatasetError(f"Oxford-IIIT Pets split file {path} cannot be read as UTF-8 text ({err})") from None
+    breeds: dict[str, int] = {}
+    for number, line in enumerate(lines, 1):
+        fields = line.split()
+        if not fields:
+            continue
+        where = f"{path} line {number}"
+        if len(fields) != 4:
+            raise DatasetError(f"{where}: expected 4 fields (image id, class id, species, breed id), got {len(fields)}")
+        image_id, label, species = fields[0], fields[1], fields[2]
+        if not _IMAGE_ID.match(image_id):
+            raise DatasetError(f"{where}: image id {image_id!r} is not of the form <breed>_<number> (no folders)")
+        if not (label.isdigit() and 1 <= int(label) <= 10_000) or species not in ("1", "2"):
+            raise DatasetError(f"{where}: class id {label!r} must be a whole number from 1 and species 1 or 2")
+        breed = image_id.rsplit("_", 1)[0]
+        if breeds.setdefault(breed, int(label)) != int(label):
+            raise DatasetError(f"{where}: breed {breed!r} has class id {label}, but {breeds[breed]} on an earlier line")
+    ids = sorted(set(breeds.values()))
+    if ids and ids != list(range(1, len(ids) + 1)):
+        missing = sorted(set(range(1, max(ids) + 1)) - set(ids))
+        raise DatasetError(f"{path}: class ids must run from 1 without gaps; missing {missing[:5]}")
 
 
 def trimap_to_mask(trimap: Image.Image) -> tuple[Image.Image, tuple[float, float, float, float] | None]:
@@ -58,6 +95,9 @@ class OxfordPets(ERSMDataset):
         if root.name == _FOLDER and not (root / _FOLDER).is_dir():
             root = root.parent
         folder = root / _FOLDER
+        split_file = folder / "annotations" / f"{_SPLITS[split]}.txt"
+        if split_file.is_file():  # a missing one is reported below with the expected layout
+            check_split_file(split_file)
         try:
             index = OxfordIIITPet(str(root), split=_SPLITS[split], target_types=["category", "segmentation"], download=False)
         except (RuntimeError, OSError, ValueError) as err:  # not found, missing or malformed split file

@@ -181,3 +181,38 @@ def test_imagefolder_unreadable_same_size_file_is_named_not_a_traceback(tmp_path
         bad.chmod(0o644)
     summary = (tmp_path / "o" / "summary.json").read_text()
     assert "9.png" in summary and "Permission denied" in summary
+
+
+@pytest.mark.parametrize("line, pattern", [
+    ("american_bulldog_1 99 2 1", r"class ids must run from 1 without gaps"),
+    ("../../../x_1 2 2 1", r"trainval\.txt line 3: image id '\.\./\.\./\.\./x_1' is not of the form"),
+    ("Abyssinian_3 2 1 1", r"line 3: breed 'Abyssinian' has class id 2, but 1 on an earlier line"),
+    ("american_bulldog_1 two 2 1", r"line 3: class id 'two' must be a whole number"),
+    ("american_bulldog_1 2 2", r"line 3: expected 4 fields"),
+])
+def test_pets_split_file_lines_are_checked(tmp_path, line, pattern):
+    from tests.ersm_core.test_datasets import make_pets
+
+    folder = make_pets(tmp_path)
+    split = folder / "annotations" / "trainval.txt"
+    lines = split.read_text().splitlines()
+    split.write_text("\n".join(lines[:2] + [line]) + "\n")
+    with pytest.raises(DatasetError, match=pattern):
+        build_dataset("pets", "train", TRANSFORM, root=tmp_path)
+
+
+def test_pets_real_layout_still_reads(tmp_path):
+    from tests.ersm_core.test_datasets import make_pets
+
+    make_pets(tmp_path)
+    assert len(build_dataset("pets", "train", TRANSFORM, root=tmp_path)) == 3
+
+
+@pytest.mark.parametrize("content", ['{"apple": ["apple/0"], "pie": 5}', "[1, 2]"])
+def test_food101_meta_json_of_the_wrong_shape_is_one_message(tmp_path, content):
+    from tests.ersm_core.test_datasets import make_food
+
+    folder = make_food(tmp_path)
+    (folder / "meta" / "train.json").write_text(content)
+    with pytest.raises(DatasetError, match=r"Food-101 not found or unreadable"):
+        build_dataset("food101", "train", TRANSFORM, root=tmp_path)

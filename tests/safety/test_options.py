@@ -170,3 +170,30 @@ def test_train_image_size_bound_is_the_models():
     from ersm_core.model import MAX_IMAGE_SIZE as MODEL_MAX
 
     assert MAX_IMAGE_SIZE == MODEL_MAX
+
+
+@pytest.mark.parametrize("env, pattern", [
+    ({"RANK": "abc"}, r"environment variable RANK='abc' is not a whole number"),
+    ({"WORLD_SIZE": "abc"}, r"WORLD_SIZE='abc' is not a whole number"),
+    ({"WORLD_SIZE": "2"}, r"WORLD_SIZE=2 but RANK, LOCAL_RANK, MASTER_ADDR, MASTER_PORT not set"),
+    ({"WORLD_SIZE": "2", "RANK": "2", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29555"},
+     r"RANK=2 must be below WORLD_SIZE=2"),
+])
+def test_launch_variables_are_checked_before_any_work(tmp_path, monkeypatch, env, pattern):
+    import re
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    ckpt = two_class_checkpoint(tmp_path / "m.pt")
+    r = run_cli("sparsity", ckpt, "--dataset", "synthetic", "--limit", "4", "--out", tmp_path / "o", "--quiet")
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+    assert re.search(pattern, " ".join(r.output.split())), r.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_launch_variables_of_a_real_launch_pass():
+    from cli.common import check_launch_environment
+
+    check_launch_environment({})
+    check_launch_environment({"WORLD_SIZE": "1", "RANK": "0"})
+    check_launch_environment({"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1", "MASTER_ADDR": "h", "MASTER_PORT": "1"})
