@@ -79,6 +79,7 @@ def compare_into(
 
     options = option_values({k: v for k, v in locals().items() if k not in ("tmp", "claims_for")})
     labels, skip = _labels(checkpoints), _check_skip(skip)
+    _check_same_classes(checkpoints)
     run = _Runner(dataset, split.value, data_root, limit, run_device(device), subset_seed, batch_size, workers, quiet,
                   {**options, "steps": deletion_steps})
     occlusion_config = OcclusionConfig(
@@ -102,6 +103,22 @@ def compare_into(
         folders.append(run.save(tmp / "occlusion", combine_occlusion([r for r, _ in occluded]), occluded[0][1],
                                 checkpoints=[source for _, source in occluded]))
     return _write_report(tmp, folders, claims_for, title or f"ERSM comparison on {dataset}: {', '.join(labels)}")
+
+
+def _check_same_classes(checkpoints: list[Path]) -> None:
+    """Compared models must name the same classes in the same order (they are scored on the same
+    images and labels); checked before any work, naming the first difference."""
+    from ersm_core.checkpoint import load_checkpoint
+
+    first = load_checkpoint(checkpoints[0]).class_names
+    for path in checkpoints[1:]:
+        names = load_checkpoint(path).class_names
+        if list(names) != list(first):
+            at = next((i for i, (a, b) in enumerate(zip(first, names)) if a != b), min(len(first), len(names)))
+            say = lambda ns: repr(ns[at]) if at < len(ns) else "absent"  # noqa: E731
+            raise ConfigError(
+                f"compare needs checkpoints trained on the same classes: {checkpoints[0]} has {len(first)} and {path} "
+                f"has {len(names)} (class {at} is {say(first)} and {say(names)}); compare models of one dataset")
 
 
 class _Runner:

@@ -74,3 +74,20 @@ def test_skip_takes_only_known_names(tmp_path, tiny_checkpoint):
 
     with pytest.raises(ConfigError, match="--skip takes occlusion or sparsity"):
         _check_skip(["deletion"])
+
+
+def test_checkpoints_of_other_classes_are_refused_before_any_work(tmp_path, tiny_checkpoint):
+    import torch
+
+    from ersm_core.checkpoint import save_checkpoint
+    from ersm_core.model import ModelConfig, build_model
+
+    torch.manual_seed(0)
+    other = save_checkpoint(tmp_path / "three.pt", build_model(ModelConfig(num_classes=3, image_size=32)).eval(),
+                            ["a", "b", "c"], {"dataset": "synthetic"})
+    result = runner.invoke(app, ["compare", str(tiny_checkpoint), str(other), "--dataset", "synthetic", "--limit", "4",
+                                 "--quiet", "--out", str(tmp_path / "x")])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "compare needs checkpoints trained on the same classes" in text and "has 3 (class 0 is" in text
+    assert not (tmp_path / "x").exists()
