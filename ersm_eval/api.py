@@ -39,7 +39,8 @@ import torch
 from torch import nn
 
 from ersm_core.checkpoint import versions
-from ersm_core.errors import ConfigError, DatasetError
+from ersm_core.errors import ConfigError, DatasetError, ERSMError
+from ersm_eval.context import check_finite
 from ersm_eval.adapter import ModelAdapter, wrap
 from ersm_eval.deletion import DeletionEvaluator, DeletionSettings, token_pixel_map, token_score_arrays
 from ersm_eval.localization import BOX_THRESHOLD, IOU_THRESHOLDS
@@ -118,6 +119,7 @@ def iterate_loader(loader: Iterable[Any], device: torch.device | str) -> Iterato
         images = images.to(device).float() if not images.is_floating_point() else images.to(device)
         n = images.shape[0]
         positions = np.arange(position, position + n, dtype=np.int64)
+        check_finite(images, torch.as_tensor(positions), "input images")
         position += n
         labels = torch.as_tensor(batch["label"]).to(device).long().reshape(-1)
         if labels.shape[0] != n:
@@ -200,11 +202,18 @@ def _prepare(model: nn.Module, images: torch.Tensor | None, verify: bool) -> tup
         return wrapped, int(wrapped.config.num_classes)
     with torch.no_grad():
         probe = images[: min(2, images.shape[0])]
-        if isinstance(wrapped, ModelAdapter):
-            wrapped.forward_features(probe)
-            if verify:
-                wrapped.check_split(probe)
-        logits = wrapped(probe)
+        try:
+            if isinstance(wrapped, ModelAdapter):
+                wrapped.forward_features(probe)
+                if verify:
+                    wrapped.check_split(probe)
+            logits = wrapped(probe)
+        except (RuntimeError, ValueError, TypeError) as err:
+            if isinstance(err, ERSMError):
+                raise
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ConfigError(f"the model cannot run on the loader's images of shape {tuple(images.shape[1:])} "
+                              f"(channels, height, width): {first}") from None
     return wrapped, int(logits.shape[1])
 
 

@@ -198,6 +198,20 @@ def check_finite(values: torch.Tensor, indices: Any, what: str = "features", cou
         )
 
 
+def check_labels(labels: torch.Tensor, n_classes: int, indices: Any, count: int | None = None) -> None:
+    """Raise a clear error when a label is not a class of the model's head (0 .. n_classes − 1),
+    naming the first such image by dataset index (``count``: only the first rows are real)."""
+    labels = labels[:count] if count is not None else labels
+    bad = (labels < 0) | (labels >= n_classes)
+    if bool(bad.any()):
+        at = int(torch.nonzero(bad.reshape(-1))[0])
+        index = indices.detach().cpu() if torch.is_tensor(indices) else torch.as_tensor(np.asarray(indices))
+        raise DatasetError(
+            f"label {int(labels.reshape(-1)[at])} of the image with index {int(index.reshape(-1)[at])} is not a class of "
+            f"the model, whose head has {n_classes} classes (labels 0 to {n_classes - 1}); check the dataset's labels"
+        )
+
+
 def gather_skipped(skipped: list[tuple[int, str]]) -> list[dict[str, Any]]:
     """Every process's skipped images, merged and sorted by dataset index."""
     items = list(skipped)

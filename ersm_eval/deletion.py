@@ -65,7 +65,7 @@ import torch
 from ersm_core.errors import ConfigError, DatasetError
 from ersm_eval.agreement import ranking_agreement
 from ersm_eval.cam import cam_scores, token_values
-from ersm_eval.context import check_finite
+from ersm_eval.context import check_finite, check_labels
 from ersm_eval.diagnostics import DIAGNOSTIC_METRICS, energy_diagnostic_values, energy_diagnostics
 from ersm_eval.fills import FILL_KINDS, fill, token_blur_sigma
 from ersm_eval.forward import FORWARD_CHUNK
@@ -450,6 +450,7 @@ class DeletionEvaluator:
             descending = False
         # the model's own logits (k = 0 among them): one pass over the chunk's logits, real images only
         check_finite(logits, indices, "logits", count)
+        check_labels(labels, logits.shape[-1], indices, count)
         diag = energy_diagnostic_values(scores, tuple(model.grid)) if self.diagnose else {}
         real = slice(0, count)
         self._store(logits[real], labels[real], indices[real], orders[real],

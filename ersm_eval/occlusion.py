@@ -38,7 +38,7 @@ import pandas as pd
 import torch
 
 from ersm_core.errors import ConfigError
-from ersm_eval.context import check_finite
+from ersm_eval.context import check_finite, check_labels
 from ersm_eval.forward import FORWARD_CHUNK, fixed_chunks
 from ersm_eval.occluders import FILLS, PATTERNS, apply_occluder, check_severities, fill_values, pattern_masks
 from ersm_eval.schema import TABLES
@@ -182,6 +182,7 @@ class OcclusionEvaluator:
             x = x.contiguous(memory_format=torch.channels_last)
             logits = fixed_chunks(self.model, x)
             check_finite(logits, indices[start:stop], what)
+            check_labels(y, logits.shape[1], indices[start:stop])
             p = torch.softmax(logits.float(), dim=1)
             correct.append((p.argmax(1) == y).cpu().numpy())
             prob.append(p.gather(1, y[:, None])[:, 0].cpu().numpy())

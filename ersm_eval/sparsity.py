@@ -55,7 +55,7 @@ import pandas as pd
 import torch
 
 from ersm_core.data.boxes import bounding_box
-from ersm_eval.context import check_finite
+from ersm_eval.context import check_finite, check_labels
 from ersm_eval.localization import (
     BOX_THRESHOLD,
     IOU_THRESHOLDS,
@@ -226,6 +226,7 @@ class SparsityEvaluator:
         out = model_maps(self.model, images)
         # the model's logits and maps feed every number: non-finite ones stop the run, naming the images
         check_finite(out["logits"], batch["index"], "logits")
+        check_labels(batch["label"], out["logits"].shape[1], batch["index"])
         for name in self.map_names:
             check_finite(out[name], batch["index"], f"{name} map")
         probs = torch.softmax(out["logits"].float(), dim=1)

@@ -233,3 +233,43 @@ def test_external_rankings_leave_the_registry_as_it_was(data, resnet):
                                          rankings=("random",), **FAST)
     assert RANKINGS.names() == before and "ext" not in RANKINGS
     assert result.summary.evaluation["ranking_descriptions"]["ext"] == "external scores 'ext': highest score first"
+
+
+def _tiny_module():
+    from torch import nn
+
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)).eval()
+
+
+@pytest.mark.parametrize("labels, pattern", [
+    ([0, 7], r"label 7 of the image with index 1 is not a class of the model, whose head has 3 classes"),
+    ([-1, 0], r"label -1 of the image with index 0 is not a class"),
+])
+def test_labels_outside_the_head_are_named(labels, pattern):
+    from ersm_core.errors import DatasetError
+    from ersm_eval import evaluate_deletion, evaluate_occlusion, mask_statistics, wrap
+
+    x, y = torch.rand(2, 3, 32, 32), torch.tensor(labels)
+    model = wrap(_tiny_module(), layer="0")
+    common = {"mean": (0, 0, 0), "std": (1, 1, 1)}
+    with pytest.raises(DatasetError, match=pattern):
+        evaluate_deletion(model, [(x, y)], steps=4, seeds=(0,), **common)
+    with pytest.raises(DatasetError, match=pattern):
+        evaluate_occlusion(model, [(x, y)], **common)
+    with pytest.raises(DatasetError, match=pattern):
+        mask_statistics(model, [(x, y)], **common)
+
+
+def test_images_the_model_cannot_take_and_nan_images_are_named():
+    from ersm_core.errors import ConfigError, DatasetError
+    from ersm_eval import evaluate_deletion, wrap
+
+    model = wrap(_tiny_module(), layer="0")
+    with pytest.raises(ConfigError, match=r"cannot run on the loader's images of shape \(1, 32, 32\)"):
+        evaluate_deletion(model, [(torch.rand(2, 1, 32, 32), torch.tensor([0, 1]))], steps=4, seeds=(0,),
+                          mean=(0, 0, 0), std=(1, 1, 1))
+    nan = torch.rand(2, 3, 32, 32)
+    nan[1, 0, 0, 0] = float("nan")
+    with pytest.raises(DatasetError, match=r"non-finite input images .* dataset indices \[1\]"):
+        evaluate_deletion(model, [(nan, torch.tensor([0, 1]))], steps=4, seeds=(0,), mean=(0, 0, 0), std=(1, 1, 1))
