@@ -330,7 +330,13 @@ def _external_batch(scores: Mapping[str, ScoreMaps], model: nn.Module, batch: di
     for name, maps in scores.items():
         if callable(maps):
             value = maps(model, batch["image"], batch["label"])
-            value = torch.as_tensor(value.detach() if torch.is_tensor(value) else value)
+            try:
+                value = torch.as_tensor(value.detach() if torch.is_tensor(value) else np.asarray(value, dtype=np.float32))
+            except (TypeError, ValueError) as err:
+                raise ConfigError(f"scores[{name!r}] returned {type(value).__name__}, not maps of numbers "
+                                  f"[B, h, w] ({err})") from None
+            if value.dim() != 3:
+                raise ConfigError(f"scores[{name!r}] returned shape {tuple(value.shape)}; it must return maps [B, h, w]")
             if value.shape[0] != len(positions):
                 raise ConfigError(f"scores[{name!r}] gave {value.shape[0]} maps for a batch of {len(positions)} images")
         else:

@@ -119,6 +119,14 @@ class DeletionSettings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rankings", tuple(self.rankings))
+        for name in ("steps", "n_boot", "boot_seed", "fill_seed", "head_rows", "input_chunk"):
+            value = getattr(self, name, 0)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))):
+                raise ConfigError(f"{name} must be a whole number{' or None (every k)' if name == 'steps' else ''}, "
+                                  f"got {value!r}")
+        if isinstance(self.seeds, (str, bytes)) or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool)
+                                                          for s in self.seeds):
+            raise ConfigError(f"seeds must be a sequence of whole numbers, got {self.seeds!r}")
         object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
         if self.level not in LEVELS:
             raise ConfigError(f"unknown deletion level {self.level!r}; use one of: {', '.join(LEVELS)}")

@@ -273,3 +273,20 @@ def test_images_the_model_cannot_take_and_nan_images_are_named():
     nan[1, 0, 0, 0] = float("nan")
     with pytest.raises(DatasetError, match=r"non-finite input images .* dataset indices \[1\]"):
         evaluate_deletion(model, [(nan, torch.tensor([0, 1]))], steps=4, seeds=(0,), mean=(0, 0, 0), std=(1, 1, 1))
+
+
+def test_wrong_types_of_settings_and_score_callables_are_named():
+    from ersm_eval import DeletionSettings, evaluate_deletion, wrap
+
+    with pytest.raises(ConfigError, match=r"steps must be a whole number or None \(every k\), got '4'"):
+        DeletionSettings(steps="4")
+    with pytest.raises(ConfigError, match=r"seeds must be a sequence of whole numbers, got '01'"):
+        DeletionSettings(seeds="01")
+    model = wrap(_tiny_module(), layer="0")
+    x, y = torch.rand(2, 3, 32, 32), torch.tensor([0, 1])
+    with pytest.raises(ConfigError, match=r"scores\['x'\] returned str, not maps of numbers"):
+        evaluate_deletion(model, [(x, y)], steps=4, seeds=(0,), mean=(0, 0, 0), std=(1, 1, 1),
+                          scores={"x": lambda *a: "junk"})
+    with pytest.raises(ConfigError, match=r"scores\['x'\] returned shape \(2,\); it must return maps \[B, h, w\]"):
+        evaluate_deletion(model, [(x, y)], steps=4, seeds=(0,), mean=(0, 0, 0), std=(1, 1, 1),
+                          scores={"x": lambda *a: torch.zeros(2)})
