@@ -245,16 +245,15 @@ def _scores_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
     try:
         with open(path, "rb") as file:
             header = read_npy_header(file)
-        shape, dtype = header.shape, header.dtype
     except FileNotFoundError:
         raise ConfigError(f"--scores file {path} not found") from None
     except IsADirectoryError:
         raise ConfigError(f"--scores {path} is a folder; give a .npy file written by numpy.save") from None
-    except (ValueError, OSError, EOFError, SyntaxError) as err:
+    except (ValueError, OSError) as err:  # read_npy_header turns numpy's parsing errors into ValueError
         raise ConfigError(f"--scores {path} is not a numpy .npy array of numbers ({err}); save it with numpy.save") from None
-    if dtype.hasobject or dtype.fields is not None:
-        raise ConfigError(f"--scores {path} must hold numbers, got dtype {dtype}; save a float array with numpy.save")
-    return tuple(int(n) for n in shape), dtype
+    if not header.plain_numbers:
+        raise ConfigError(f"--scores {path} must hold numbers, got dtype {header.dtype}; save a float array with numpy.save")
+    return header.shape, header.dtype
 
 
 def _feature_cache(cache: Path | None, setup, dataset: str, split: str):

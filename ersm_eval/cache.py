@@ -29,6 +29,7 @@ import numpy as np
 
 from ersm_core.errors import ConfigError
 from ersm_core.files import atomic_write_bytes, read_npy_header
+from ersm_eval.results import read_json_file
 
 __all__ = ["FeatureCache", "cache_key"]
 
@@ -36,8 +37,8 @@ CHUNK = 256  # dataset indices per chunk file
 _SIDECAR_MAX_BYTES = 64 * 1024  # a sidecar lists at most CHUNK indices and two digests: a few KiB
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} in a cache sidecar")
+class _CorruptSidecar(Exception):
+    """A sidecar :func:`~ersm_eval.results.read_json_file` refuses: the chunk is rebuilt."""
 
 
 def _valid_content(indices: np.ndarray, feats: np.ndarray, labels: np.ndarray, n_classes: int | None,
@@ -194,13 +195,9 @@ class FeatureCache:
 
     def _read_sidecar(self, sidecar: Path, chunk: int) -> dict[str, Any] | None:
         """The sidecar's content when it is what :meth:`store_chunk` writes, else None (corrupt)."""
-        try:
-            if sidecar.stat().st_size > _SIDECAR_MAX_BYTES:
-                return None
-            entry = json.loads(sidecar.read_bytes().decode("utf-8"), parse_constant=_no_constant)
-        except (OSError, ValueError, RecursionError):  # unreadable, not UTF-8, not JSON
-            return None
-        if not isinstance(entry, dict):
+        try:  # the defensive reader of summary.json: size, nesting and numbers bounded, an object at the top
+            entry = read_json_file(sidecar, _CorruptSidecar, max_bytes=_SIDECAR_MAX_BYTES, max_depth=2)
+        except _CorruptSidecar:
             return None
         indices = entry.get("indices")
         if not isinstance(indices, list) or not 1 <= len(indices) <= CHUNK:
