@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import functools
 import os
 import struct
 import zlib
@@ -265,6 +266,13 @@ def _png_data_size(width: int, height: int, bit_depth: int, colour: int, interla
     return total
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _png_check(path: str, size: int, mtime_ns: int) -> str | None:
+    """:func:`_png_short_data` once per file version (path, size, mtime): training reads every
+    image once per epoch, and a file whose stream was complete stays so until it changes."""
+    return _png_short_data(path)
+
+
 def _png_short_data(path) -> str | None:
     """Why a PNG's pixel data is short, or None when its IDAT stream holds every row.
 
@@ -351,7 +359,8 @@ def open_image(path) -> Image.Image:
                     "far too much memory); crop it or remove it"
                 )
             if im.format == "PNG" and isinstance(path, (str, os.PathLike)):
-                short = _png_short_data(path)
+                st = os.stat(path)
+                short = _png_check(os.fspath(path), st.st_size, st.st_mtime_ns)
                 if short is not None:
                     raise DatasetError(f"corrupt or unreadable image file: {path} ({short})")
             im.load()

@@ -86,6 +86,16 @@ def test_hand_built_png_is_read(tmp_path):
     assert np.asarray(open_image(tmp_path / "ok.png")).min() == 200
 
 
+def test_png_check_runs_again_when_the_file_changes(tmp_path):
+    """The stream check is remembered per file version: a PNG replaced by a short one is refused."""
+    path = tmp_path / "img.png"
+    _png(path, 40, 40, 40)
+    open_image(path)  # complete: remembered as such
+    _png(path, 40, 40, 1)
+    with pytest.raises(DatasetError, match=r"holds 1 of 40 rows"):
+        open_image(path)
+
+
 @pytest.mark.parametrize("side", [40, 9000])
 def test_png_with_short_pixel_data_is_refused(tmp_path, side):
     # PIL decodes this silently, rows 1..side-1 black: the IDAT stream holds 1 row of `side`
