@@ -109,16 +109,16 @@ def _check_same_classes(checkpoints: list[Path]) -> None:
     """Compared models must name the same classes in the same order (they are scored on the same
     images and labels); checked before any work, naming the first difference."""
     from ersm_core.checkpoint import load_checkpoint
+    from ersm_core.data.base import first_class_difference
 
     first = load_checkpoint(checkpoints[0]).class_names
     for path in checkpoints[1:]:
         names = load_checkpoint(path).class_names
         if list(names) != list(first):
-            at = next((i for i, (a, b) in enumerate(zip(first, names)) if a != b), min(len(first), len(names)))
-            say = lambda ns: repr(ns[at]) if at < len(ns) else "absent"  # noqa: E731
+            where = first_class_difference(first, names, str(checkpoints[0]), str(path))
             raise ConfigError(
                 f"compare needs checkpoints trained on the same classes: {checkpoints[0]} has {len(first)} and {path} "
-                f"has {len(names)} (class {at} is {say(first)} and {say(names)}); compare models of one dataset")
+                f"has {len(names)} ({where}); compare models of one dataset")
 
 
 class _Runner:

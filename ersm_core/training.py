@@ -41,6 +41,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from ersm_core.checkpoint import save_checkpoint
 from ersm_core.data import build_dataset, model_transform
+from ersm_core.data.base import first_class_difference
 from ersm_core.data.subset import dataset_labels, indices_sha256, stratified_split, stratified_subset, subset_record
 from ersm_core.device import select_device
 from ersm_core.errors import ConfigError, ERSMError
@@ -525,14 +526,10 @@ def train(
     class_names = list(train_data.classes)
     if list(test_data.classes) != class_names:
         test_names = list(test_data.classes)
-        first = next((i for i, (a, b) in enumerate(zip(class_names, test_names)) if a != b),
-                     min(len(class_names), len(test_names)))
-        train_name = repr(class_names[first]) if first < len(class_names) else "none"
-        test_name = repr(test_names[first]) if first < len(test_names) else "none"
+        where = first_class_difference(class_names, test_names, "the train split", "the test split")
         raise ERSMError(
             f"dataset {train_config.dataset!r}: the train and test splits have different classes "
-            f"({len(class_names)} vs {len(test_names)}; class {first} is {train_name} in train but {test_name} in test); "
-            "check the folder layout and the split files"
+            f"({len(class_names)} vs {len(test_names)}; {where}); check the folder layout and the split files"
         )
     model = _sized_for(model, len(class_names)).to(device)
     chosen = _select(train_data, test_data, train_config)

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 
 from ersm_core.checkpoint import LoadedCheckpoint, load_checkpoint
 from ersm_core.data import ERSMDataset, build_dataset, model_transform
+from ersm_core.data.base import first_class_difference
 from ersm_core.data.subset import dataset_labels, stratified_subset, subset_record
 from ersm_core.device import select_device
 from ersm_core.errors import DatasetError
@@ -135,20 +136,6 @@ def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     batch = default_collate(good) if good else {}
     batch["_bad"] = bad
     return batch
-
-
-def first_class_difference(checkpoint_names: list[str], dataset_names: list[str]) -> str:
-    """Where two class lists first differ, in words: ``class 1 is 'cow' in the dataset but 'dog' in the
-    checkpoint``, or the first class only one of them has (empty string when they are equal)."""
-    for i, (mine, theirs) in enumerate(zip(checkpoint_names, dataset_names)):
-        if str(mine) != str(theirs):
-            return f"class {i} is {str(theirs)!r} in the dataset but {str(mine)!r} in the checkpoint"
-    n = min(len(checkpoint_names), len(dataset_names))
-    if len(dataset_names) > n:
-        return f"class {n} is {str(dataset_names[n])!r} in the dataset but the checkpoint has no class {n}"
-    if len(checkpoint_names) > n:
-        return f"class {n} is {str(checkpoint_names[n])!r} in the checkpoint but the dataset has no class {n}"
-    return ""
 
 
 def check_class_names(checkpoint_names: list[str], dataset_names: list[str], checkpoint_path: Any = "the checkpoint",

@@ -32,7 +32,7 @@ import torchvision.transforms.functional as TF
 from ersm_core.errors import DatasetError
 
 __all__ = ["ImageTransform", "INTERPOLATIONS", "RawItem", "ERSMDataset", "NO_BOX", "open_image", "to_8bit",
-           "MAX_IMAGE_PIXELS", "MAX_IMAGE_SIDE", "MAX_ASPECT_RATIO"]
+           "MAX_IMAGE_PIXELS", "MAX_IMAGE_SIDE", "MAX_ASPECT_RATIO", "first_class_difference"]
 
 MAX_IMAGE_PIXELS = 89_478_485  # width x height above which an image is refused (PIL's decompression-bomb limit)
 MAX_IMAGE_SIDE = 65_535  # width or height above which an image is refused (JPEG's own limit)
@@ -244,6 +244,21 @@ def to_8bit(image: Image.Image) -> Image.Image:
         scale = 255.0 if values.size and values.max() <= 1.0 else 1.0
         return Image.fromarray(np.rint(np.clip(values * scale, 0, 255)).astype(np.uint8), mode="L")
     return image.convert("RGB")
+
+
+def first_class_difference(expected: list[str], found: list[str], expected_in: str = "the checkpoint",
+                           found_in: str = "the dataset") -> str:
+    """Where two class lists first differ, in words: ``class 1 is 'cow' in the dataset but 'dog' in the
+    checkpoint``, or the first class only one of them has (empty string when they are equal)."""
+    for i, (mine, theirs) in enumerate(zip(expected, found)):
+        if str(mine) != str(theirs):
+            return f"class {i} is {str(theirs)!r} in {found_in} but {str(mine)!r} in {expected_in}"
+    n = min(len(expected), len(found))
+    if len(found) > n:
+        return f"class {n} is {str(found[n])!r} in {found_in} but {expected_in} has no class {n}"
+    if len(expected) > n:
+        return f"class {n} is {str(expected[n])!r} in {expected_in} but {found_in} has no class {n}"
+    return ""
 
 
 _SOURCE_KEY = "ersm_source"  # Image.info key holding the file an image was opened from (named in errors)

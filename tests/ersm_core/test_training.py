@@ -342,3 +342,14 @@ def test_write_history_is_atomic_and_follows_the_umask(tmp_path):
         write_history(path, Broken({"epoch": [9]}))
     assert path.read_text() == "epoch,loss\n1,0.5\n2,0.25\n"  # the old file untouched
     assert [p.name for p in tmp_path.iterdir()] == ["run.history.csv"]
+
+
+def test_train_and_test_splits_with_other_classes_name_the_first_difference(tmp_path):
+    from ersm_core.errors import ERSMError
+    from tests.ersm_core.test_datasets import make_pets
+
+    folder = make_pets(tmp_path)
+    (folder / "annotations" / "test.txt").write_text("Abyssinian_3 1 1 1\nbeagle_2 2 2 1\n")
+    with pytest.raises(ERSMError, match=r"the train and test splits have different classes \(2 vs 2; class 1 is "
+                                        r"'Beagle' in the test split but 'American Bulldog' in the train split\)"):
+        train(_tiny_model(), TrainConfig(dataset="pets", data_root=str(tmp_path), device="cpu"))
