@@ -160,6 +160,11 @@ def check_class_names(checkpoint_names: list[str], dataset_names: list[str], che
         )
 
 
+def _index_tensor(indices: Any) -> torch.Tensor:
+    """Dataset indices (tensor, array or list) as a CPU tensor, for messages."""
+    return indices.detach().cpu() if torch.is_tensor(indices) else torch.as_tensor(np.asarray(indices))
+
+
 def check_finite(values: torch.Tensor, indices: Any, what: str = "features", count: int | None = None) -> None:
     """Raise a clear error when a batch holds NaN or infinite values (never silent accuracy).
 
@@ -175,7 +180,7 @@ def check_finite(values: torch.Tensor, indices: Any, what: str = "features", cou
         return
     finite = torch.isfinite(values.reshape(n, -1)).all(dim=1)
     if not bool(finite.all()):
-        index = indices.detach().cpu() if torch.is_tensor(indices) else torch.as_tensor(np.asarray(indices))
+        index = _index_tensor(indices)
         bad = sorted({int(i) for i in index.reshape(-1)[:n][~finite.cpu()].tolist()})
         shown = ", ".join(str(i) for i in bad[:10]) + (f", ... ({len(bad) - 10} more)" if len(bad) > 10 else "")
         raise DatasetError(
@@ -192,7 +197,7 @@ def check_labels(labels: torch.Tensor, n_classes: int, indices: Any, count: int 
     bad = (labels < 0) | (labels >= n_classes)
     if bool(bad.any()):
         at = int(torch.nonzero(bad.reshape(-1))[0])
-        index = indices.detach().cpu() if torch.is_tensor(indices) else torch.as_tensor(np.asarray(indices))
+        index = _index_tensor(indices)
         raise DatasetError(
             f"label {int(labels.reshape(-1)[at])} of the image with index {int(index.reshape(-1)[at])} is not a class of "
             f"the model, whose head has {n_classes} classes (labels 0 to {n_classes - 1}); check the dataset's labels"
