@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import pickle
-import platform
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 
 from ersm_core.errors import CheckpointError, ERSMError
 from ersm_core.files import atomic_path, file_sha256
+from ersm_core.versions import versions
 from ersm_core.model import MAX_IMAGE_SIZE, ERSMModel, ModelConfig, build_model
 
 __all__ = [
@@ -71,28 +71,6 @@ class LoadedCheckpoint:
 
     def __iter__(self):  # allows ``model, config, classes, prov = load_checkpoint(p)``
         return iter((self.model, self.config, self.class_names, self.provenance))
-
-
-def versions() -> dict[str, str]:
-    """Versions of the packages that shape results, for provenance."""
-    import numpy
-    import timm
-    import torchvision
-
-    try:
-        from importlib.metadata import version
-
-        own = version("ersm-eval")
-    except Exception:  # noqa: BLE001 - running from a source tree
-        own = "unknown"
-    return {
-        "ersm_eval": own,
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "timm": timm.__version__,
-        "numpy": numpy.__version__,
-        "python": platform.python_version(),
-    }
 
 
 def _plain(value: Any) -> Any:

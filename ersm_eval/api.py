@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ersm_core.checkpoint import versions
+from ersm_core.versions import versions
 from ersm_core.errors import ConfigError, DatasetError, ERSMError
 from ersm_eval.context import check_finite
 from ersm_eval.adapter import ModelAdapter, wrap

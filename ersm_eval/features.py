@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from ersm_core.checkpoint import versions
+from ersm_core.versions import versions
 from ersm_core.data import ERSMDataset
 from ersm_eval.cache import FeatureCache
 from ersm_eval.context import Progress, check_finite, iterate_batches, shard

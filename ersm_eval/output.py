@@ -35,7 +35,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 import pandas as pd
 
-from ersm_core.checkpoint import versions
+from ersm_core.versions import versions
 from ersm_core.errors import ConfigError
 from ersm_core.files import apply_umask, atomic_path, atomic_write_bytes, atomic_write_text
 from ersm_eval.schema import SUMMARY_JSON, TABLES
