@@ -8,6 +8,7 @@ report, ``--help``) can record provenance too.
 from __future__ import annotations
 
 import platform
+import sys
 from importlib.metadata import PackageNotFoundError, version
 
 __all__ = ["versions"]
@@ -23,6 +24,10 @@ _PACKAGES = {
 
 
 def _version(distribution: str) -> str:
+    module = sys.modules.get(distribution.replace("-", "_"))
+    loaded = getattr(module, "__version__", None)
+    if isinstance(loaded, str):  # already imported: its own string, with any build label (+cu130)
+        return loaded
     try:
         return version(distribution)
     except PackageNotFoundError:  # running from a source tree, or not installed
