@@ -123,11 +123,16 @@ def randomization_plan(model: Any) -> tuple[dict[str, list[str]], dict[str, str]
         else:
             plan["head"] = ["head"]
         notes["spatial"] = "a wrapped model has no spatial module between its map and its pooling"
-        stage = _last_stage(inner, "model.") if kind == "timm" else "_layer"
+        if kind == "timm":
+            stage = _last_stage(inner, "model.")
+        else:  # the layer whose output is the map: the last stage when it holds parameters
+            stage = "_layer" if _has_parameters(getattr(model, "_layer", None)) else None
     if stage:
         plan["backbone_last"] = [stage]
     else:
-        notes["backbone_last"] = "the backbone holds no parameters"
+        notes["backbone_last"] = ("the layer the map is read from holds no parameters (split the model at the "
+                                  "stage itself, e.g. layer='layer4')" if kind == "module"
+                                  else "the backbone holds no parameters")
     return plan, notes
 
 
@@ -348,5 +353,5 @@ def randomization_warning(table: pd.DataFrame, map_name: str) -> str | None:
         interval = f", 95% CI {row['ci_low']:+.2f} to {row['ci_high']:+.2f}"
     label = f"{row['checkpoint']}: " if str(row.get("checkpoint", "")) else ""
     return (f"{label}Warning: the {map_name} map does not depend on what {_MODULE_WORDS[step]} learned: "
-            f"after re-initializing it (and everything above it) the map's per-image Spearman correlation with "
-            f"the original is still {row['spearman']:+.2f}{interval}, at least {DEPENDENCE_THRESHOLD:.1f}.")
+            f"after re-initializing {'it' if step == 'head' else 'it and everything above it'}, the map's per-image "
+            f"Spearman correlation with the original is still {row['spearman']:+.2f}{interval}, at least {DEPENDENCE_THRESHOLD:.1f}.")
