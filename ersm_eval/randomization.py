@@ -260,38 +260,41 @@ def map_randomization(
     names = [m for m in maps if has[m]]
     notes += [f"{m}: skipped, the model has no {m} map" for m in maps if not has[m]]
     plan, skipped = randomization_plan(model)
+    twins: list[tuple[str, nn.Module]] = []  # one randomized copy per step, built before the images stream
+    cumulative: list[str] = []
+    for step in steps:
+        if step != "none":
+            if step in skipped:
+                notes.append(f"{step}: skipped, {skipped[step]}")
+                continue
+            cumulative += plan[step]
+        twin, untouched = randomized_copy(model, cumulative, seed)
+        twins.append((step, twin))
+        if untouched:
+            notes.append(f"{step}: parameters without reset_parameters() keep their trained values: "
+                         f"{', '.join(untouched)}")
+    checked = list(names) + list(external)
+    if not checked:
+        raise ValueError(f"none of the maps {list(maps)} exists for this model ({'; '.join(notes)}); "
+                         "pass external maps as scores=")
+    rho: dict[tuple[str, str], list[np.ndarray]] = {(step, name): [] for step, _ in twins for name in checked}
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
-    originals: list[dict[str, torch.Tensor]] = []
-    batches = []
+    n_seen = 0
     try:
-        for images, labels in _batches(loader, device):
-            batches.append((images, labels))
-            originals.append(_maps(model, images, labels, None, names, external))
-        if not batches:
-            raise ValueError("the loader gave no images")
-        rows = []
-        cumulative: list[str] = []
-        checked = list(names) + list(external)
-        for step in steps:
-            if step != "none":
-                if step in skipped:
-                    notes.append(f"{step}: skipped, {skipped[step]}")
-                    continue
-                cumulative += plan[step]
-            twin, untouched = randomized_copy(model, cumulative, seed)
-            if untouched:
-                notes.append(f"{step}: parameters without reset_parameters() keep their trained values: "
-                             f"{', '.join(untouched)}")
-            recomputed = [_maps(twin, x, y, orig["predicted"], names, external)
-                          for (x, y), orig in zip(batches, originals)]
-            for name in checked:
-                rho = np.concatenate([map_spearman(o[name].numpy(), r[name].numpy())
-                                      for o, r in zip(originals, recomputed)])
-                rows.append(_row(checkpoint, name, step, rho, n_boot, boot_seed))
+        for images, labels in _batches(loader, next(model.parameters()).device):
+            n_seen += len(labels)
+            original = _maps(model, images, labels, None, names, external)
+            for step, twin in twins:
+                recomputed = _maps(twin, images, labels, original["predicted"], names, external)
+                for name in checked:
+                    rho[step, name].append(map_spearman(original[name].numpy(), recomputed[name].numpy()))
     finally:
         model.train(was_training)
+    if n_seen == 0:
+        raise ValueError("the loader gave no images")
+    rows = [_row(checkpoint, name, step, np.concatenate(rho[step, name]), n_boot, boot_seed)
+            for step, _ in twins for name in checked]
     table = pd.DataFrame(rows, columns=list(RANDOMIZATION_COLUMNS))
     table["n_images"] = table["n_images"].astype("Int64")
     table.attrs["notes"] = list(dict.fromkeys(notes))
