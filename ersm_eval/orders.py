@@ -288,7 +288,8 @@ def position_gain_sentence(ranking: str, diff: GainSummary, label: str = "") -> 
     who = f"{label}: " if label else ""
     numbers = f"SG − SG(center) {_signed(diff.mean)}, {_interval(diff.ci_low, diff.ci_high)}{_p(diff.p_value)}"
     if beats_center(diff.ci_low):
-        return f"{who}{ranking} carries more than position: its symmetric gain exceeds the center ranking's ({numbers})."
+        return (f"{who}{ranking} carries more than position: its symmetric gain exceeds the center ranking's "
+                f"({numbers}).")
     return (f"{who}{ranking} is not shown to carry more than position: its symmetric gain does not exceed the "
             f"center ranking's ({numbers}).")
 

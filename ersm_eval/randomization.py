@@ -248,7 +248,8 @@ def map_randomization(
                          f"{', '.join(OWN_STEP)} (pass others as scores= callables)")
     bad = [s for s in steps if s not in RANDOMIZATION_STEPS + ("none",)]
     if bad or list(dict.fromkeys(steps)) != list(steps):
-        raise ValueError(f"steps must be distinct names from {', '.join(('none',) + RANDOMIZATION_STEPS)}, got {list(steps)}")
+        valid = ", ".join(("none",) + RANDOMIZATION_STEPS)
+        raise ValueError(f"steps must be distinct names from {valid}, got {list(steps)}")
     clash = [n for n in external if n in OWN_STEP or n == "predicted"]
     if clash:
         raise ValueError(f"external map names {clash} clash with the model's own maps; rename them")
@@ -357,4 +358,5 @@ def randomization_warning(table: pd.DataFrame, map_name: str) -> str | None:
     label = f"{row['checkpoint']}: " if str(row.get("checkpoint", "")) else ""
     return (f"{label}Warning: the {map_name} map does not depend on what {_MODULE_WORDS[step]} learned: "
             f"after re-initializing {'it' if step == 'head' else 'it and everything above it'}, the map's per-image "
-            f"Spearman correlation with the original is still {row['spearman']:+.2f}{interval}, at least {DEPENDENCE_THRESHOLD:.1f}.")
+            f"Spearman correlation with the original is still {row['spearman']:+.2f}{interval}, "
+            f"at least {DEPENDENCE_THRESHOLD:.1f}.")

@@ -120,7 +120,8 @@ def test_gain_summary_interval_and_p_value():
     assert (rand.mean, rand.ci_low, rand.ci_high, rand.p_value) == (0.0, 0.0, 0.0, 1.0)
     mixed = summarize_gain(np.array([0.5, -0.75]), weights=bootstrap_weights(2, 500, 0))
     assert mixed.mean == pytest.approx(-0.125)
-    assert mixed.ci_low == pytest.approx(-0.75) and mixed.ci_high == pytest.approx(0.5)  # resampled means ∈ {−.75, −.125, .5}
+    # resampled means ∈ {−0.75, −0.125, 0.5}
+    assert mixed.ci_low == pytest.approx(-0.75) and mixed.ci_high == pytest.approx(0.5)
     with pytest.raises(ValueError, match="NaN"):
         summarize_gain(np.array([0.1, np.nan]))
 
