@@ -43,6 +43,8 @@ import torch
 from scipy.stats import rankdata
 from torch import nn
 
+from ersm_core.errors import ConfigError
+from ersm_eval.adapter import model_kind
 from ersm_eval.cam import cam_scores
 from ersm_eval.diagnostics import rank_pearson
 from ersm_eval.forward import fixed_chunks
@@ -104,6 +106,10 @@ def randomization_plan(model: Any) -> tuple[dict[str, list[str]], dict[str, str]
         (step → names of the modules it adds, as in ``model.named_modules()``;
         step → note, for the steps this model does not have).
     """
+    kind = model_kind(model)
+    if kind not in ("ersm", "adapter"):
+        raise ConfigError(f"the randomization check needs an ERSM model or a wrapped one; wrap this "
+                          f"{type(model).__name__} first (ersm_eval.wrap(model, layer=...))")
     plan: dict[str, list[str]] = {}
     notes: dict[str, str] = {}
     kind = getattr(model, "kind", None)
@@ -241,6 +247,7 @@ def map_randomization(
         A DataFrame with :data:`RANDOMIZATION_COLUMNS`; ``attrs["notes"]`` lists what was skipped and
         the parameters no ``reset_parameters()`` covered.
     """
+    plan, skipped = randomization_plan(model)  # refuses a model that is not split into map → pool → head
     external = dict(scores or {})
     unknown = [m for m in maps if m not in OWN_STEP]
     if unknown:
@@ -260,7 +267,6 @@ def map_randomization(
            "cam": True}
     names = [m for m in maps if has[m]]
     notes += [f"{m}: skipped, the model has no {m} map" for m in maps if not has[m]]
-    plan, skipped = randomization_plan(model)
     twins: list[tuple[str, nn.Module]] = []  # one randomized copy per step, built before the images stream
     cumulative: list[str] = []
     for step in steps:

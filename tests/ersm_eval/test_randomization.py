@@ -149,6 +149,8 @@ def test_bad_input():
         map_randomization(model, _loader(2, 32), steps=("head", "head"))
     with pytest.raises(ValueError, match="no images"):
         map_randomization(model, [], maps=("cam",))
+    with pytest.raises(ValueError, match="wrap this Sequential first"):
+        map_randomization(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten()), _loader(2, 32))
     with pytest.raises(ValueError, match="none of the maps"):
         map_randomization(model, _loader(2, 32), maps=("keep", "energy"))
     out = map_randomization(model, _loader(2, 32), n_boot=10)  # baseline: no keep/energy, no spatial parameters
