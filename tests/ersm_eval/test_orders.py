@@ -29,7 +29,7 @@ from ersm_eval.orders import (
     summarize_gain,
     symmetric_gain,
 )
-from ersm_eval.rankings import RANKINGS, RankingInputs, border_order
+from ersm_eval.rankings import RANKINGS, RankingInputs, border_order, center_order
 from ersm_eval.stats import bootstrap_weights
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -91,6 +91,9 @@ def test_existing_rankings_are_the_declared_orders_of_their_scores():
         morf, lerf = orders_from_scores(importance_scores(name, {**scores, "cam": cam}, grid=grid, batch=n))
         declared = {"morf": morf, "lerf": lerf}[IMPORTANCE[name].current_order]
         assert torch.equal(RANKINGS.get(name).order(inputs, 0), declared), name
+    for other in ((3, 5), (2, 7), (1, 4)):  # non-square grids: center is MoRF of −distance
+        morf, _ = orders_from_scores(importance_scores("center", {}, grid=other, batch=1))
+        assert morf[0].tolist() == center_order(other).tolist(), other
     # border reverses center, so within a ring of equal distance the higher index comes first
     morf, lerf = orders_from_scores(importance_scores("center", {}, grid=grid, batch=1))
     assert sorted(lerf[0, :4].tolist()) == sorted(border_order(grid)[:4].tolist()) == [0, 3, 12, 15]
