@@ -21,6 +21,7 @@ values and described without a verdict.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
@@ -40,6 +41,7 @@ __all__ = [
     "METRIC_ORDER",
     "StudyTables",
     "study_tables",
+    "read_study_tables",
 ]
 
 GROUPS_FILE = "groups.csv"
@@ -198,3 +200,38 @@ def study_tables(
         group_summary=pd.DataFrame(summary_rows, columns=list(SUMMARY_COLUMNS)),
         group_differences=pd.DataFrame(difference_rows, columns=list(DIFFERENCE_COLUMNS)),
     )
+
+
+def read_study_tables(folder: str | Path) -> dict[str, pd.DataFrame]:
+    """Read groups.csv and group_summary.csv (required) and members.csv and group_differences.csv (when present).
+
+    Args:
+        folder: a study folder.
+
+    Returns:
+        File name -> table.
+
+    Raises:
+        ValueError: the folder or a required file is missing, unreadable, or lacks columns.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"study folder not found: {folder}")
+    needed = {GROUPS_FILE: ("group", "checkpoint", "seed"), SUMMARY_FILE: SUMMARY_COLUMNS,
+              MEMBERS_FILE: MEMBER_COLUMNS, DIFFERENCES_FILE: DIFFERENCE_COLUMNS}
+    tables: dict[str, pd.DataFrame] = {}
+    for name, columns in needed.items():
+        path = folder / name
+        if not path.is_file():
+            if name in (GROUPS_FILE, SUMMARY_FILE):
+                raise ValueError(f"{folder} is not a study folder: it has no {name}")
+            continue
+        try:
+            table = pd.read_csv(path, keep_default_na=True)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as err:
+            raise ValueError(f"{path} is not a readable table: {str(err).splitlines()[0] if str(err) else err}") from None
+        lacking = [c for c in columns if c not in table.columns]
+        if lacking:
+            raise ValueError(f"{path} lacks the columns {lacking}; was it written by this version of ersm-eval?")
+        tables[name] = table
+    return tables
