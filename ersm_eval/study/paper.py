@@ -42,6 +42,7 @@ FALLBACK_RANKING = "cam"
 BACKBONE_FIELDS = ("dataset", "backbone", "image_size", "patch_size")  # the backbone table's row key
 _BACKBONE_HEADERS = {"dataset": "Dataset", "backbone": "Backbone", "image_size": "Resolution", "patch_size": "Patch"}
 _STATISTICS = {"sg": "SG", "auc_diff": "ΔAUC"}
+_NUMBER_COLUMNS = ("table", "row", "column", "group", "metric", "mean", "std", "n_seeds", "cell")
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ class PaperTable:
 
     name: str  # "pilot" or "backbone"
     title: str  # a caption's first words
-    cells: pd.DataFrame  # one row per table row, one column per shown column, display strings
+    cells: pd.DataFrame  # display strings, one column per shown column; the index is the numbers' ``row``
     numbers: pd.DataFrame  # long form: row, column, group, metric, mean, std, n_seeds, cell
     note: str  # what the cells mean
 
@@ -153,7 +154,8 @@ def pilot_table(
             "Verdict from the two-level 95% bootstrap interval (seeds, then images), with how many seeds alone "
             "reach it.")
     return PaperTable("pilot", "Pilot: accuracy, mean keep and deletion verdict per variant",
-                      pd.DataFrame(cells, columns=columns), pd.DataFrame(numbers), note)
+                      pd.DataFrame(cells, columns=columns, index=pd.Index(list(firsts), name="row")),
+                      pd.DataFrame(numbers, columns=list(_NUMBER_COLUMNS)), note)
 
 
 def _key_text(value: Any) -> str:
@@ -196,10 +198,11 @@ def backbone_table(groups: pd.DataFrame, summary: pd.DataFrame, baseline: str = 
     headers = [_BACKBONE_HEADERS[f] for f in BACKBONE_FIELDS]
     columns = [(f"{v} accuracy (%)", v, "accuracy") for v in (baseline, ersm)]
     columns = [columns[0], (f"{baseline} loss", baseline, "loss"), columns[1], (f"{ersm} loss", ersm, "loss")]
-    cells, numbers = [], []
+    cells, numbers, labels = [], [], []
     for key in keys:
         record = dict(zip(headers, key))
         label = " / ".join(key)
+        labels.append(label)
         for column, variant, metric in columns:
             group = slots.get((key, variant))
             record[column], found = _cell(rows, group, metric) if group is not None else (MISSING, None)
@@ -209,7 +212,8 @@ def backbone_table(groups: pd.DataFrame, summary: pd.DataFrame, baseline: str = 
             f"gives no spread (training variance not measured). Accuracy: top-1 in percent; loss: mean "
             f"cross-entropy per image. {baseline} beside {ersm}, trained alike.")
     return PaperTable("backbone", f"Backbones: {baseline} and {ersm} accuracy and loss",
-                      pd.DataFrame(cells, columns=headers + [c for c, _, _ in columns]), pd.DataFrame(numbers), note)
+                      pd.DataFrame(cells, columns=headers + [c for c, _, _ in columns], index=pd.Index(labels, name="row")),
+                      pd.DataFrame(numbers, columns=list(_NUMBER_COLUMNS)), note)
 
 
 def paper_tables(groups: pd.DataFrame, summary: pd.DataFrame, baseline: str = "baseline",
