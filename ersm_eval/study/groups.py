@@ -169,6 +169,16 @@ def _naming_fields(distinct: list[tuple], by: list[str], differing: list[str]) -
     return chosen
 
 
+def _shown_in_name(key: tuple, naming: list[str], by: list[str], distinct: list[tuple], by_variant: bool) -> list[str]:
+    """The naming fields a group's name shows: with ``by_variant``, the variant and only those naming fields
+    that differ among the groups of the same variant (a variant trained one way is named by the variant alone)."""
+    if not by_variant or "variant" not in naming:
+        return naming
+    at = by.index("variant")
+    same = [k for k in distinct if k[at] == key[at]]
+    return ["variant"] + [f for f in naming if f != "variant" and len({k[by.index(f)] for k in same}) > 1]
+
+
 def _as_records(checkpoints: Iterable[CheckpointRecord | tuple]) -> list[CheckpointRecord]:
     records = []
     for item in checkpoints:
@@ -229,7 +239,8 @@ def group_checkpoints(
     first = {}
     for name in fields:
         first.setdefault(keys[name], name)
-    names = {key: _group_name(values[member], naming) for key, member in first.items()}
+    names = {key: _group_name(values[member], _shown_in_name(key, naming, by, distinct, group_by is None))
+             for key, member in first.items()}
     _make_unique(names)
     rows = []
     for name in fields:
