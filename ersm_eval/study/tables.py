@@ -151,7 +151,9 @@ def study_tables(
     arrays, n_images = _checked_inputs(per_image, groups)
     boot = TwoLevelBootstrap(n_images, n_boot, seed, level)
     order = list(dict.fromkeys(str(g) for g in groups["group"]))
-    member_rows, summary_rows, estimates = [], [], {}
+    member_rows, summary_rows = [], []
+    stacked: dict[str, dict[str, np.ndarray]] = {}  # group -> metric -> [n_seeds, n_images]
+    estimates: dict[str, dict[str, GroupEstimate]] = {}
     for group in order:
         rows = groups[groups["group"].astype(str) == group]
         members = [str(c) for c in rows["checkpoint"]]
@@ -162,12 +164,15 @@ def study_tables(
                 raise ValueError(f"group {group!r}: checkpoints {', '.join(map(repr, lacking))} lack the metric "
                                  f"{metric!r} that other members have; evaluate every member alike")
         group_chance = _group_chance(members, chance)
-        estimates[group] = {m: boot.estimate(np.stack([arrays[c][m] for c in members]), group) for m in metrics}
+        stacked[group] = {m: np.stack([arrays[c][m] for c in members]) for m in metrics}
+        estimates[group] = {m: boot.estimate(values, group) for m, values in stacked[group].items()}
         accuracy: GroupEstimate | None = estimates[group].get("accuracy")
-        group_at_chance = accuracy is not None and _at_chance(accuracy.ci_low, accuracy.ci_high, group_chance)
-        seed_at_chance = [accuracy is not None and _at_chance(lo, hi, group_chance)
-                          for lo, hi in zip(*(accuracy.seed_ci_low, accuracy.seed_ci_high) if accuracy else ([], []))]
-        seed_at_chance = seed_at_chance or [False] * len(members)
+        if accuracy is None:  # no accuracy measured: no model counts as at chance
+            group_at_chance, seed_at_chance = False, [False] * len(members)
+        else:
+            group_at_chance = _at_chance(accuracy.ci_low, accuracy.ci_high, group_chance)
+            seed_at_chance = [_at_chance(lo, hi, group_chance)
+                              for lo, hi in zip(accuracy.seed_ci_low, accuracy.seed_ci_high)]
         for metric, est in estimates[group].items():
             seed_verdicts = [group_verdict(metric, lo, hi, group_chance, at)
                              for lo, hi, at in zip(est.seed_ci_low, est.seed_ci_high, seed_at_chance)]
@@ -183,12 +188,8 @@ def study_tables(
     difference_rows = []
     for i, group_a in enumerate(order):
         for group_b in order[i + 1:]:
-            for metric in estimates[group_a]:
-                if metric not in estimates[group_b]:
-                    continue
-                a = np.stack([arrays[c][metric] for c in groups.loc[groups["group"].astype(str) == group_a, "checkpoint"]])
-                b = np.stack([arrays[c][metric] for c in groups.loc[groups["group"].astype(str) == group_b, "checkpoint"]])
-                d = boot.difference(a, b, group_a, group_b)
+            for metric in (m for m in stacked[group_a] if m in stacked[group_b]):
+                d = boot.difference(stacked[group_a][metric], stacked[group_b][metric], group_a, group_b)
                 difference_rows.append({"group_a": group_a, "group_b": group_b, "metric": metric, "diff": d.diff,
                                         "ci_low": d.ci_low, "ci_high": d.ci_high,
                                         "verdict": difference_verdict(d.ci_low, d.ci_high),

@@ -55,10 +55,10 @@ DIFFERENCE_VERDICTS = ("higher", "lower", "indistinguishable")  # group_a agains
 NO_VERDICT = "no_verdict"  # a metric no rule judges (mean keep, loss, ...)
 ONE_SEED_NOTE = "1 seed: training variance not measured"
 
-_WORDS = {
-    "above_chance": "above chance",
-    "below_chance": "below chance: the model is systematically wrong on these images",
-    "at_chance": "cannot tell the model from chance",
+_WORDS = {  # {chance} becomes " (10.0%)" when the chance level is known
+    "above_chance": "above chance{chance}",
+    "below_chance": "below chance{chance}: the model is systematically wrong on these images",
+    "at_chance": "cannot tell the model from chance{chance}",
     "above_random": "keeps the model right longer than random deletion does (above random)",
     "below_random": "loses accuracy faster than random deletion does (below random)",
     "supports": "the data support the ranking's order (what it calls unimportant is less needed than what it "
@@ -232,11 +232,10 @@ def group_sentence(row: Mapping, chance: Any = None) -> str:
                 f"over images only; training variance not measured)")
     verdict = str(row.get("verdict", NO_VERDICT))
     kind = metric_kind(metric)
-    if verdict == NO_VERDICT or verdict not in _WORDS and verdict != "indistinguishable":
+    if verdict not in _WORDS and verdict != "indistinguishable":  # no_verdict: the numbers alone
         return head + "."
     words = _INDISTINGUISHABLE.get(kind, "cannot tell") if verdict == "indistinguishable" else _WORDS[verdict]
-    if kind == "accuracy" and _finite(chance):
-        words += f" ({100 * float(chance):.1f}%)"
+    words = words.format(chance=f" ({100 * float(chance):.1f}%)" if _finite(chance) else "")
     tail = f"; {agreement_note(row.get('seeds_agreeing'), n)}" if n > 1 else ""
     return f"{head}: {words}{tail}."
 

@@ -126,3 +126,11 @@ def test_difference_sentences():
                                         "l0 is higher.")
     row.update(ci_high=0.1)
     assert difference_sentence(row).endswith("cannot tell the two groups apart.")
+
+
+def test_accuracy_sentences_name_chance_where_it_belongs():
+    row = _row(metric="accuracy", mean=0.02, std=0.01, ci_low=0.01, ci_high=0.04, verdict="below_chance")
+    assert group_sentence(row, chance=0.1).endswith(
+        ": below chance (10.0%): the model is systematically wrong on these images; 3 of 3 seeds alone reach this verdict.")
+    row.update(mean=0.9, ci_low=0.85, ci_high=0.95, verdict="above_chance")
+    assert group_sentence(row).endswith(": above chance; 3 of 3 seeds alone reach this verdict.")
