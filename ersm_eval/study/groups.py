@@ -119,11 +119,24 @@ def checkpoint_seed(name: str, provenance: Mapping[str, Any]) -> int | None:
     return int(found[0]) if found else None
 
 
+def _canonical(value: Any) -> Any:
+    """Numbers as floats (1 and 1.0 are one value), tuples as lists, recursively."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, Mapping):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    return str(value)
+
+
 def _key(value: Any) -> str:
-    """A canonical text of a recorded value, so equal values compare equal whatever their container."""
+    """A canonical text of a recorded value, so equal values compare equal whatever their type or container."""
     if value is _MISSING:
         return _MISSING
-    return json.dumps(value, sort_keys=True, default=str)
+    return json.dumps(_canonical(value), sort_keys=True)
 
 
 def _shown(value: Any) -> Any:
@@ -134,9 +147,10 @@ def _shown(value: Any) -> Any:
 
 
 def _name_part(value: Any) -> str:
-    text = value if isinstance(value, str) else _key(value)
+    """A value as recorded, or a short hash of its canonical text when it is long."""
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
     if len(text) > _LONG_VALUE:
-        return "#" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
+        return "#" + hashlib.sha256(_key(value).encode("utf-8")).hexdigest()[:8]
     return text
 
 
@@ -182,6 +196,8 @@ def _shown_in_name(key: tuple, naming: list[str], by: list[str], distinct: list[
 def _as_records(checkpoints: Iterable[CheckpointRecord | tuple]) -> list[CheckpointRecord]:
     records = []
     for item in checkpoints:
+        if not isinstance(item, CheckpointRecord) and (not isinstance(item, (tuple, list)) or len(item) != 3):
+            raise ValueError(f"each checkpoint must be given as (name, config, provenance), got {type(item).__name__}")
         record = item if isinstance(item, CheckpointRecord) else CheckpointRecord(*item)
         if not isinstance(record.config, Mapping) or not isinstance(record.provenance, Mapping):
             raise ValueError(f"checkpoint {record.name!r}: its config and provenance must be mappings")
@@ -242,14 +258,10 @@ def group_checkpoints(
     names = {key: _group_name(values[member], _shown_in_name(key, naming, by, distinct, group_by is None))
              for key, member in first.items()}
     _make_unique(names)
-    rows = []
-    for name in fields:
-        group = names[keys[name]]
-        row = {"group": group, "checkpoint": name, "seed": seeds[name]}
-        shown = [f for f in DESCRIPTIVE_FIELDS if f in valid]
-        shown += [f for f in (differing if group_by is None else by) if f not in shown]
-        row.update({f: _shown(values[name][f]) for f in shown})
-        rows.append(row)
+    shown = [f for f in DESCRIPTIVE_FIELDS if f in valid]
+    shown += [f for f in (differing if group_by is None else by) if f not in shown]
+    rows = [{"group": names[keys[name]], "checkpoint": name, "seed": seeds[name],
+             **{f: _shown(values[name][f]) for f in shown}} for name in fields]
     table = pd.DataFrame(rows)
     table["seed"] = pd.array([s for s in table["seed"]], dtype="Int64")
     table = table.sort_values(["group", "seed", "checkpoint"], key=_sort_key, na_position="last").reset_index(drop=True)

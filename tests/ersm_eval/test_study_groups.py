@@ -141,3 +141,16 @@ def test_real_checkpoint_provenance(tiny_checkpoint):
     table = group_checkpoints([("s0", config, prov), ("s1", config, changed)])
     assert table["group"].nunique() == 2
     assert all(", lr=" in g for g in table["group"])
+
+
+def test_equal_numbers_of_another_type_are_one_value():
+    a = ("a", _config(alpha=1, mean=(0.5, 0.5, 0.5)), _prov(0))
+    b = ("b", _config(alpha=1.0, mean=[0.5, 0.5, 0.5]), _prov(1))
+    assert group_checkpoints([a, b])["group"].nunique() == 1
+
+
+def test_checkpoints_must_be_triples():
+    with pytest.raises(ValueError, match=r"\(name, config, provenance\), got tuple"):
+        group_checkpoints([("a", _config())])
+    with pytest.raises(ValueError, match="config and provenance must be mappings"):
+        group_checkpoints([("a", _config(), "not a mapping")])
