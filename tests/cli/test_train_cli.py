@@ -103,23 +103,45 @@ def test_train_help_documents_every_option():
         assert option in result.output
 
 
-def test_new_options_are_documented_and_defaults_match_the_library():
-    from dataclasses import fields
-
-    from cli.train import MODEL_DEFAULTS, TRAIN_DEFAULTS, Interpolation
+def test_new_options_are_documented_and_interpolations_match_the_library():
+    from cli.train import Interpolation
     from ersm_core.data import INTERPOLATIONS
-    from ersm_core.model import ModelConfig
-    from ersm_core.training import TrainConfig
 
-    model_defaults = {f.name: f.default for f in fields(ModelConfig)}
-    train_defaults = {f.name: f.default for f in fields(TrainConfig)}
-    assert MODEL_DEFAULTS == {k: model_defaults[k] for k in MODEL_DEFAULTS}
-    assert TRAIN_DEFAULTS == {k: train_defaults[k] for k in TRAIN_DEFAULTS}
     assert tuple(i.value for i in Interpolation) == INTERPOLATIONS
     result = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
     for option in ("--feature-cache", "--no-feature-cache", "--feature-views", "--val-fraction", "--crop-pct",
-                   "--interpolation", "--subset-seed", "--augment"):
+                   "--interpolation", "--subset-seed", "--augment", "--resume", "--feature-cache-dir"):
         assert option in result.output
+
+
+def test_option_bounds_and_defaults_come_from_the_config(tmp_path, monkeypatch):
+    """cli.train keeps no copy: moving a bound or a default in ersm_core.config moves the command's."""
+    import typer.main
+
+    from ersm_core import config
+
+    monkeypatch.setitem(config.MAX_VALUES, "lr", 0.5)
+    monkeypatch.setitem(config.MAX_VALUES, "patch_size", 7)
+    result = _train("--lr", "0.6", "--out", str(tmp_path / "m.pt"))
+    assert result.exit_code == 2 and "--lr must be at most 0.5, got 0.6" in result.output
+    result = _train("--patch-size", "8", "--out", str(tmp_path / "m.pt"))
+    assert result.exit_code == 2 and "--patch-size must be at most 7, got 8" in result.output
+    assert not (tmp_path / "m.pt").exists()
+    command = typer.main.get_command(app).commands["train"]
+    defaults = {p.name: p.default for p in command.params}
+    assert defaults["alpha"] == config.ModelConfig.__dataclass_fields__["alpha"].default == 1e-3
+    assert defaults["lr"] == config.TrainConfig.__dataclass_fields__["lr"].default
+    assert defaults["feature_views"] == config.TrainConfig.__dataclass_fields__["feature_views"].default
+
+
+def test_config_module_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, ersm_core.config, ersm_core.plain, ersm_core.feature_key, cli.train; "
+            "print(sorted(m for m in ('torch', 'numpy', 'timm') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
 def test_log_without_a_terminal_has_eta_lines_and_validation(tmp_path):
@@ -139,7 +161,7 @@ def test_log_without_a_terminal_has_eta_lines_and_validation(tmp_path):
 
 
 def test_ctrl_c_after_epoch_two_keeps_the_history(tmp_path, monkeypatch):
-    import ersm_core.training as training
+    import ersm_core.training.loop as training
 
     calls = {"n": 0}
     real = training.evaluate
