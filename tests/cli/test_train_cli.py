@@ -251,3 +251,53 @@ def test_authors_crop_setting_is_recorded(tmp_path):
     assert "crop_pct 'authors'" in loaded.provenance["data_config"]["source"]
     bad = _train("--crop-pct", "paper", "--out", str(tmp_path / "x.pt"))
     assert bad.exit_code == 2 and "authors" in bad.output
+
+
+@pytest.mark.parametrize("where, message", [
+    ("missing/deeper/m.pt", "the folder {tmp}/missing/deeper does not exist"),
+    ("a_file/m.pt", "a_file is a file, not a folder"),
+])
+def test_unusable_out_folder_is_refused_before_training(tmp_path, where, message):
+    import time
+
+    (tmp_path / "a_file").write_text("x")
+    started = time.monotonic()
+    result = _train("--variant", "baseline", "--epochs", "50", "--out", str(tmp_path / where), "--quiet")
+    assert result.exit_code == 2, result.output
+    assert message.format(tmp=tmp_path) in " ".join(result.output.split()) and "Traceback" not in result.output
+    assert time.monotonic() - started < 20  # refused at once, not after 50 epochs
+    assert not (tmp_path / "missing").exists() and (tmp_path / "a_file").read_text() == "x"
+
+
+def test_read_only_out_folder_is_refused_before_training(tmp_path):
+    import os
+
+    if os.geteuid() == 0:
+        pytest.skip("root writes into read-only folders")
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        result = _train("--variant", "baseline", "--epochs", "50", "--out", str(folder / "m.pt"), "--quiet")
+    finally:
+        folder.chmod(0o755)
+    assert result.exit_code == 2 and "cannot write --out" in result.output and "Permission denied" in result.output
+    assert list(folder.iterdir()) == []
+
+
+def test_check_writable_finds_a_full_disk(tmp_path, monkeypatch):
+    """A folder where no byte can be written (full disk, read-only mount) is named before any work."""
+    import errno
+    import os as os_module
+
+    from ersm_core.errors import ConfigError
+    from ersm_core.training import check_writable
+
+    def full(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os_module, "write", full)
+    with pytest.raises(ConfigError, match=r"cannot write --out .*m.pt: No space left on device in"):
+        check_writable(tmp_path / "m.pt")
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []  # the probe file is gone
