@@ -124,5 +124,3 @@ def check_resumable(path: Path, state: dict[str, Any], model_config: dict[str, A
             f"cannot resume from {path}: the run was started with other options ({'; '.join(differences[:6])}); "
             "repeat the original options, or start afresh with --overwrite"
         )
-    if int(state["epoch"]) >= int(train_config["epochs"]):
-        raise ConfigError(f"nothing to resume in {path}: all {state['epoch']} epochs had finished")

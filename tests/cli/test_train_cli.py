@@ -31,6 +31,7 @@ def test_train_writes_checkpoint_and_history(tmp_path):
     assert loaded.provenance["dataset_options"] == {"n_train": 48, "n_test": 16}
     history = pd.read_csv(tmp_path / "model.history.csv")
     assert list(history.columns) == HISTORY_COLUMNS and len(history) == 1
+    assert not (tmp_path / "model.state.pt").exists()  # a completed run leaves no resume state
 
 
 def test_progress_bar_run(tmp_path):
@@ -218,6 +219,7 @@ def test_sigterm_of_a_headless_run_keeps_the_history_and_says_so(tmp_path):
     assert last.startswith("Stopped (SIGTERM): no checkpoint was written; the finished epochs are in"), last
     assert not out.exists()
     assert len(pd.read_csv(history)) >= 2
+    assert "--resume" in last and (tmp_path / "m.state.pt").exists()  # SIGTERM keeps the resume state
     assert "ETA" in output  # headless progress lines were written while it ran
 
 
@@ -301,3 +303,57 @@ def test_check_writable_finds_a_full_disk(tmp_path, monkeypatch):
         check_writable(tmp_path / "m.pt")
     monkeypatch.undo()
     assert list(tmp_path.iterdir()) == []  # the probe file is gone
+
+
+def _cli(*args):
+    import os
+    import shutil
+    import sys
+
+    exe = shutil.which("ersm-eval", path=os.path.dirname(sys.executable))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ERSM_EVAL_PROGRESS_SECONDS": "1000"}
+    return [exe, "train", *args], env
+
+
+def test_sigkilled_run_resumes_to_the_uninterrupted_result(tmp_path):
+    """kill -9 after epoch 2 of 4, then --resume: the same history and weights as a run never stopped.
+
+    Three processes (about 30 s each on a busy machine); the cached-feature path is resumed in
+    process by tests/ersm_core/test_resume.py.
+    """
+    import signal
+    import subprocess
+    import time
+
+    import torch
+
+    options = ["--dataset", "synthetic", "--image-size", "32", "--n-train", "160", "--n-test", "16", "--epochs", "4", "--device", "cpu", "--quiet", *extra]
+    cmd, env = _cli(*options, "--out", str(tmp_path / "whole.pt"))
+    subprocess.run(cmd, env=env, check=True, capture_output=True)
+    out, history, state = tmp_path / "m.pt", tmp_path / "m.history.csv", tmp_path / "m.state.pt"
+    cmd, env = _cli(*options, "--out", str(out))
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:
+            if history.exists() and len(pd.read_csv(history)) >= 2:
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not out.exists() and state.exists()
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True)  # without --resume: refused
+    assert again.returncode == 2 and "--resume" in again.stdout + again.stderr
+    cmd, env = _cli(*options, "--out", str(out), "--resume")
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not state.exists()  # removed once the checkpoint is written
+    columns = [c for c in HISTORY_COLUMNS if c != "seconds"]
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "whole.history.csv")[columns], pd.read_csv(history)[columns])
+    whole, resumed = load_checkpoint(tmp_path / "whole.pt").model.state_dict(), load_checkpoint(out).model.state_dict()
+    for name in whole:
+        torch.testing.assert_close(whole[name], resumed[name], rtol=0, atol=0, msg=name)
