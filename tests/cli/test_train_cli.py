@@ -327,7 +327,8 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_result(tmp_path):
 
     import torch
 
-    options = ["--dataset", "synthetic", "--image-size", "32", "--n-train", "160", "--n-test", "16", "--epochs", "4", "--device", "cpu", "--quiet", *extra]
+    options = ["--dataset", "synthetic", "--image-size", "32", "--n-train", "160", "--n-test", "16", "--epochs", "4",
+               "--batch-size", "8", "--device", "cpu", "--quiet"]
     cmd, env = _cli(*options, "--out", str(tmp_path / "whole.pt"))
     subprocess.run(cmd, env=env, check=True, capture_output=True)
     out, history, state = tmp_path / "m.pt", tmp_path / "m.history.csv", tmp_path / "m.state.pt"
