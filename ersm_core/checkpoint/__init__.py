@@ -30,7 +30,7 @@ from ersm_core.versions import versions
 __all__ = [
     "FORMAT_VERSION", "LIMITS", "LoadedCheckpoint", "save_checkpoint", "load_checkpoint", "read_payload",
     "is_checkpoint_file", "checkpoint_format", "check_finite_weights", "check_state_tensors", "check_archive",
-    "quiet_load", "versions",
+    "quiet_load", "versions", "convert_checkpoint",
 ]
 
 _REQUIRED = ("format", "format_version", "config", "state_dict", "class_names", "provenance")
@@ -184,3 +184,17 @@ def load_checkpoint(path: str | Path) -> LoadedCheckpoint:
         path=path,
         sha256=file_sha256(path),
     )
+
+
+def convert_checkpoint(source: str | Path, target: str | Path) -> Path:
+    """Rewrite ``source`` in the format ``target``'s suffix names (same tensors, config, class names).
+
+    The source is read and rebuilt as :func:`load_checkpoint` does (every check applies); its
+    provenance is kept, with ``converted_from`` (path, sha256) added.
+    """
+    loaded = load_checkpoint(source)  # every check, and the model builds
+    payload = read_payload(source)  # the stored config as written (load_checkpoint turns 'pretrained' off)
+    payload["provenance"] = {**payload["provenance"],
+                             "converted_from": {"path": str(source), "sha256": loaded.sha256}}
+    payload["state_dict"] = {k: v.contiguous() for k, v in payload["state_dict"].items()}
+    return write_payload(target, payload)
