@@ -358,3 +358,22 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_result(tmp_path):
     whole, resumed = load_checkpoint(tmp_path / "whole.pt").model.state_dict(), load_checkpoint(out).model.state_dict()
     for name in whole:
         torch.testing.assert_close(whole[name], resumed[name], rtol=0, atol=0, msg=name)
+
+
+def test_feature_cache_dir_says_what_it_uses_and_reuses(tmp_path):
+    cache = tmp_path / "cache"
+    args = ["--variant", "l0", "--freeze-backbone", "--feature-cache-dir", str(cache)]
+    env = {"ERSM_EVAL_PROGRESS_SECONDS": "1000"}
+    first = _train(*args, "--out", str(tmp_path / "a.pt"), env=env)
+    assert first.exit_code == 0, first.output
+    text = " ".join(first.output.split())
+    assert "MiB on disk in the cache folder" in text and "memory-mapped (memory: a batch at a time)" in text
+    assert text.index("on disk in the cache folder") < text.index("backbone features, train (once)")  # said before the pass
+    second = _train(*args, "--out", str(tmp_path / "b.pt"), env=env)
+    assert second.exit_code == 0, second.output
+    assert "reusing the cached train features in" in " ".join(second.output.split())
+    assert "backbone features, train (once)" not in second.output
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "a.history.csv").drop(columns="seconds"),
+                                  pd.read_csv(tmp_path / "b.history.csv").drop(columns="seconds"))
+    memory = _train("--variant", "l0", "--freeze-backbone", "--out", str(tmp_path / "c.pt"), env=env)
+    assert "feature cache: " in memory.output and "in memory, no disk" in " ".join(memory.output.split())
