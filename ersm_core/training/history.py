@@ -47,18 +47,21 @@ def write_history(path: str | Path, history: "pandas.DataFrame") -> Path:  # noq
 
 
 def check_writable(path: str | Path, option: str = "--out") -> None:
-    """Refuse (ConfigError) a file path whose folder is missing, not a folder, or not writable.
+    """Refuse (ConfigError) a file path that cannot be written: its folder is a file, or not writable.
 
-    Tries a real temporary file in the folder (then removes it), so a read-only mount or
-    a full disk is found before any work, not when the result is saved.
+    Missing folders are fine when they can be made (they are created when the file is written,
+    as the evaluations create theirs): the nearest existing folder above ``path`` must be a
+    folder, and a real temporary file is written there (then removed), so a read-only mount
+    or a full disk is found before any work, not when the result is saved.
     """
-    folder = Path(path).parent
-    if not folder.exists():
-        raise ConfigError(f"cannot write {option} {path}: the folder {folder} does not exist; create it first")
+    path = Path(path)
+    folder = Path(os.path.abspath(path.parent))
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
     if not folder.is_dir():
         raise ConfigError(f"cannot write {option} {path}: {folder} is a file, not a folder")
     try:
-        fd, probe = tempfile.mkstemp(prefix=f".{Path(path).name}.", suffix=".probe", dir=folder)
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=folder)
         try:
             os.write(fd, b"\0" * 4096)
         finally:
