@@ -191,11 +191,22 @@ def train_command(
     options = dict(locals())
     check_train_ranges(options)
     check_owned_file(out, overwrite, inputs=[data_root, weights])  # first: also checks that the name fits
-    check_output_file(out, overwrite, resume=resume)  # the folder exists and takes a file
+    check_output_file(out, overwrite, resume=resume)  # the folder takes a file
+    if overwrite and not resume:
+        _drop_stale_state(out)
     data, model_config, train_config = _configs(options)
     result = _train(model_config, train_config, data, out, weights, quiet, resume)
     if result is not None:
         _save_and_print(result, data, out)
+
+
+def _drop_stale_state(out: Path) -> None:
+    """With --overwrite a new run starts: an older run's resume state beside --out is removed first."""
+    from ersm_core.training import state_path
+
+    state = state_path(out)
+    if state.is_file():
+        state.unlink()
 
 
 # lower bounds the CLI adds to ersm_core.config.MAX_VALUES' upper ones (the rest: ModelConfig / TrainConfig messages)
