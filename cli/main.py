@@ -7,6 +7,7 @@ from cli import train  # noqa: E402,F401
 from cli import deletion  # noqa: E402,F401
 from cli import occlusion, sparsity  # noqa: E402,F401
 from cli import report, compare, demo  # noqa: E402,F401
+from cli import convert  # noqa: E402,F401
 
 __all__ = ["app"]
 

@@ -1,8 +1,7 @@
 """``ersm-eval train``: train a model variant and write its checkpoint and per-epoch history.
 
 Heavy packages (torch, timm) are imported inside the command, so ``--help`` stays fast;
-the option defaults below are the library's (a test keeps them equal to
-``ModelConfig`` / ``TrainConfig``).
+the option defaults and bounds are read from :mod:`ersm_core.config` (torch-free).
 """
 
 from __future__ import annotations
@@ -10,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from dataclasses import fields
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 
 from cli.app import app
+from ersm_core.config import MAX_VALUES, MIN_IMAGE_SIZE, ModelConfig, TrainConfig
 from ersm_core.errors import ConfigError
 from cli.common import (BatchSize, DataRoot, DatasetName, Device, Quiet, SubsetSeed, Terminated, Workers, console,
                         err_console, handle_errors)
@@ -26,15 +27,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["train_command", "Variant", "PairwiseReduce", "BiasKind", "Interpolation", "MODEL_DEFAULTS", "TRAIN_DEFAULTS"]
 
-# the defaults of ModelConfig and TrainConfig, written out so that --help needs no torch
-MODEL_DEFAULTS = {
-    "patch_size": 1, "alpha": 1e-3, "beta": 1e-3, "tau": 1.0, "init_keep": 0.9, "drop_prob": 0.1, "block_size": 3,
-    "l0_lambda": 1e-2,
-}
-TRAIN_DEFAULTS = {
-    "lr": 1e-3, "weight_decay": 1e-4, "batch_size": 32, "epochs": 20, "seed": 0, "workers": 0, "val_fraction": 0.1,
-    "feature_views": 0,
-}
+# the defaults of the options, read from the library's configs (ersm_core.config imports no torch)
+MODEL_DEFAULTS = {f.name: f.default for f in fields(ModelConfig) if f.name != "num_classes"}
+TRAIN_DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
 
 
 class Variant(str, Enum):
@@ -97,6 +92,9 @@ def _train_display(display: "ProgressDisplay"):
         def _run_eta(self) -> str:
             return _run_eta(self.run_started, self.units_done, self.epochs * self.per_epoch)
 
+        def message(self, text: str) -> None:
+            display.message(text)
+
         def start(self, epochs: int, train_batches: int, val_batches: int) -> None:
             self.epochs, self.per_epoch = epochs, train_batches + val_batches
 
@@ -143,7 +141,7 @@ def _train_display(display: "ProgressDisplay"):
 @app.command("train")
 @handle_errors
 def train_command(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint file to write (a history CSV <stem>.history.csv goes beside it, rewritten after every epoch).", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint file to write: NAME.pt (torch) or NAME.safetensors (tensors, with config and provenance as JSON metadata). Beside it: NAME.history.csv and, while the run lasts, NAME.state.pt for --resume; both rewritten after every epoch.", show_default=False)],
     dataset: DatasetName = "synthetic",
     data_root: DataRoot = None,
     backbone: Annotated[str, typer.Option("--backbone", help="compact_cnn or a timm CNN name (resnet50, convnext_tiny, efficientnetv2_s, ...).")] = "compact_cnn",
@@ -173,6 +171,7 @@ def train_command(
     freeze_backbone: Annotated[bool, typer.Option("--freeze-backbone", help="Keep the backbone fixed (eval mode, no gradients): the paper's protocol for pretrained backbones.")] = False,
     feature_cache: Annotated[Optional[bool], typer.Option("--feature-cache/--no-feature-cache", help="Frozen backbone: compute its features once per image, in memory, and train the spatial module and head from them. Default: on with --freeze-backbone.", show_default=False)] = None,
     feature_views: Annotated[int, typer.Option("--feature-views", help="Cached training: keep K seeded views per image (each randomly flipped); 0 = the unaugmented image only.")] = TRAIN_DEFAULTS["feature_views"],
+    feature_cache_dir: Annotated[Optional[Path], typer.Option("--feature-cache-dir", help="Cached training: keep the features in this folder, memory-mapped (for caches larger than memory), and reuse them in later runs with the same backbone, transform and images.", show_default=False)] = None,
     augment: Annotated[bool, typer.Option("--augment/--no-augment", help="Random horizontal flips of training images (uncached training; cached: see --feature-views).")] = True,
     val_fraction: Annotated[float, typer.Option("--val-fraction", help="Share of the training images held out (seeded, stratified) and scored after every epoch; the test split is scored once, at the end.")] = TRAIN_DEFAULTS["val_fraction"],
     spurious: Annotated[Optional[float], typer.Option("--spurious", help="synthetic: probability that a training image's background matches its label.")] = None,
@@ -182,6 +181,7 @@ def train_command(
     limit: Annotated[Optional[int], typer.Option("--limit", help="Use N images of each split: a seeded, class-stratified subset, the same images as the evaluators' --limit N with the same --subset-seed.")] = None,
     subset_seed: SubsetSeed = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing checkpoint file and its history CSV.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue a stopped run from NAME.state.pt beside --out (give the same options); it ends as the run would have ended unstopped.")] = False,
     quiet: Quiet = False,
 ) -> None:
     """Train a model variant (AdamW, cosine schedule, cross-entropy + regularizer) and write a checkpoint."""
@@ -191,47 +191,58 @@ def train_command(
     options = dict(locals())
     check_train_ranges(options)
     check_owned_file(out, overwrite, inputs=[data_root, weights])  # first: also checks that the name fits
-    check_output_file(out, overwrite)
+    check_output_file(out, overwrite, resume=resume)  # the folder takes a file
+    if overwrite and not resume:
+        _drop_stale_state(out)
     data, model_config, train_config = _configs(options)
-    result = _train(model_config, train_config, data, out, weights, quiet)
+    result = _train(model_config, train_config, data, out, weights, quiet, resume)
     if result is not None:
         _save_and_print(result, data, out)
 
 
-# bounds of train's own numeric options, checked before any work (the shared ones: cli.common.check_common_options);
-# beyond them a run allocates what it cannot hold (image side, image counts) or overflows (learning rate)
-MAX_IMAGE_SIZE = 1024  # = ersm_core.model.MAX_IMAGE_SIZE, written out so that the check needs no torch
-_TRAIN_INT_RANGES = {
-    "image_size": ("--image-size", 8, MAX_IMAGE_SIZE), "patch_size": ("--patch-size", None, 1024),
-    "block_size": ("--block-size", None, 1024), "n_train": ("--n-train", 0, 10_000_000),
-    "n_test": ("--n-test", 0, 10_000_000), "feature_views": ("--feature-views", None, 64),
-}  # lower bounds left out: ModelConfig / TrainConfig check them with their own messages
-_TRAIN_FLOAT_TOPS = {"lr": ("--lr", 10.0), "weight_decay": ("--weight-decay", 10.0), "alpha": ("--alpha", 1e6),
-                     "beta": ("--beta", 1e6), "l0_lambda": ("--l0-lambda", 1e6), "tau": ("--tau", 1e6)}
+def _drop_stale_state(out: Path) -> None:
+    """With --overwrite a new run starts: an older run's resume state beside --out is removed first."""
+    from ersm_core.training import state_path
+
+    state = state_path(out)
+    if state.is_file():
+        state.unlink()
+
+
+# lower bounds the CLI adds to ersm_core.config.MAX_VALUES' upper ones (the rest: ModelConfig / TrainConfig messages)
+_LOWEST = {"image_size": MIN_IMAGE_SIZE, "n_train": 0, "n_test": 0}
+
+
+def option_name(field_name: str) -> str:
+    """The command-line option of a config field: ``weight_decay`` → ``--weight-decay``."""
+    return "--" + field_name.replace("_", "-")
 
 
 def check_train_ranges(options: dict[str, Any]) -> None:
     """Refuse (ConfigError, one line naming the option) train options outside their sane range.
 
-    Lower bounds, non-finite and negative floats are also checked by ModelConfig / TrainConfig with
-    their own messages; this adds the upper bounds, before anything is allocated.
+    The upper bounds are ersm_core.config.MAX_VALUES (the ones ModelConfig / TrainConfig and the
+    checkpoint reader apply), checked here before anything is imported or allocated, with the
+    option's own name in the message.
     """
     from cli.common import check_int_range
 
-    for name, (option, low, high) in _TRAIN_INT_RANGES.items():
-        check_int_range(options.get(name), option, low, high)
-    for name, (option, top) in _TRAIN_FLOAT_TOPS.items():
+    for name, top in MAX_VALUES.items():
         value = options.get(name)
-        if isinstance(value, float) and math.isfinite(value) and value > top:
-            raise ConfigError(f"{option} must be at most {top:g}, got {value:g}; typical values are far smaller "
-                              f"(the default is {MODEL_DEFAULTS.get(name, TRAIN_DEFAULTS.get(name))})")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if isinstance(value, int) and isinstance(top, int):
+            check_int_range(value, option_name(name), _LOWEST.get(name), top)
+        elif math.isfinite(value) and value > top:
+            raise ConfigError(f"{option_name(name)} must be at most {top:g}, got {value:g}; typical values are far "
+                              f"smaller (the default is {MODEL_DEFAULTS.get(name, TRAIN_DEFAULTS.get(name))})")
 
 
 _MODEL_OPTIONS = ("backbone", "patch_size", "alpha", "beta", "tau", "init_keep", "drop_prob", "block_size", "l0_lambda",
                   "pretrained", "freeze_backbone")
 _TRAIN_OPTIONS = ("dataset", "epochs", "batch_size", "lr", "weight_decay", "seed", "workers", "device", "num_classes",
                   "n_train", "n_test", "spurious", "subset_seed", "val_fraction", "augment", "feature_cache",
-                  "feature_views")
+                  "feature_views", "feature_cache_dir")
 
 
 def _configs(o: dict[str, Any]):
@@ -253,22 +264,24 @@ def _configs(o: dict[str, Any]):
     return data, model_config, train_config
 
 
-def _train(model_config, train_config, data, out: Path, weights: Path | None, quiet: bool):
+def _train(model_config, train_config, data, out: Path, weights: Path | None, quiet: bool, resume: bool):
     """Train with a progress display; None on processes other than rank 0 (under torchrun)."""
     from cli.progress import ProgressDisplay
-    from ersm_core.training import history_path, train
+    from ersm_core.training import history_path, state_path, train
 
     main_process = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 shows progress and writes
-    history = history_path(out)
+    history, state = history_path(out), state_path(out)
     try:
         with ProgressDisplay(enabled=not quiet and main_process) as display:
             if main_process and not quiet:
                 display.message(f"input: {data.image_size} px, crop {data.crop_pct:.4g}, {data.interpolation} ({data.source})")
             result = train(model_config, train_config, weights=weights, progress=_train_display(display),
-                           history_file=history if main_process else None)
+                           history_file=history if main_process else None,
+                           state_file=state if main_process or resume else None, resume=resume)
     except KeyboardInterrupt as stop:
         if main_process:
-            kept = f"the finished epochs are in {history}" if history.exists() else "no epoch had finished"
+            kept = (f"the finished epochs are in {history}; continue with the same options and --resume (state: {state})"
+                    if state.exists() else "no epoch had finished")
             how = "Stopped (SIGTERM)" if isinstance(stop, Terminated) else "Interrupted"
             err_console.print(f"[bold red]{how}:[/] no checkpoint was written; {kept}.", highlight=False, soft_wrap=True)
         raise typer.Exit(code=143 if isinstance(stop, Terminated) else 130) from None
@@ -282,7 +295,10 @@ def _train(model_config, train_config, data, out: Path, weights: Path | None, qu
 
 def _save_and_print(result, data, out: Path) -> None:
     result.provenance["data_config"] = data.to_dict()
+    from ersm_core.training import state_path
+
     ckpt, history = result.save(out)
+    state_path(out).unlink(missing_ok=True)  # the run is complete: nothing left to resume
     metrics = result.metrics
     console.print(
         f"test accuracy {_pct(metrics['test_acc'])}  validation accuracy {_pct(metrics['val_acc'])}  "

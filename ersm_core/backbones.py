@@ -211,7 +211,8 @@ def load_backbone_weights(module: nn.Module, path: str | Path) -> list[str]:
     Classifier keys the backbone no longer has are ignored; missing backbone keys
     raise. Never unpickles code. Returns the ignored keys.
     """
-    from ersm_core.checkpoint import _quiet_load, check_archive, check_state_tensors  # checkpoint imports this module
+    from ersm_core.checkpoint import check_archive, check_state_tensors, quiet_load  # checkpoint imports this module
+    from ersm_core.checkpoint.safetensors import read_tensors
 
     path = Path(path)
     if not path.is_file():
@@ -219,18 +220,11 @@ def load_backbone_weights(module: nn.Module, path: str | Path) -> list[str]:
     if path.stat().st_size == 0:
         raise CheckpointError(f"weights file {path} is empty (0 bytes)")
     if path.suffix == ".safetensors":
-        try:
-            from safetensors.torch import load_file
-        except ImportError:
-            raise CheckpointError("reading .safetensors needs the 'safetensors' package: pip install safetensors") from None
-        try:  # safetensors checks its header (length, offsets) against the file before reading tensors
-            state = load_file(str(path))
-        except Exception as err:  # noqa: BLE001 - SafetensorError, OSError, ...: a damaged or foreign file
-            raise CheckpointError(f"could not read weights from {path}: not a valid .safetensors file ({_first_line(err)})") from None
+        state, _ = read_tensors(path, ".safetensors file")  # header bounded and checked before any tensor
     else:
         check_archive(path, what="weights file")  # zip bombs, overlapping records, plain pickles
         try:
-            state = _quiet_load(path)
+            state = quiet_load(path)
         except Exception as err:  # noqa: BLE001 - any failure here is a bad file
             raise CheckpointError(f"could not read weights from {path} as a plain state dict (code is never unpickled): {_first_line(err)}") from None
         for key in ("state_dict", "model", "state_dict_ema"):

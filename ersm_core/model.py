@@ -9,121 +9,20 @@ a whole curve from one backbone pass.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
 from ersm_core.backbones import build_backbone, load_backbone_weights
+from ersm_core.config import ENERGY_VARIANTS, MAX_IMAGE_SIZE, MIN_CROP_PCT, MIN_IMAGE_SIZE, ModelConfig
 from ersm_core.energy import EnergyMask, check_patch_size, normalize_tokens, tokenize
-from ersm_core.errors import ConfigError
 from ersm_core.l0 import L0Gate
 from ersm_core.registry import Registry
 
-__all__ = ["ModelConfig", "ERSMModel", "build_model", "feature_map_size", "VARIANTS", "ENERGY_VARIANTS", "MAX_IMAGE_SIZE"]
-
-ENERGY_VARIANTS = ("ersm_unary", "ersm_full")
-
-# Input side in pixels. ImageNet CNNs run at 224-600 px; the largest input of any pretrained timm
-# model is 1024 (SAM; its largest CNN, efficientnet_l2, runs at 800). A checkpoint may not ask for
-# more: the size sets the memory of every image and feature map the evaluation allocates.
-MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 1024
-# Smallest centre-crop share: the eval resize is image_size / crop_pct per side (at most 4 × image_size).
-MIN_CROP_PCT = 0.25
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Everything needed to rebuild a model; ``asdict`` goes into checkpoints and reports."""
-
-    num_classes: int  # classes of the new Linear head
-    backbone: str = "compact_cnn"  # 'compact_cnn' or a timm CNN name
-    variant: str = "ersm_full"  # baseline, dropblock, spatial_dropout, l0, ersm_unary, ersm_full
-    image_size: int = 128  # square input side after the transform
-    patch_size: int = 1  # P: tokens are P×P patches of the insertion-point map
-    alpha: float = 1e-3  # weight of the unary energy
-    beta: float = 1e-3  # weight of the pairwise energy (forced to 0 for ersm_unary)
-    tau: float = 1.0  # gate temperature
-    init_keep: float = 0.9  # initial keep probability of the gate
-    pairwise_reduce: str = "sum"  # 'sum' (authors' code) or 'mean' over Moore neighbours
-    bias: str = "scalar"  # 'scalar' b, or 'per_token' as the authors' code has
-    drop_prob: float = 0.1  # DropBlock / spatial-dropout rate
-    block_size: int = 3  # DropBlock block size on the map
-    l0_lambda: float = 1e-2  # weight of the expected-L0 penalty
-    pretrained: bool = False  # timm pretrained weights at construction (training only)
-    freeze_backbone: bool = False  # backbone in eval mode with no gradients
-    mean: tuple[float, ...] = ()  # input normalization; empty = the backbone's own
-    std: tuple[float, ...] = ()
-    crop_pct: float = 0.0  # eval resize = image_size / crop_pct; 0 = the backbone's own
-    interpolation: str = ""  # image resize filter (bilinear, bicubic, ...); empty = the backbone's own
-
-    def __post_init__(self) -> None:
-        if self.num_classes < 2:
-            raise ConfigError(f"num_classes must be at least 2, got {self.num_classes}")
-        if self.variant not in VARIANTS:
-            raise ConfigError(f"unknown variant {self.variant!r}; valid names: {', '.join(VARIANTS.names())}")
-        if not MIN_IMAGE_SIZE <= self.image_size <= MAX_IMAGE_SIZE:
-            raise ConfigError(f"image_size must be in [{MIN_IMAGE_SIZE}, {MAX_IMAGE_SIZE}] pixels, got {self.image_size}")
-        _check_ranges(self)  # options out of range: one message each (see _check_ranges)
-        if self.variant == "ersm_unary" and self.beta != 0.0:
-            object.__setattr__(self, "beta", 0.0)
-        if self.variant == "ersm_full" and self.beta <= 0.0:
-            raise ConfigError("ersm_full needs beta > 0; use --variant ersm_unary for beta = 0")
-        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
-        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-type dict (lists for tuples), safe for JSON and ``weights_only`` checkpoints."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
-        """Rebuild from :meth:`to_dict`; unknown keys raise ConfigError."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"model config has unknown keys {unknown}; was it written by a newer ersm-eval?")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
-
-
-def _check_ranges(cfg: "ModelConfig") -> None:
-    """Range checks of the numeric options, each a ConfigError naming the option and its valid range."""
-    import math
-
-    if cfg.patch_size < 1:
-        raise ConfigError(f"patch_size must be at least 1, got {cfg.patch_size}")
-    if cfg.backbone == "compact_cnn" and cfg.image_size // 16 < cfg.patch_size:
-        raise ConfigError(
-            f"image_size {cfg.image_size} is too small for compact_cnn with patch size {cfg.patch_size}: its feature "
-            f"map is image_size/16 = {cfg.image_size // 16} positions wide; use --image-size {16 * cfg.patch_size} or more"
-        )
-    for name in ("alpha", "beta", "tau", "init_keep", "drop_prob", "l0_lambda", "crop_pct"):
-        value = getattr(cfg, name)
-        if not math.isfinite(value):
-            raise ConfigError(f"{name} must be a finite number, got {value}")
-    for name in ("alpha", "beta", "l0_lambda", "crop_pct"):
-        if getattr(cfg, name) < 0:
-            raise ConfigError(f"{name} must be 0 or more, got {getattr(cfg, name)}")
-    if cfg.tau <= 0:
-        raise ConfigError(f"tau must be positive, got {cfg.tau}")
-    if not 0.0 < cfg.init_keep < 1.0:
-        raise ConfigError(f"init_keep is a probability strictly between 0 and 1, got {cfg.init_keep}")
-    if not 0.0 <= cfg.drop_prob < 1.0:
-        raise ConfigError(f"drop_prob must lie in [0, 1), got {cfg.drop_prob} (1 would drop every position)")
-    if cfg.block_size < 1:
-        raise ConfigError(f"block_size must be at least 1, got {cfg.block_size}")
-    if cfg.crop_pct != 0 and not MIN_CROP_PCT <= cfg.crop_pct <= 1.0:
-        raise ConfigError(f"crop_pct must be 0 (the backbone's own) or in [{MIN_CROP_PCT}, 1], got {cfg.crop_pct}")
-    for name in ("mean", "std"):
-        values = getattr(cfg, name)
-        if len(values) not in (0, 3):
-            raise ConfigError(f"{name} holds {len(values)} values; give none (the backbone's own) or 3, one per RGB channel")
-        for value in values:
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ConfigError(f"{name} must hold 3 finite numbers, got {values!r}")
-            if name == "std" and value <= 0:
-                raise ConfigError(f"std must hold 3 positive numbers (inputs are divided by it), got {values!r}")
+# ModelConfig and the image-size bounds live in ersm_core.config (no torch); re-exported here
+__all__ = ["ModelConfig", "ERSMModel", "build_model", "feature_map_size", "VARIANTS", "ENERGY_VARIANTS", "MAX_IMAGE_SIZE",
+           "MIN_IMAGE_SIZE", "MIN_CROP_PCT"]
 
 
 class _ForwardFeatures(nn.Module):

@@ -31,6 +31,7 @@ def test_train_writes_checkpoint_and_history(tmp_path):
     assert loaded.provenance["dataset_options"] == {"n_train": 48, "n_test": 16}
     history = pd.read_csv(tmp_path / "model.history.csv")
     assert list(history.columns) == HISTORY_COLUMNS and len(history) == 1
+    assert not (tmp_path / "model.state.pt").exists()  # a completed run leaves no resume state
 
 
 def test_progress_bar_run(tmp_path):
@@ -103,23 +104,45 @@ def test_train_help_documents_every_option():
         assert option in result.output
 
 
-def test_new_options_are_documented_and_defaults_match_the_library():
-    from dataclasses import fields
-
-    from cli.train import MODEL_DEFAULTS, TRAIN_DEFAULTS, Interpolation
+def test_new_options_are_documented_and_interpolations_match_the_library():
+    from cli.train import Interpolation
     from ersm_core.data import INTERPOLATIONS
-    from ersm_core.model import ModelConfig
-    from ersm_core.training import TrainConfig
 
-    model_defaults = {f.name: f.default for f in fields(ModelConfig)}
-    train_defaults = {f.name: f.default for f in fields(TrainConfig)}
-    assert MODEL_DEFAULTS == {k: model_defaults[k] for k in MODEL_DEFAULTS}
-    assert TRAIN_DEFAULTS == {k: train_defaults[k] for k in TRAIN_DEFAULTS}
     assert tuple(i.value for i in Interpolation) == INTERPOLATIONS
     result = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
     for option in ("--feature-cache", "--no-feature-cache", "--feature-views", "--val-fraction", "--crop-pct",
-                   "--interpolation", "--subset-seed", "--augment"):
+                   "--interpolation", "--subset-seed", "--augment", "--resume", "--feature-cache-dir"):
         assert option in result.output
+
+
+def test_option_bounds_and_defaults_come_from_the_config(tmp_path, monkeypatch):
+    """cli.train keeps no copy: moving a bound or a default in ersm_core.config moves the command's."""
+    import typer.main
+
+    from ersm_core import config
+
+    monkeypatch.setitem(config.MAX_VALUES, "lr", 0.5)
+    monkeypatch.setitem(config.MAX_VALUES, "patch_size", 7)
+    result = _train("--lr", "0.6", "--out", str(tmp_path / "m.pt"))
+    assert result.exit_code == 2 and "--lr must be at most 0.5, got 0.6" in result.output
+    result = _train("--patch-size", "8", "--out", str(tmp_path / "m.pt"))
+    assert result.exit_code == 2 and "--patch-size must be at most 7, got 8" in result.output
+    assert not (tmp_path / "m.pt").exists()
+    command = typer.main.get_command(app).commands["train"]
+    defaults = {p.name: p.default for p in command.params}
+    assert defaults["alpha"] == config.ModelConfig.__dataclass_fields__["alpha"].default == 1e-3
+    assert defaults["lr"] == config.TrainConfig.__dataclass_fields__["lr"].default
+    assert defaults["feature_views"] == config.TrainConfig.__dataclass_fields__["feature_views"].default
+
+
+def test_config_module_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, ersm_core.config, ersm_core.plain, ersm_core.feature_key, cli.train; "
+            "print(sorted(m for m in ('torch', 'numpy', 'timm') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
 def test_log_without_a_terminal_has_eta_lines_and_validation(tmp_path):
@@ -139,7 +162,7 @@ def test_log_without_a_terminal_has_eta_lines_and_validation(tmp_path):
 
 
 def test_ctrl_c_after_epoch_two_keeps_the_history(tmp_path, monkeypatch):
-    import ersm_core.training as training
+    import ersm_core.training.loop as training
 
     calls = {"n": 0}
     real = training.evaluate
@@ -196,6 +219,7 @@ def test_sigterm_of_a_headless_run_keeps_the_history_and_says_so(tmp_path):
     assert last.startswith("Stopped (SIGTERM): no checkpoint was written; the finished epochs are in"), last
     assert not out.exists()
     assert len(pd.read_csv(history)) >= 2
+    assert "--resume" in last and (tmp_path / "m.state.pt").exists()  # SIGTERM keeps the resume state
     assert "ETA" in output  # headless progress lines were written while it ran
 
 
@@ -229,3 +253,133 @@ def test_authors_crop_setting_is_recorded(tmp_path):
     assert "crop_pct 'authors'" in loaded.provenance["data_config"]["source"]
     bad = _train("--crop-pct", "paper", "--out", str(tmp_path / "x.pt"))
     assert bad.exit_code == 2 and "authors" in bad.output
+
+
+@pytest.mark.parametrize("where", ["a_file/m.pt", "a_file/missing/m.pt"])
+def test_out_under_a_file_is_refused_before_training(tmp_path, where):
+    import time
+
+    (tmp_path / "a_file").write_text("x")
+    started = time.monotonic()
+    result = _train("--variant", "baseline", "--epochs", "50", "--out", str(tmp_path / where), "--quiet")
+    assert result.exit_code == 2, result.output
+    assert "a_file is a file, not a folder" in " ".join(result.output.split()) and "Traceback" not in result.output
+    assert time.monotonic() - started < 20  # refused at once, not after 50 epochs
+    assert (tmp_path / "a_file").read_text() == "x"
+
+
+def test_missing_out_folders_are_made_when_they_can_be(tmp_path):
+    """As the evaluations do: folders that do not exist yet are created, under a folder that takes files."""
+    result = _train("--variant", "baseline", "--out", str(tmp_path / "new" / "deeper" / "m.pt"), "--quiet")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "new" / "deeper" / "m.pt").is_file()
+
+
+def test_read_only_out_folder_is_refused_before_training(tmp_path):
+    import os
+
+    if os.geteuid() == 0:
+        pytest.skip("root writes into read-only folders")
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        for out in (folder / "m.pt", folder / "missing" / "m.pt"):  # also a folder that would have to be made there
+            result = _train("--variant", "baseline", "--epochs", "50", "--out", str(out), "--quiet")
+            assert result.exit_code == 2 and "cannot write --out" in result.output, result.output
+            assert "Permission denied" in result.output
+    finally:
+        folder.chmod(0o755)
+    assert list(folder.iterdir()) == []
+
+
+def test_check_writable_finds_a_full_disk(tmp_path, monkeypatch):
+    """A folder where no byte can be written (full disk, read-only mount) is named before any work."""
+    import errno
+    import os as os_module
+
+    from ersm_core.errors import ConfigError
+    from ersm_core.training import check_writable
+
+    def full(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os_module, "write", full)
+    with pytest.raises(ConfigError, match=r"cannot write --out .*m.pt: No space left on device in"):
+        check_writable(tmp_path / "m.pt")
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []  # the probe file is gone
+
+
+def _cli(*args):
+    import os
+    import shutil
+    import sys
+
+    exe = shutil.which("ersm-eval", path=os.path.dirname(sys.executable))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ERSM_EVAL_PROGRESS_SECONDS": "1000"}
+    return [exe, "train", *args], env
+
+
+def test_sigkilled_run_resumes_to_the_uninterrupted_result(tmp_path):
+    """kill -9 after epoch 2 of 4, then --resume: the same history and weights as a run never stopped.
+
+    Three processes (about 30 s each on a busy machine); the cached-feature path is resumed in
+    process by tests/ersm_core/test_resume.py.
+    """
+    import signal
+    import subprocess
+    import time
+
+    import torch
+
+    options = ["--dataset", "synthetic", "--image-size", "32", "--n-train", "160", "--n-test", "16", "--epochs", "4",
+               "--batch-size", "8", "--device", "cpu", "--quiet"]
+    cmd, env = _cli(*options, "--out", str(tmp_path / "whole.pt"))
+    subprocess.run(cmd, env=env, check=True, capture_output=True)
+    out, history, state = tmp_path / "m.pt", tmp_path / "m.history.csv", tmp_path / "m.state.pt"
+    cmd, env = _cli(*options, "--out", str(out))
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:
+            if history.exists() and len(pd.read_csv(history)) >= 2:
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not out.exists() and state.exists()
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True)  # without --resume: refused
+    assert again.returncode == 2 and "--resume" in again.stdout + again.stderr
+    cmd, env = _cli(*options, "--out", str(out), "--resume")
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not state.exists()  # removed once the checkpoint is written
+    columns = [c for c in HISTORY_COLUMNS if c != "seconds"]
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "whole.history.csv")[columns], pd.read_csv(history)[columns])
+    whole, resumed = load_checkpoint(tmp_path / "whole.pt").model.state_dict(), load_checkpoint(out).model.state_dict()
+    for name in whole:
+        torch.testing.assert_close(whole[name], resumed[name], rtol=0, atol=0, msg=name)
+
+
+def test_feature_cache_dir_says_what_it_uses_and_reuses(tmp_path):
+    cache = tmp_path / "cache"
+    args = ["--variant", "l0", "--freeze-backbone", "--feature-cache-dir", str(cache)]
+    env = {"ERSM_EVAL_PROGRESS_SECONDS": "1000"}
+    first = _train(*args, "--out", str(tmp_path / "a.pt"), env=env)
+    assert first.exit_code == 0, first.output
+    text = " ".join(first.output.split())
+    assert "MiB on disk in the cache folder" in text and "memory-mapped (memory: a batch at a time)" in text
+    assert text.index("on disk in the cache folder") < text.index("backbone features, train (once)")  # said before the pass
+    second = _train(*args, "--out", str(tmp_path / "b.pt"), env=env)
+    assert second.exit_code == 0, second.output
+    assert "reusing the cached train features in" in " ".join(second.output.split())
+    assert "backbone features, train (once)" not in second.output
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "a.history.csv").drop(columns="seconds"),
+                                  pd.read_csv(tmp_path / "b.history.csv").drop(columns="seconds"))
+    memory = _train("--variant", "l0", "--freeze-backbone", "--out", str(tmp_path / "c.pt"), env=env)
+    assert "feature cache: " in memory.output and "in memory, no disk" in " ".join(memory.output.split())

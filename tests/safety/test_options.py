@@ -164,14 +164,6 @@ def test_scores_file_is_checked_from_its_header(tmp_path):
         assert not (tmp_path / "o").exists()
 
 
-def test_train_image_size_bound_is_the_models():
-    """cli.train keeps a copy of the bound (its check runs before torch is imported): the two agree."""
-    from cli.train import MAX_IMAGE_SIZE
-    from ersm_core.model import MAX_IMAGE_SIZE as MODEL_MAX
-
-    assert MAX_IMAGE_SIZE == MODEL_MAX
-
-
 @pytest.mark.parametrize("env, pattern", [
     ({"RANK": "abc"}, r"environment variable RANK='abc' is not a whole number"),
     ({"WORLD_SIZE": "abc"}, r"WORLD_SIZE='abc' is not a whole number"),

@@ -1,0 +1,84 @@
+"""The feature sets of a frozen-backbone run: computed once, in memory or on disk, or reused from disk."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from ersm_core.config import TrainConfig
+from ersm_core.model import ERSMModel
+from ersm_core.training.features import FeatureSet, compute_features, view_flips
+from ersm_core.training.progress import TrainProgress
+from ersm_core.training.storage import DiskEntry, FeaturePlan, entry_key, plan_storage, weights_sha256
+
+__all__ = ["cached_sets"]
+
+
+def cached_sets(
+    model: ERSMModel, data: Dataset, train_indices: list[int], val_indices: list[int], config: TrainConfig,
+    device: torch.device, progress: TrainProgress,
+) -> tuple[FeatureSet, FeatureSet | None, dict[str, Any], FeaturePlan]:
+    """(train set, validation set or None, provenance record, storage plan) of cached backbone features.
+
+    ``data`` serves the training split with the eval transform. The plan's size and place
+    are reported (``progress.message``) before any feature is computed; the caller closes
+    the plan when the run ends (a spill folder is then removed).
+    """
+    started = time.time()
+    views, seed = config.feature_views, config.seed
+    flips = view_flips(train_indices, views, seed) if views else None
+    h, w = model.feature_hw
+    splits = [(name, idx, fl, (views or 1) if fl is not None else 1)
+              for name, idx, fl in (("train", train_indices, flips), ("val", val_indices, None)) if idx]
+    n_bytes = sum(v * len(idx) * model.channels * h * w * 4 for _, idx, _, v in splits)
+    plan = plan_storage(n_bytes, config.feature_cache_dir)
+    progress.message(plan.describe())
+    backbone_sha = weights_sha256(model.backbone) if plan.root is not None else ""
+    sets: dict[str, FeatureSet] = {}
+    reused: list[str] = []
+    try:
+        for split, indices, split_flips, n_views in splits:
+            shape = (n_views, len(indices), model.channels, h, w)
+            entry = None
+            if plan.root is not None:
+                key = entry_key(backbone_sha, data, "train", indices, split_flips, device.type, config.dataset,
+                                config.dataset_options())
+                entry = DiskEntry(plan.root, key, shape)
+            loaded = entry.load() if entry is not None and plan.storage == "disk" else None
+            if loaded is not None:
+                progress.message(f"reusing the cached {split} features in {entry.dir}")
+                reused.append(split)
+                features, labels = loaded
+            else:
+                if entry is None:
+                    features, labels = torch.empty(shape, dtype=torch.float32), torch.empty(len(indices), dtype=torch.long)
+                else:
+                    features, labels = entry.create()
+                progress.features_start(split, len(indices) * n_views)
+                try:
+                    compute_features(model, data, indices, device, config.batch_size, config.workers, split_flips,
+                                     progress, features, labels)
+                    if entry is not None:
+                        entry.commit()
+                except BaseException:
+                    if entry is not None:
+                        entry.abandon()
+                    raise
+            sets[split] = FeatureSet(features, labels, seed=seed)
+    except BaseException:
+        plan.close()
+        raise
+    info = {
+        "used": True,
+        "views": views or 1,
+        "augmentation": f"{views} seeded views per image (each flipped with probability 0.5)" if views else "none (unaugmented features)",
+        "storage": plan.storage,
+        "bytes": int(n_bytes),
+        "seconds": round(time.time() - started, 3),
+    }
+    if plan.storage == "disk":
+        info.update({"folder": str(plan.root), "reused": reused})
+    return sets["train"], sets.get("val"), info, plan
