@@ -73,7 +73,7 @@ def model_glance(label: str, group: Group, tables: dict[str, pd.DataFrame]) -> G
         rows.append(_accuracy_row("Accuracy of the model as trained", own[0]))
         sentences.append(verdicts.accuracy_sentence(own[0], label, own[1]))
     test = recorded_chance_test(group)
-    recorded_sentences = recorded(group, "deletion", "verdict_sentences") or {}
+    recorded_sentences = recorded(group, "verdict_sentences") or {}
     if test is not None:
         rows.append(_accuracy_row("Accuracy before deletion (k = 0)", test))
     if recorded_sentences.get("chance"):
@@ -107,12 +107,11 @@ def model_glance(label: str, group: Group, tables: dict[str, pd.DataFrame]) -> G
         rows.append([f"Localization: {map_name} map", result, verdicts.localization_summary(part["verdict"])])
 
     warnings: list[str] = []
-    energy = recorded(group, "deletion", "energy_diagnostics")
+    energy = recorded(group, "energy_diagnostics")
     position = recorded_sentences.get("position")
     if isinstance(energy, dict) and position:
         (warnings if energy.get("follows_position") else sentences).append(position)
-    evaluation = recorded(group, "sparsity", "evaluation") or {}
-    boxes = evaluation.get("localization") if isinstance(evaluation, dict) else None
+    boxes = recorded(group, "evaluation", "localization")
     if isinstance(boxes, dict) and boxes.get("uninformative") is True:
         warnings.append(verdicts.uninformative_boxes_sentence(boxes.get("large_object_share")))
     rows += [["Warning", text, ""] for text in warnings]

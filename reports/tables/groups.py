@@ -7,6 +7,8 @@ folder may hold several models; :func:`series_labels` names each (run, checkpoin
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 
 from ersm_eval.verdicts import ChanceTest, chance_test, chance_test_from_record
@@ -136,10 +138,11 @@ def model_accuracy_of(group: Group) -> tuple[ChanceTest, float | None] | None:
 
 
 
-def recorded(group: Group, command: str, key: str):
-    """Field ``key`` of the summary.json that ``command`` wrote for this model, or None."""
+def recorded(group: Group, *keys: str) -> Any:
+    """The value at ``keys`` in the first summary.json of this model's folders that records one, or None
+    (the deletion run records the chance test and the verdict sentences, the sparsity run the boxes)."""
     for run, _ in group:
-        value = run.recorded(command, key)
+        value = run.recorded(*keys)
         if value is not None:
             return value
     return None
@@ -152,7 +155,7 @@ def recorded_chance_test(group: Group) -> ChanceTest | None:
         if curves is None or len(pd.unique(curves["checkpoint"])) != 1:
             continue
         try:
-            test = chance_test_from_record(run.recorded("deletion", "chance_test"))
+            test = chance_test_from_record(run.recorded("chance_test"))
         except ValueError as err:
             raise ReportError(f"{run.path}: {err}; re-run the deletion evaluation") from None
         if test is not None:

@@ -59,11 +59,15 @@ class Run:
         """The table ``name`` (a schema file name) or None when the folder has none."""
         return self.tables.get(name)
 
-    def recorded(self, command: str, key: str) -> Any:
-        """Field ``key`` of the summary.json written by ``command`` (deletion, occlusion, sparsity), or None."""
+    def recorded(self, *keys: str) -> Any:
+        """The value at ``keys`` (a path into summary.json, e.g. ``"evaluation", "localization"``) in the
+        first summary.json of this run that records one (not None, not empty), or None."""
         for summary in self.all_summaries:
-            if summary.get("command") == command:
-                return summary.get(key)
+            value: Any = summary
+            for key in keys:
+                value = value.get(key) if isinstance(value, dict) else None
+            if value not in (None, {}, [], ""):
+                return value
         return None
 
     @property
