@@ -444,7 +444,7 @@ def localization_summary(verdicts: Any) -> str:
     """What one map's localization verdicts (one per metric) add up to, for an at-a-glance table.
 
     Baseline rows and empty cells are left out; ``"localizes on every one of n metrics"``,
-    ``"localizes on m of n metrics"``, ``"does not localize on any of n metrics"``, or
+    ``"localizes on m of n metrics"`` (also for the one metric of a map measured once), ``"does not localize on any of n metrics"``, or
     :data:`NOT_MEASURED` when no metric has a verdict.
     """
     codes = [v for v in verdicts if v in ("localizes", "does_not_localize")]
@@ -452,8 +452,8 @@ def localization_summary(verdicts: Any) -> str:
         return NOT_MEASURED
     hits, total = codes.count("localizes"), len(codes)
     noun = "metric" if total == 1 else "metrics"
-    if hits == total:
-        return f"{verdict_words('localizes')} on {'every one' if total > 1 else 'the one'} of {total} {noun}"
+    if hits == total and total > 1:
+        return f"{verdict_words('localizes')} on every one of {total} {noun}"
     if hits == 0:
         return f"{verdict_words('does_not_localize')} on any of {total} {noun}"
     return f"{verdict_words('localizes')} on {hits} of {total} {noun}"
