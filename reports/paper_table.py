@@ -186,7 +186,7 @@ def _formatted(df: pd.DataFrame) -> pd.DataFrame:
         if column == "accuracy":
             out[_HEADERS[column]] = [fmt(v, "percent").rstrip("%") for v in values]
         elif column == "at_chance":
-            out["At chance"] = ["yes" if v is True else "no" if v is False else verdicts.NOT_MEASURED for v in values]
+            out[verdicts.AT_CHANCE.capitalize()] = ["yes" if v is True else "no" if v is False else verdicts.NOT_MEASURED for v in values]
         elif column == "auc_diff":
             ranking = next((r for r in df.get("gap_ranking", []) if r), "")
             header = f"ΔAUC {ranking.replace('_', ' ')}".strip()

@@ -30,7 +30,7 @@ class Glance:
 
     label: str
     table: TableBlock  # one row per finding: what, the numbers, the verdict
-    at_chance: bool  # the accuracy before deletion is at chance: the deletion curves carry no information
+    at_chance: bool  # ChanceTest.at_chance of the accuracy before deletion: the deletion curves carry no information
     warnings: list[str] = field(default_factory=list)  # also rows of the table
     sentences: list[str] = field(default_factory=list)  # the evaluation's sentences, shown folded
     details: TableBlock | None = None  # secondary deletion numbers per ranking, shown folded
@@ -54,7 +54,7 @@ def _deletion_details(rows: pd.DataFrame) -> TableBlock:
                     *gaps, steps])
     return TableBlock(
         "Deletion against random, secondary numbers per ranking",
-        ["Ranking", "ΔAUC true-class prob.", "Smallest gap (points)", "Largest gap (points)", "Steps above / below random"],
+        ["Ranking", "ΔAUC true-class prob.", "Smallest gap (points)", "Largest gap (points)", "Steps with the interval above / under 0"],
         out, "Per-step gaps are shown together; a step counts only when its paired 95% interval excludes 0.")
 
 

@@ -94,8 +94,9 @@ def build_report(
         out_html: the HTML file, written atomically (temporary name, then rename). An existing
             file is replaced only when it is a report this function wrote.
         figures_dir: where PNG and SVG files go; default ``<out_html parent>/figures``.
-        claims: optional list of ``{"claim": str, "supported": "yes"|"no"|"partly"|"not measured"
-            (or True/False/None), "evidence": str}`` rendered as a claims section.
+        claims: optional list of ``{"claim": str, "supported": one of
+            :data:`reports.html.CLAIM_VERDICTS` (or True/False/None), "evidence": str}`` rendered as a
+            claims section.
         title: page title; default names the runs.
 
     Returns:

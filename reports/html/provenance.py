@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from ersm_eval.schema import SUMMARY_JSON
+from ersm_eval.verdicts import NOT_MEASURED
 from reports.tables import KNOWN_TABLES, ReportError, Run, clean_path, read_summary
 
 __all__ = ["CLAIM_VERDICTS", "claim_rows", "provenance"]
 
-CLAIM_VERDICTS = ("yes", "no", "partly", "not measured")
+CLAIM_VERDICTS = ("yes", "no", "partly", NOT_MEASURED)
 
 
 def _flatten(tree: Any, prefix: str = "") -> list[tuple[str, str]]:
@@ -85,7 +86,7 @@ def provenance(runs: list[Run], out_dir: Path) -> list[dict[str, Any]]:
 
 
 def claim_rows(claims: list[dict] | None) -> list[dict[str, str]]:
-    """Claims as the template shows them; ``supported`` True/False/None reads yes/no/not measured.
+    """Claims as the template shows them; ``supported`` True/False/None reads yes/no/:data:`NOT_MEASURED`.
 
     Raises:
         ReportError: a claim that is not a dict with a ``claim`` key, or an unknown ``supported``.
@@ -100,7 +101,7 @@ def claim_rows(claims: list[dict] | None) -> list[dict[str, str]]:
         elif verdict is False:
             verdict = "no"
         elif verdict is None:
-            verdict = "not measured"
+            verdict = NOT_MEASURED
         verdict = str(verdict).strip().lower().replace("_", " ")
         if verdict not in CLAIM_VERDICTS:
             raise ReportError(f"claim {i}: 'supported' must be one of {', '.join(CLAIM_VERDICTS)} (or True/False/None), "
