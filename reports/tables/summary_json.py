@@ -42,7 +42,8 @@ def read_summary(path: Path) -> dict[str, Any]:
                           f"{SUMMARY_SCHEMA_VERSION}); re-run the evaluation that wrote {path.parent.name}")
     problems = check_summary(data)
     if problems:
-        raise ReportError(f"{path}: does not follow the {SUMMARY_JSON} schema ({problems[0]}); "
+        where = problems[0].split(" ", 1)[0]  # the field the schema's first complaint is about
+        raise ReportError(f"{path}: field {where!r} does not follow the {SUMMARY_JSON} schema ({problems[0]}); "
                           "the file was edited after the run, re-run the evaluation")
     _check_ranges(path, data)
     return data

@@ -214,7 +214,7 @@ def test_a_summary_off_the_schema_names_the_problem(tmp_path, run_writer):
     folder = run_writer(tmp_path / "run", kinds=("occlusion",))
     summary = json.loads((folder / SUMMARY_JSON).read_text())
     (folder / SUMMARY_JSON).write_text(json.dumps(dict(summary, n_images="many")))
-    with pytest.raises(ReportError, match=r"does not follow the summary.json schema \(n_images should be integer"):
+    with pytest.raises(ReportError, match=r"field 'n_images' does not follow the summary.json schema \(n_images should be integer"):
         load_run(folder)
 
 
