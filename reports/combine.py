@@ -22,8 +22,8 @@ def combine_by_checkpoint(runs: list[Run]) -> list[Run]:
 
     Each combined run holds the rows of every table that belong to its checkpoint,
     the summary.json of the first single-checkpoint run for it (or of the first run
-    mentioning it), the gallery maps of the run that has them, and every folder its rows come
-    from (``sources``).
+    mentioning it), the gallery maps of the run that has them, every folder its rows come
+    from (``sources``) and the summary.json of each of those folders (``summaries``).
     """
     order: list[str] = []
     tables: dict[str, dict[str, list[pd.DataFrame]]] = {}
@@ -31,6 +31,7 @@ def combine_by_checkpoint(runs: list[Run]) -> list[Run]:
     maps: dict[str, Any] = {}
     sources: dict[str, Run] = {}
     folders: dict[str, list] = {}
+    recorded: dict[str, list[dict[str, Any]]] = {}
     for run in runs:
         names_here: list[str] = []
         for name, table in run.tables.items():
@@ -47,6 +48,9 @@ def combine_by_checkpoint(runs: list[Run]) -> list[Run]:
             for folder in run.folders:
                 if folder not in folders.setdefault(ckpt, []):
                     folders[ckpt].append(folder)
+            for summary in run.all_summaries:
+                if not any(summary is seen for seen in recorded.setdefault(ckpt, [])):
+                    recorded[ckpt].append(summary)
             if len(names_here) == 1 and ckpt not in summaries:
                 summaries[ckpt] = run.summary
             if len(names_here) == 1 and run.maps is not None and ckpt not in maps:
@@ -63,5 +67,6 @@ def combine_by_checkpoint(runs: list[Run]) -> list[Run]:
             maps=maps.get(ckpt),
             notes=list(src.notes),
             sources=folders[ckpt],
+            summaries=recorded[ckpt],
         ))
     return combined

@@ -15,7 +15,7 @@ __all__ = ["agreement_matrix", "plot_ranking_agreement"]
 
 
 def agreement_matrix(rows: pd.DataFrame, value: str = "spearman_mean") -> pd.DataFrame:
-    """Symmetric ranking × ranking matrix of ``value`` (1 on the diagonal, NaN where not measured)."""
+    """Symmetric ranking × ranking matrix of ``value`` (1 on the diagonal, NaN for pairs without a row)."""
     names = ranking_order(list(rows["ranking_a"]) + list(rows["ranking_b"]))
     matrix = pd.DataFrame(np.nan, index=names, columns=names)
     for a, b, v in zip(rows["ranking_a"], rows["ranking_b"], rows[value]):

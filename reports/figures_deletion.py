@@ -14,6 +14,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
+from ersm_eval import verdicts
 from reports.figures_style import new_figure, ranking_order, ranking_style, series_colours, series_of, styled
 
 __all__ = ["n_tokens", "plot_deletion_curves", "plot_deletion_summary", "random_band"]
@@ -58,7 +59,7 @@ def plot_deletion_curves(curves: pd.DataFrame, no_information: frozenset[str] | 
 
     Args:
         curves: deletion_curves.csv rows, optionally stacked over runs with a ``series`` column.
-        no_information: series whose model is at chance; their panels are faded and marked as
+        no_information: series whose model's accuracy interval contains chance; their panels are faded and marked as
             carrying no information.
 
     Returns:
@@ -100,10 +101,10 @@ def plot_deletion_curves(curves: pd.DataFrame, no_information: frozenset[str] | 
             handles.setdefault("Accuracy with no deletion (k = 0)", level)
             title = f"{name}: {acc0 * 100:.1f}% at k = 0"
         if name in no_information:
-            title += " (at chance)"
+            title += f" ({verdicts.AT_CHANCE})"
             for artist in [*ax.lines, *ax.collections]:
                 artist.set_alpha(0.25)
-            ax.text(0.5, 0.5, "at chance:\nthese curves carry no information", transform=ax.transAxes, ha="center",
+            ax.text(0.5, 0.5, f"{verdicts.AT_CHANCE}:\nthese curves carry no information", transform=ax.transAxes, ha="center",
                     va="center", fontsize=10, color="#8a3600", zorder=5,
                     bbox={"facecolor": "white", "edgecolor": "#8a3600", "boxstyle": "round,pad=0.4"})
         ax.set_title(title, loc="left")

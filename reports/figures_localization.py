@@ -2,8 +2,7 @@
 
 The values come from localization.csv, where every metric is also measured for two maps
 that know nothing about the image (``uniform`` and ``center``), drawn beside the real maps
-in grey; folders written before that table fall back to the localization rows of
-sparsity_summary.csv (no baselines).
+in grey.
 """
 
 from __future__ import annotations
@@ -16,9 +15,9 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from reports.figures_style import new_figure, series_of, styled
-from reports.tables import MAP_NAMES, localization_rows
+from reports.tables import MAP_NAMES
 
-__all__ = ["BASELINE_MAPS", "MAP_COLOURS", "plot_localization", "plot_localization_baselines"]
+__all__ = ["BASELINE_MAPS", "MAP_COLOURS", "plot_localization"]
 
 MAP_COLOURS = {"keep": "#0072B2", "energy": "#D55E00", "cam": "#009E73", "uniform": "#BBBBBB", "center": "#777777"}
 _MAP_HATCHES = {"keep": "", "energy": "//", "cam": "..", "uniform": "", "center": "xx"}
@@ -26,7 +25,7 @@ BASELINE_MAPS = ("uniform", "center")  # the trivial maps of localization.csv
 
 
 @styled
-def plot_localization_baselines(localization: pd.DataFrame) -> Figure:
+def plot_localization(localization: pd.DataFrame) -> Figure:
     """Grouped bars (metric × map) with 95% CIs, the uniform and centre baselines in grey.
 
     Args:
@@ -36,20 +35,6 @@ def plot_localization_baselines(localization: pd.DataFrame) -> Figure:
     if rows.empty:
         raise ValueError("localization.csv has no rows")
     return _grouped_bars(rows)
-
-
-@styled
-def plot_localization(sparsity_summary: pd.DataFrame) -> Figure:
-    """The same figure from the localization rows of sparsity_summary.csv (folders written
-    before localization.csv: real maps only, no baselines).
-
-    Args:
-        sparsity_summary: sparsity_summary.csv rows, optionally stacked with a ``series`` column.
-    """
-    rows = localization_rows(series_of(sparsity_summary))
-    if rows.empty:
-        raise ValueError("sparsity_summary has no localization rows (no object masks or boxes?)")
-    return _grouped_bars(rows.drop(columns=["metric"]).rename(columns={"name": "metric"}))
 
 
 def _grouped_bars(rows: pd.DataFrame) -> Figure:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ersm_eval.verdicts import DELETION_VERDICTS, ChanceTest, deletion_verdict
+from ersm_eval import verdicts
 from reports.figures_style import ranking_order
 from reports.tables import (
     HEADLINE_LOCALIZATION,
@@ -21,29 +21,18 @@ from reports.tables import (
     Group,
     Run,
     as_runs,
-    chance_test_of,
     model_groups,
+    recorded_chance_test,
     rows_for,
     series_labels,
     unique_labels,
 )
 
-__all__ = ["GAP_RANKINGS", "NOT_MEASURED", "paper_table", "row_verdict", "summary_table", "write_paper_table"]
+__all__ = ["GAP_RANKINGS", "paper_table", "summary_table", "write_paper_table"]
 
 # the ranking whose ΔAUC to random is the headline number: the first one present
 GAP_RANKINGS = ("energy", "unary", "cam", "magnitude")
-NOT_MEASURED = "not measured"  # a folder written before the verdicts were measured
-
 _rows_for = rows_for
-
-
-def row_verdict(row: dict | pd.Series, test: ChanceTest | None) -> str:
-    """The verdict of a deletion_summary.csv row as the evaluation wrote it, ``not_testable``
-    when the model is at chance, and "not measured" for a folder that has no verdicts."""
-    if test is not None and test.at_chance:
-        return deletion_verdict(row.get("auc_diff_ci_low"), row.get("auc_diff_ci_high"), True)
-    verdict = row.get("verdict")
-    return verdict if verdict in DELETION_VERDICTS else NOT_MEASURED
 
 
 def _accuracy(group: Group) -> tuple[float, str]:
@@ -118,7 +107,7 @@ def summary_table(runs: list[Run], labels: dict[tuple[str, str], str] | None = N
     for model, group in groups.items():
         # one model, possibly evaluated in several folders (and as one checkpoint of an occlusion run)
         accuracy, source = _accuracy(group)
-        test = chance_test_of(group)
+        test = recorded_chance_test(group)
         record: dict[str, object] = {
             "run": group[0][0].label, "model": model, "checkpoint": group[0][1],
             "accuracy": accuracy, "accuracy_source": source,
@@ -137,7 +126,7 @@ def summary_table(runs: list[Run], labels: dict[tuple[str, str], str] | None = N
                 hit = deletion[deletion["ranking"] == ranking]
                 if len(hit):
                     row = hit.iloc[0]
-                    record.update(gap_ranking=ranking, verdict=row_verdict(row, test),
+                    record.update(gap_ranking=ranking, verdict=row["verdict"],
                                   **{c: float(row[c]) for c in ("auc_diff", "auc_diff_ci_low", "auc_diff_ci_high", *gap_columns)})
                     break
         occlusion = _rows_for(group, "occlusion_summary.csv")
@@ -185,31 +174,29 @@ def paper_table(runs: list[Run | str | Path]) -> pd.DataFrame:
 _HEADERS = {"model": "Model", "accuracy": "Accuracy (%)", "mean_keep": "Mean keep", "occlusion_robustness": "Occlusion robustness"}
 
 
-def _signed(value: float) -> str:
-    return f"{value:+.3f}"
-
-
-def _formatted(df: pd.DataFrame, missing: str) -> pd.DataFrame:
-    """Display strings: accuracy in %, one decimal; other numbers three decimals; ΔAUC with its interval."""
+def _formatted(df: pd.DataFrame) -> pd.DataFrame:
+    """Display strings (:func:`ersm_eval.verdicts.format_number`): accuracy in %, other numbers with
+    three decimals, ΔAUC with its interval, the verdict in words."""
+    fmt = verdicts.format_number
     out = pd.DataFrame(index=df.index)
     for column in df.columns:
         if column in ("checkpoint", "accuracy_source", "run", "gap_ranking", "auc_diff_ci_low", "auc_diff_ci_high"):
             continue
         values = df[column]
         if column == "accuracy":
-            out[_HEADERS[column]] = [missing if pd.isna(v) else f"{v * 100:.1f}" for v in values]
+            out[_HEADERS[column]] = [fmt(v, "percent").rstrip("%") for v in values]
         elif column == "at_chance":
-            out["At chance"] = ["yes" if v is True else "no" if v is False else missing for v in values]
+            out[verdicts.AT_CHANCE.capitalize()] = ["yes" if v is True else "no" if v is False else verdicts.NOT_MEASURED for v in values]
         elif column == "auc_diff":
             ranking = next((r for r in df.get("gap_ranking", []) if r), "")
-            header = f"ΔAUC {ranking.replace('_', ' ')} (95% CI)".replace("  ", " ")
-            out[header] = [missing if pd.isna(v) else f"{_signed(v)} [{_signed(lo)}, {_signed(hi)}]"
+            header = f"ΔAUC {ranking.replace('_', ' ')}".strip()
+            out[header] = [verdicts.format_estimate(v, lo, hi, "signed")
                            for v, lo, hi in zip(values, df["auc_diff_ci_low"], df["auc_diff_ci_high"])]
         elif column == "verdict":
-            out["Verdict"] = [str(v).replace("_", " ") if v else missing for v in values]
+            out["Verdict"] = [verdicts.verdict_words(v) for v in values]
         elif pd.api.types.is_numeric_dtype(values):
             header = _HEADERS.get(column, f"AUC {column[4:].replace('_', ' ')}" if column.startswith("auc_") else column)
-            out[header] = [missing if pd.isna(v) else f"{v:.3f}" for v in values]
+            out[header] = [fmt(v) for v in values]
         else:
             out[_HEADERS.get(column, column)] = values.astype(str)
     return out
@@ -224,7 +211,7 @@ def _note(df: pd.DataFrame) -> str:
     text += " AUC: normalized area under the deletion curve."
     if "auc_diff" in df:
         text += (" ΔAUC: the ranking's area minus random's, mean over images, paired bootstrap 95% interval;"
-                 " verdict from that interval, not testable when the model's accuracy is at chance.")
+                 " verdict as the evaluation wrote it (ersm_eval.verdicts).")
     return text
 
 
@@ -247,7 +234,7 @@ def write_paper_table(df: pd.DataFrame, out_dir: str | Path) -> tuple[Path, Path
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     note = _note(df)
-    shown = _formatted(df, "–")
+    shown = _formatted(df)
     numeric = [c != "Model" for c in shown.columns]
     cell = lambda v: str(v).replace("|", "\\|")  # noqa: E731
     lines = ["| " + " | ".join(cell(c) for c in shown.columns) + " |",
@@ -256,7 +243,7 @@ def write_paper_table(df: pd.DataFrame, out_dir: str | Path) -> tuple[Path, Path
     markdown = "\n".join(lines) + "\n" + (f"\n{note}\n" if note else "")
     md_path = out_dir / "paper_table.md"
     md_path.write_text(markdown, encoding="utf-8")
-    latex_frame = _formatted(df, "--")
+    latex_frame = shown
     latex = latex_frame.to_latex(
         index=False, escape=True, column_format="".join("r" if n else "l" for n in numeric),
         caption=_latex_escape(note) or None, label="tab:ersm-results",

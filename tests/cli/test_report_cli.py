@@ -128,3 +128,30 @@ def test_report_out_never_writes_into_a_run_folder_it_reads(tmp_path):
     assert not (first / "sub").exists()
     _ok("report", first, second, "--out", tmp_path / "r.html")  # beside them: fine
     assert (tmp_path / "r.html").is_file()
+
+
+def test_the_report_path_imports_no_torch(tmp_path):
+    """`report --help` and a real `report RUN_FOLDER` run without importing torch or timm: the
+    report is rebuilt from tables alone, in a fresh interpreter each."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    run = _write_run()(tmp_path / "run")
+    env = {**__import__("os").environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    timed = subprocess.run([sys.executable, "-X", "importtime", "-m", "cli.main", "report", "--help"],
+                           cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert timed.returncode == 0, timed.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in timed.stderr.splitlines() if "|" in line}
+    assert "cli" in imported and "typer" in imported  # the import log was read
+    assert not {"torch", "timm"} & imported
+    probe = ("import sys, runpy; sys.argv = ['ersm-eval', 'report', sys.argv[1], '--out', sys.argv[2]]\n"
+             "try:\n    runpy.run_module('cli.main', run_name='__main__')\nexcept SystemExit as end:\n"
+             "    assert not end.code, end.code\n"
+             "print('loaded:', sorted(m for m in ('torch', 'timm', 'reports', 'matplotlib') if m in sys.modules))\n")
+    result = subprocess.run([sys.executable, "-c", probe, str(run), str(tmp_path / "out" / "report.html")],
+                            cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "loaded: ['matplotlib', 'reports']" in result.stdout  # the report was built, torch never imported
+    assert (tmp_path / "out" / "report.html").is_file()

@@ -22,19 +22,16 @@ if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
 from ersm_eval import verdicts  # noqa: E402
+from ersm_eval.results import ModelInfo, RunSummary  # noqa: E402
 from ersm_eval.schema import MAPS_NPZ, SUMMARY_JSON, TABLES  # noqa: E402
-from reports.tables import DELETION_SUMMARY_NEW, KNOWN_TABLES  # noqa: E402
 
 CLASSES = ["albatross", "bunting", "cardinal", "dipper", "egret"]
 GRID = 4  # token grid side: N = 16 tokens
 SIZE = 32  # image side in the gallery
 
 
-def _frame(name: str, rows: list[dict], legacy: bool = False) -> pd.DataFrame:
-    columns = KNOWN_TABLES[name]
-    if name == "deletion_summary.csv":
-        columns = [c for c in columns if c not in DELETION_SUMMARY_NEW] if legacy else list(dict.fromkeys([*columns, *DELETION_SUMMARY_NEW]))
-    return pd.DataFrame(rows, columns=columns)
+def _frame(name: str, rows: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=TABLES[name])
 
 
 N_IMAGES = 200  # images of the deletion curves
@@ -45,8 +42,7 @@ def chance_of(base: float) -> verdicts.ChanceTest:
     return verdicts.chance_test(int(round(base * N_IMAGES)), N_IMAGES, len(CLASSES))
 
 
-def _deletion(rng: np.random.Generator, ckpt: str, gated: bool, base: float = 0.80,
-              legacy: bool = False) -> dict[str, pd.DataFrame]:
+def _deletion(rng: np.random.Generator, ckpt: str, gated: bool, base: float = 0.80) -> dict[str, pd.DataFrame]:
     n = GRID * GRID
     ks = np.arange(n)
     test = chance_of(base)
@@ -108,11 +104,11 @@ def _deletion(rng: np.random.Generator, ckpt: str, gated: bool, base: float = 0.
                                   overlap25_mean=0.3, overlap50_mean=0.55))
     tables = {
         "deletion_curves.csv": _frame("deletion_curves.csv", curves),
-        "deletion_summary.csv": _frame("deletion_summary.csv", summary, legacy),
+        "deletion_summary.csv": _frame("deletion_summary.csv", summary),
         "deletion_tests.csv": _frame("deletion_tests.csv", tests),
         "ranking_agreement.csv": _frame("ranking_agreement.csv", agreement),
     }
-    if gated and not legacy:
+    if gated:
         tables["energy_diagnostics.csv"] = _frame("energy_diagnostics.csv", [
             dict(checkpoint=ckpt, metric=m, value=v, ci_low=v - 0.05, ci_high=v + 0.05)
             for m, v in (("pairwise_share", 0.97), ("spearman_center", 0.72), ("spearman_neighbours", 0.64))])
@@ -218,15 +214,59 @@ def _sparsity(rng: np.random.Generator, ckpt: str, gated: bool, n_images: int = 
     return tables, maps
 
 
+def _summary(folder: Path, label: str, variant: str, kinds: tuple[str, ...], accuracy: float,
+             tables: dict[str, pd.DataFrame], class_names: list[str] | None, boxes_share: float) -> dict:
+    """summary.json as the evaluation commands write it (ersm_eval.results.RunSummary), with the
+    chance test and the verdict sentences of a deletion run and the localization record of a sparsity run."""
+    ckpt = f"checkpoints/{variant}.pt"
+    gated = variant != "baseline"
+    command = next(k for k in ("deletion", "sparsity", "occlusion") if k in kinds)
+    model = ModelInfo(kind="ersm", name="compact_cnn", variant=variant, layer="", grid=[GRID, GRID], patch_size=1,
+                      n_tokens=GRID * GRID, head_is_linear=True, has_energy=gated, has_gate=gated,
+                      mean=[0.5] * 3, std=[0.25] * 3)
+    summary = RunSummary(
+        command=command, label=label, n_images=N_IMAGES, class_names=class_names or CLASSES, model=model,
+        settings={}, evaluation={}, tables={name: len(table) for name, table in sorted(tables.items())},
+        checkpoint=ckpt, checkpoint_sha256="ab" * 32,
+        config={"backbone": "compact_cnn", "variant": variant, "alpha": 1e-3, "beta": 1e-3, "patch_size": 1},
+        provenance={"trained": "2025-01-01T09:00:00", "epochs": 20},
+        dataset={"dataset": "synthetic", "name": "synthetic", "split": "test", "n_images": N_IMAGES},
+        options={"checkpoint": ckpt, "dataset": "synthetic", "split": "test", "seeds": "0,1,2"},
+        command_line=f"ersm-eval {command} {ckpt} --dataset synthetic --out {folder.name}",
+        versions={"ersm_eval": "0.1.0", "numpy": "2.0.0"}, started="2025-01-01T10:00:00+0000", run_seconds=300.0,
+    )
+    if "deletion" in kinds:
+        test = chance_of(accuracy)
+        rows = tables["deletion_summary.csv"].to_dict("records")
+        summary.chance_test = test.as_dict()
+        summary.verdicts = {r["ranking"]: r["verdict"] for r in rows if r["ranking"] != "random"}
+        summary.verdict_sentences = {
+            "chance": verdicts.chance_sentence(test, label),
+            "rankings": {r["ranking"]: verdicts.deletion_sentence(r, test, label) for r in rows if r["ranking"] != "random"},
+            "position": None,
+        }
+        if gated:
+            values = dict(zip(tables["energy_diagnostics.csv"]["metric"], tables["energy_diagnostics.csv"]["value"]))
+            center, neighbours, share = values["spearman_center"], values["spearman_neighbours"], values["pairwise_share"]
+            summary.energy_diagnostics = {"follows_position": verdicts.follows_position(center, neighbours),
+                                          "pairwise_share": share, "spearman_center": center, "spearman_neighbours": neighbours}
+            summary.verdict_sentences["position"] = verdicts.position_sentence(center, neighbours, share)
+    if "sparsity" in kinds:
+        summary.evaluation = {"localization": {"measured": True, "large_object_share": boxes_share,
+                                               "uninformative": boxes_share > 0.5, "large_object_fraction": 0.8}}
+    return summary.to_dict()
+
+
 def write_run(folder: Path, label: str = "ERSM-Full", variant: str = "ersm_full",
               kinds: tuple[str, ...] = ("deletion", "occlusion", "sparsity"), seed: int = 0,
               occlusion_checkpoints: tuple[str, ...] | None = None, accuracy: float = 0.80,
-              legacy: bool = False, class_names: list[str] | None = None) -> Path:
+              legacy: bool = False, class_names: list[str] | None = None, boxes_share: float = 0.1) -> Path:
     """Write a realistic run folder (CSV tables, summary.json, maps.npz) and return it.
 
     ``accuracy`` is the k = 0 deletion accuracy (0.2 is chance with 5 classes); ``legacy``
-    writes a folder as ersm-eval did before the verdicts (no ΔAUC columns, no localization
-    or energy diagnostics tables, no chance test, summary.json "tables" as a list).
+    writes the summary.json of an ersm-eval from before the versioned schema (no
+    ``schema_version``), which the report refuses; ``boxes_share``: the recorded share of
+    images whose object fills the image (above 0.5 the boxes are uninformative).
     """
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
@@ -234,35 +274,19 @@ def write_run(folder: Path, label: str = "ERSM-Full", variant: str = "ersm_full"
     gated = variant != "baseline"
     tables: dict[str, pd.DataFrame] = {}
     if "deletion" in kinds:
-        tables.update(_deletion(rng, ckpt, gated, accuracy, legacy))
+        tables.update(_deletion(rng, ckpt, gated, accuracy))
     if "occlusion" in kinds:
         tables.update(_occlusion(list(occlusion_checkpoints or (ckpt,))))
     if "sparsity" in kinds:
         sparse, maps = _sparsity(rng, ckpt, gated)
-        if legacy:
-            del sparse["localization.csv"]
         tables.update(sparse)
         np.savez(folder / MAPS_NPZ, **maps)
     for name, table in tables.items():
         table.to_csv(folder / name, index=False)
-    # the layout the evaluation commands write (cli/*.py, ersm_eval.context.EvalSetup.describe)
-    summary = {
-        "command": "sparsity",
-        "label": label,
-        "options": {"checkpoint": ckpt, "dataset": "synthetic", "split": "test", "seeds": "0,1,2"},
-        "checkpoint": ckpt,
-        "checkpoint_sha256": "ab" * 32,
-        "config": {"backbone": "compact_cnn", "variant": variant, "alpha": 1e-3, "beta": 1e-3, "patch_size": 1},
-        "class_names": class_names or CLASSES,
-        "provenance": {"trained": "2025-01-01T09:00:00", "epochs": 20},
-        "dataset": {"dataset": "synthetic", "split": "test", "n_images": 200},
-        "command_line": f"ersm-eval sparsity {ckpt} --dataset synthetic --out {folder.name}",
-        "versions": {"ersm_eval": "0.1.0", "torch": "2.4.0", "numpy": "2.0.0"},
-        "started": "2025-01-01T10:00:00+0000", "run_seconds": 300.0,
-        "tables": sorted(tables) if legacy else {name: len(table) for name, table in sorted(tables.items())},
-    }
-    if "deletion" in kinds and not legacy:
-        summary["deletion"] = {"chance_test": chance_of(accuracy).as_dict()}
+    summary = _summary(folder, label, variant, kinds, accuracy, tables, class_names, boxes_share)
+    if legacy:
+        summary = {k: v for k, v in summary.items() if k not in ("schema_version", "chance_test", "verdicts")}
+        summary["tables"] = sorted(tables)
     (folder / SUMMARY_JSON).write_text(json.dumps(summary, indent=2))
     return folder
 

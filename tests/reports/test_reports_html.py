@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from ersm_eval import verdicts
 from reports import ReportError, build_report, load_run, paper_table, write_paper_table
 from reports.paper_table import summary_table
 from reports.figures_gallery import display_map, failure_examples, plain_examples, plot_mask_gallery
@@ -106,13 +107,16 @@ def test_comparative_report_mentions_both_runs_and_sections(comparative):
         assert label in text
     ids = {a.get("id") for _, a in page.tags}
     assert {"summary", "claims", "deletion", "occlusion", "sparsity", "galleries", "provenance"} <= ids
-    assert "ΔAUC accuracy (95% CI)" in text and "Smallest gap (points)" in text
+    assert "ersm_full at a glance" in text and "Baseline at a glance" in text
+    assert "ΔAUC true-class prob." in text and "Smallest gap (points)" in text
     assert "wrong for Baseline and right for ERSM-Full" in text
     # provenance: one row per input folder, the raw summary.json collapsed
     assert "checkpoint_sha256" in text and "ab" * 32 in text and "config.variant" in text
-    assert "dataset.split" in text and "versions.torch" in text
+    assert "dataset.split" in text and "versions.numpy" in text
     html = out.read_text(encoding="utf-8")
-    assert html.count("<details>") == 2 and "<details open" not in html
+    # sentences and raw records are folded, never open, and never above the glance tables
+    assert html.count("<details>") >= 2 + 2 and "<details open" not in html
+    assert html.index("<details>") > html.index("Baseline at a glance")
     assert "from 2 run folders" in text
     assert "SPEC" not in html and "../shared" not in html
 
@@ -190,12 +194,13 @@ def test_paper_table(comparative, tmp_path):
     md, tex = write_paper_table(table, tmp_path)
     lines = md.read_text(encoding="utf-8").splitlines()
     assert lines[0].startswith("| Model | Accuracy (%) | At chance | Mean keep | AUC energy")
-    assert "| ΔAUC energy (95% CI) | Verdict |" in lines[0]
+    assert "| ΔAUC energy | Verdict |" in lines[0]
     row = summary_table(runs).iloc[0]
     energy = runs[0].table("deletion_summary.csv").set_index("ranking").loc["energy"]
     assert row["gap_ranking"] == "energy" and row["verdict"] == energy["verdict"] == "above_random"
     assert row["auc_diff"] == energy["auc_diff"] and row["min_gap_to_random"] == energy["min_gap_to_random"]
-    assert "above random" in lines[2] and f"{energy['auc_diff']:+.3f} [" in lines[2]
+    assert f"| {verdicts.verdict_words('above_random')} |" in lines[2]
+    assert verdicts.format_estimate(energy["auc_diff"], energy["auc_diff_ci_low"], energy["auc_diff_ci_high"], "signed") in lines[2]
     assert set(lines[1]) <= set("|-:")
     assert len([ln for ln in lines if ln.startswith("| ")]) == 1 + len(table)
     latex = tex.read_text(encoding="utf-8")

@@ -32,7 +32,7 @@ def test_load_run_reads_every_table(tmp_path, run_writer):
 def test_label_falls_back_to_folder_name(tmp_path, run_writer):
     folder = run_writer(tmp_path / "my-run", kinds=("occlusion",))
     summary = json.loads((folder / SUMMARY_JSON).read_text())
-    del summary["label"]
+    summary["label"] = ""
     (folder / SUMMARY_JSON).write_text(json.dumps(summary))
     assert load_run(folder).label == "my-run"
     assert load_run(folder, label="given").label == "given"
@@ -49,11 +49,18 @@ def test_missing_folder(tmp_path):
         load_run(tmp_path / "nowhere")
 
 
-def test_folder_without_tables_says_so(tmp_path):
+def test_folder_without_tables_says_so(tmp_path, run_writer):
     (tmp_path / "notes.txt").write_text("hello")
-    with pytest.raises(ReportError, match="holds none of the tables") as err:
+    with pytest.raises(ReportError, match="has no summary.json; expected the folder an evaluation wrote") as err:
         load_run(tmp_path)
     assert "deletion_curves.csv" in str(err.value)
+    folder = run_writer(tmp_path / "run", kinds=("occlusion",))
+    for name in ("occlusion.csv", "occlusion_summary.csv"):
+        (folder / name).unlink()
+    summary = json.loads((folder / SUMMARY_JSON).read_text())
+    (folder / SUMMARY_JSON).write_text(json.dumps(dict(summary, tables={})))
+    with pytest.raises(ReportError, match="holds none of the tables a report is built from"):
+        load_run(folder)
 
 
 def test_report_error_is_an_ersm_error():
@@ -169,20 +176,46 @@ def test_row_counts_are_checked_against_summary_json(tmp_path, run_writer):
 
 
 def test_a_listed_table_that_is_gone_is_refused(tmp_path, run_writer):
-    folder = run_writer(tmp_path / "run", kinds=("deletion",), legacy=True)  # "tables" as a list of names
-    assert isinstance(json.loads((folder / SUMMARY_JSON).read_text())["tables"], list)
+    folder = run_writer(tmp_path / "run", kinds=("deletion",))
     load_run(folder)
     (folder / "deletion_tests.csv").unlink()
     with pytest.raises(ReportError, match="summary.json lists deletion_tests.csv but the file is missing"):
         load_run(folder)
 
 
-def test_an_older_folder_loads_with_new_columns_unmeasured(tmp_path, run_writer):
-    run = load_run(run_writer(tmp_path / "run", kinds=("deletion",), legacy=True))
-    summary = run.table("deletion_summary.csv")
-    assert "auc_diff" not in pd.read_csv(tmp_path / "run" / "deletion_summary.csv").columns
-    assert summary["auc_diff"].isna().all() and (summary["verdict"] == "").all()
-    assert summary["auc_diff"].dtype == float
+@pytest.mark.parametrize("version", [None, 1])
+def test_a_folder_of_an_older_schema_is_one_message_to_rerun(tmp_path, run_writer, version):
+    folder = run_writer(tmp_path / "run", kinds=("deletion",), legacy=True)
+    if version is not None:
+        summary = json.loads((folder / SUMMARY_JSON).read_text())
+        (folder / SUMMARY_JSON).write_text(json.dumps(dict(summary, schema_version=version)))
+    written = "no schema version" if version is None else f"schema version {version}"
+    with pytest.raises(ReportError, match=rf"written by an older ersm-eval \({written}; this version reads version 2\); "
+                                          r"re-run the evaluation that wrote run"):
+        load_run(folder)
+
+
+def test_a_folder_without_summary_json_is_refused(tmp_path, run_writer):
+    folder = run_writer(tmp_path / "run", kinds=("occlusion",))
+    (folder / SUMMARY_JSON).unlink()
+    with pytest.raises(ReportError, match="has no summary.json; it was written by an older ersm-eval or edited, re-run"):
+        load_run(folder)
+
+
+def test_a_table_without_the_verdict_columns_is_refused(tmp_path, run_writer):
+    folder = run_writer(tmp_path / "run", kinds=("deletion",))
+    path = folder / "deletion_summary.csv"
+    pd.read_csv(path).drop(columns=["auc_diff", "verdict"]).to_csv(path, index=False)
+    with pytest.raises(ReportError, match=r"missing required columns 'auc_diff', 'verdict'.*older ersm-eval or edited; re-run"):
+        load_run(folder)
+
+
+def test_a_summary_off_the_schema_names_the_problem(tmp_path, run_writer):
+    folder = run_writer(tmp_path / "run", kinds=("occlusion",))
+    summary = json.loads((folder / SUMMARY_JSON).read_text())
+    (folder / SUMMARY_JSON).write_text(json.dumps(dict(summary, n_images="many")))
+    with pytest.raises(ReportError, match=r"field 'n_images' does not follow the summary.json schema \(n_images should be integer"):
+        load_run(folder)
 
 
 def test_new_columns_are_numeric(tmp_path, run_writer):
