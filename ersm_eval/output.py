@@ -38,6 +38,7 @@ import pandas as pd
 from ersm_core.versions import versions
 from ersm_core.errors import ConfigError
 from ersm_core.files import apply_umask, atomic_path, atomic_write_bytes, atomic_write_text
+from ersm_eval.plain import plain
 from ersm_eval.schema import SUMMARY_JSON, TABLES
 
 try:  # POSIX; elsewhere the lock falls back to exclusive creation of the lock file
@@ -404,22 +405,10 @@ def write_table(folder: Path, name: str, df: pd.DataFrame) -> Path:
     return path
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    return str(value)
-
-
 def write_json(folder: Path, data: dict[str, Any], name: str = SUMMARY_JSON) -> Path:
     """Write a JSON file with stable key order."""
     path = Path(folder) / name
-    path.write_text(json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n")
+    path.write_text(json.dumps(data, indent=2, sort_keys=True, default=lambda value: plain(value, str)) + "\n")
     return path
 
 
