@@ -47,7 +47,7 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 __all__ = [
-    "MARKER", "MIN_FREE_BYTES", "check_name_length", "check_output_dir", "check_output_path", "check_output_file", "output_folder",
+    "MARKER", "MIN_FREE_BYTES", "check_name_length", "check_output_dir", "check_output_path", "check_output_file", "default_out", "output_folder",
     "mark_output_dir", "is_marked", "release_locks", "write_table", "write_json", "run_info",
     "atomic_path", "atomic_write_bytes", "atomic_write_text",
 ]
@@ -318,6 +318,12 @@ def release_locks() -> None:
 
 
 atexit.register(release_locks)
+
+
+def default_out(command: str, labels: Iterable[str]) -> Path:
+    """The output folder of a command run without ``--out``: runs/<command>-<labels joined by -vs->
+    (a '/' in a label becomes '_')."""
+    return Path("runs") / f"{command}-{'-vs-'.join(str(label).replace('/', '_') for label in labels)}"
 
 
 def check_output_dir(out: str | Path, overwrite: bool = False, inputs: InputPaths = ()) -> Path:
