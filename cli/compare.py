@@ -18,7 +18,6 @@ is there for a full stress test.
 
 from __future__ import annotations
 
-import time
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional

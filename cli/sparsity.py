@@ -17,7 +17,6 @@ from cli.common import (
     SplitOpt, SubsetSeed, Workers, bars, console, handle_errors, option_values, parse_int_list, print_notes,
     print_skipped, write_report,
 )
-from ersm_core.errors import ConfigError
 
 __all__ = ["sparsity"]
 

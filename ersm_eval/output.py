@@ -32,7 +32,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-import numpy as np
 import pandas as pd
 
 from ersm_core.versions import versions

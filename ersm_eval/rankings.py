@@ -1,4 +1,4 @@
-"""Token rankings for deletion curves (SPEC §2): per image, an order of its N tokens.
+"""Token rankings for deletion curves: per image, an order of its N tokens.
 
 The first token of an order is deleted first. Orders are stable: tokens with equal
 scores keep the lower token index first. Each ranking is registered in

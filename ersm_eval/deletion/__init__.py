@@ -1,4 +1,4 @@
-"""Deletion evaluation (SPEC §2): accuracy as tokens are deleted in the order of each ranking.
+"""Deletion evaluation: accuracy as tokens are deleted in the order of each ranking.
 
 Feature level (the paper's protocol, the default): the P×P positions of the first
 k tokens of an order are zeroed on the ungated map X (kept tokens × 1; with
