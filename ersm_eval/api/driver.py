@@ -15,13 +15,13 @@ from ersm_core.errors import ConfigError, DatasetError, ERSMError
 from ersm_core.versions import versions
 from ersm_eval.adapter import ModelAdapter, wrap
 from ersm_eval.api.batches import DatasetBatches, iterate_source
+from ersm_eval.context import Progress
 from ersm_eval.contract import Evaluator
 from ersm_eval.results import ModelInfo, RunSummary
 
 __all__ = ["Progress", "run_evaluator", "gather", "prepare_model", "model_device", "class_names_for", "settings_with",
            "needs_normalization", "run_summary"]
 
-Progress = Callable[[int], None]  # called with the number of images just evaluated
 Factory = Callable[[dict[str, Any] | None], Evaluator]  # builds the evaluator from the first batch (None: not needed)
 Extend = Callable[[Evaluator, dict[str, Any], np.ndarray], None]  # adds to a batch before its update
 

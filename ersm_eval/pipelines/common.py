@@ -9,18 +9,17 @@ from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterator
 
 from ersm_eval.api.batches import DatasetBatches
-from ersm_eval.context import EvalSetup, iterate_batches
+from ersm_eval.context import EvalSetup, Progress, iterate_batches
 from ersm_eval.results import EvaluationResult
 
-__all__ = ["Advance", "ProgressBar", "no_progress", "PipelineRun", "join_group", "leave_group", "dataset_batches",
+__all__ = ["ProgressBar", "no_progress", "PipelineRun", "join_group", "leave_group", "dataset_batches",
            "feature_cache", "cache_info", "save_result"]
 
-Advance = Callable[[int], None]  # called with the number of images just evaluated
-ProgressBar = Callable[[int, str], ContextManager[Advance]]  # (total images, description) -> bar yielding advance
+ProgressBar = Callable[[int, str], ContextManager[Progress]]  # (total images, description) -> bar yielding advance
 
 
 @contextmanager
-def no_progress(total: int, description: str) -> Iterator[Advance]:
+def no_progress(total: int, description: str) -> Iterator[Progress]:
     """A progress bar that shows nothing (the pipelines' default)."""
     yield lambda n: None
 
@@ -52,7 +51,7 @@ def leave_group() -> None:
     distributed.shutdown()
 
 
-def dataset_batches(setup: EvalSetup, batch_size: int, workers: int, advance: Advance, skip_bad_images: bool,
+def dataset_batches(setup: EvalSetup, batch_size: int, workers: int, advance: Progress, skip_bad_images: bool,
                     skipped: list[tuple[int, str]], features: bool = False, cache: Any = None) -> DatasetBatches:
     """This process's batches of the evaluated images, as :class:`~ersm_eval.api.DatasetBatches`.
 
