@@ -18,7 +18,7 @@ import torch
 from ersm_core.errors import ConfigError
 from ersm_eval.cam import cam_scores, token_values
 from ersm_eval.context import check_finite, check_labels
-from ersm_eval.deletion.logits import _deletion_logits_descending, deletion_steps, input_deletion_logits
+from ersm_eval.deletion.logits import deletion_logits_descending, deletion_steps, input_deletion_logits
 from ersm_eval.deletion.settings import DeletionSettings
 from ersm_eval.deletion.tables import deletion_tables
 from ersm_eval.diagnostics import energy_diagnostic_values
@@ -137,7 +137,7 @@ class DeletionEvaluator:
                                grid=tuple(model.grid))
         orders = torch.stack([r.order(inputs, s).to(device) for r, s in self._specs], 1)  # [B, R, N]
         if st.level == "feature":
-            logits = _deletion_logits_descending(model, deletion_map, orders, self.steps, st.rescale,
+            logits = deletion_logits_descending(model, deletion_map, orders, self.steps, st.rescale,
                                                  st.head_rows, values)
             descending = True
         else:

@@ -21,6 +21,7 @@ __all__ = [
     "suffix_sums",
     "kept_pooled",
     "deletion_logits",
+    "deletion_logits_descending",
     "deletion_logits_general",
     "token_pixel_map",
     "input_deletion_logits",
@@ -121,10 +122,10 @@ def deletion_logits(
     in batched calls of ``head_rows``. ``values`` passes :func:`token_values` when the
     caller has them already.
     """
-    return _deletion_logits_descending(model, feature_map, orders, steps, rescale, head_rows, values).flip(2)
+    return deletion_logits_descending(model, feature_map, orders, steps, rescale, head_rows, values).flip(2)
 
 
-def _deletion_logits_descending(model, feature_map, orders, steps, rescale=True, head_rows=16384, values=None):
+def deletion_logits_descending(model, feature_map, orders, steps, rescale=True, head_rows=16384, values=None):
     """:func:`deletion_logits` with the k axis in descending order (the evaluator flips its small results)."""
     batch, n_curves, n_tokens = orders.shape
     channels = feature_map.shape[1]
