@@ -23,8 +23,8 @@ from rich.console import Console
 from ersm_core.errors import ConfigError, ERSMError
 
 __all__ = [
-    "console", "err_console", "handle_errors", "Terminated", "check_common_options", "report_skipped", "write_report", "progress_bar", "parse_int_list", "parse_name_list",
-    "option_values", "is_main", "run_device", "dataset_batches", "save_run", "leave_group", "print_notes",
+    "console", "err_console", "handle_errors", "Terminated", "check_common_options", "print_skipped", "bars", "write_report", "progress_bar", "parse_int_list", "parse_name_list",
+    "option_values", "is_main", "print_notes",
     "Split", "Checkpoint", "Checkpoints", "DatasetName", "DataRoot", "SplitOpt", "Limit", "SubsetSeed", "BatchSize",
     "Workers", "Device", "Seeds", "MAX_SEED", "check_int_range", "max_workers", "Out", "Overwrite", "NoReport", "Cache", "SkipBadImages", "Quiet",
 ]
@@ -238,6 +238,11 @@ def progress_bar(total: int, description: str, enabled: bool = True) -> Iterator
         display.finish(task)
 
 
+def bars(quiet: bool) -> Callable[[int, str], Any]:
+    """The progress callable the pipelines take: a bar per evaluation, on rank 0 only, none with ``--quiet``."""
+    return lambda total, description: progress_bar(total, description, enabled=not quiet and is_main())
+
+
 def write_report(out_dir: Path) -> None:
     """report.html for one evaluation folder, from the tables just written into it.
 
@@ -252,20 +257,14 @@ def write_report(out_dir: Path) -> None:
         err_console.print(f"[yellow]Warning:[/] report.html not written: {err}", highlight=False)
 
 
-def report_skipped(skipped: list[tuple[int, str]]) -> list[dict[str, object]]:
-    """Gather the images skipped by ``--skip-bad-images`` from every process, print them once,
-    and return them (sorted by dataset index) for summary.json."""
-    from ersm_eval import distributed
-    from ersm_eval.context import gather_skipped
-
-    merged = gather_skipped(skipped)
-    if merged and distributed.is_main():
-        err_console.print(f"[yellow]Skipped {len(merged)} unreadable image(s):[/]", highlight=False)
-        for item in merged[:20]:
+def print_skipped(skipped: list[dict[str, object]]) -> None:
+    """Print the images skipped by ``--skip-bad-images`` (all processes', sorted by index) once."""
+    if skipped and is_main():
+        err_console.print(f"[yellow]Skipped {len(skipped)} unreadable image(s):[/]", highlight=False)
+        for item in skipped[:20]:
             err_console.print(f"  index {item['index']}: {item['error']}", highlight=False, soft_wrap=True)
-        if len(merged) > 20:
-            err_console.print(f"  ... and {len(merged) - 20} more (all listed in summary.json)", highlight=False)
-    return merged
+        if len(skipped) > 20:
+            err_console.print(f"  ... and {len(skipped) - 20} more (all listed in summary.json)", highlight=False)
 
 
 def parse_int_list(text: str, option: str) -> list[int]:
@@ -310,64 +309,6 @@ def is_main() -> bool:
     from ersm_eval import distributed
 
     return distributed.is_main()
-
-
-def run_device(device: str) -> str:
-    """Join torchrun's process group (when started by torchrun) and return this process's device."""
-    from ersm_core.device import select_device
-    from ersm_eval import distributed
-
-    chosen = select_device(device)
-    distributed.init_from_env(chosen)
-    return str(distributed.local_device(chosen))
-
-
-def dataset_batches(setup: Any, batch_size: int, workers: int, advance: Callable[[int], None], skip_bad_images: bool,
-                    skipped: list[tuple[int, str]], features: bool = False, cache: Any = None) -> Any:
-    """This process's batches of the evaluated images, as :class:`ersm_eval.api.DatasetBatches`.
-
-    ``features``: precomputed backbone features (feature-level deletion), through ``cache``
-    (an :class:`ersm_eval.cache.FeatureCache`) when given; unreadable images are skipped into
-    ``skipped`` with ``skip_bad_images``, else stop the run.
-    """
-    from ersm_eval.api import DatasetBatches
-    from ersm_eval.context import iterate_batches
-
-    data = setup.dataset
-    bad = {"skip_bad_images": skip_bad_images, "skipped": skipped}
-    if features:
-        from ersm_eval.features import feature_batches
-
-        batches = feature_batches(setup.model, data, setup.indices, batch_size, workers, setup.device, cache, advance, **bad)
-    else:
-        batches = iterate_batches(data, setup.indices, batch_size, workers, setup.device, advance, **bad)
-    return DatasetBatches(batches, setup.indices, has_masks=bool(data.has_masks or data.has_boxes), dataset=data,
-                          mean=tuple(data.transform.mean), std=tuple(data.transform.std))
-
-
-def save_run(result: Any, out: Path, overwrite: bool, no_report: bool, options: dict[str, Any], started: float,
-             source: dict[str, Any] | None = None, **fields: Any) -> None:
-    """Record the command's options, provenance (``source``: ``EvalSetup.describe()``) and run
-    information in the result's summary, write the folder (report.html unless ``no_report``)."""
-    from ersm_eval import distributed
-    from ersm_eval.output import run_info
-
-    summary = result.summary
-    if source is not None:
-        summary.describe_source(source)
-    info = run_info(started)
-    summary.options, summary.world_size, summary.command_line = options, distributed.world_size(), info["command_line"]
-    summary.versions, summary.started, summary.run_seconds = info["versions"], info["started"], info["run_seconds"]
-    for name, value in fields.items():
-        setattr(summary, name, value)
-    result.save(out, overwrite, after=None if no_report else write_report)
-
-
-def leave_group() -> None:
-    """Leave torchrun's process group (no-op in a single process)."""
-    from ersm_eval import distributed
-
-    distributed.shutdown()
 
 
 def print_notes(notes: list[str], prefix: str = "Note:") -> None:

@@ -1,9 +1,9 @@
 """``ersm-eval compare``: deletion, occlusion and sparsity for several checkpoints on the same
 images, one comparative report and a paper-style table.
 
-The command calls the evaluation API (evaluate_deletion, evaluate_occlusion,
-mask_statistics) for each checkpoint in turn and saves each result into a sub-folder of a
-temporary folder that becomes ``--out`` only when everything is written. It takes
+The command calls :func:`ersm_eval.pipelines.compare_evaluations`, which runs
+evaluate_deletion, evaluate_occlusion and evaluate_sparsity for each checkpoint in turn and
+saves each result into a sub-folder of a temporary folder that becomes ``--out`` only when everything is written. It takes
 the evaluators' own options (rankings, seeds, occlusion fills, patterns and
 severities) and ``--skip occlusion`` / ``--skip sparsity``.
 
@@ -18,7 +18,6 @@ is there for a full stress test.
 
 from __future__ import annotations
 
-import time
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -28,14 +27,13 @@ import typer
 from cli.app import app
 from cli.common import (
     BatchSize, Checkpoints, DataRoot, DatasetName, Device, Limit, Out, Overwrite, Quiet, Split, SplitOpt, SubsetSeed,
-    Workers, console, dataset_batches, handle_errors, option_values, parse_int_list, parse_name_list, progress_bar,
-    run_device, save_run,
+    Workers, bars, console, handle_errors, option_values, parse_int_list, parse_name_list,
 )
 from cli.deletion import Fill, Level, deletion_settings
 from cli.occlusion import parse_float_list
 from ersm_core.errors import ConfigError
 
-__all__ = ["compare", "run_comparison", "compare_into", "SKIPPABLE", "Skippable"]
+__all__ = ["compare", "run_comparison", "compare_into", "Skippable"]
 
 
 def _labels(checkpoints: list[Path]) -> list[str]:
@@ -74,77 +72,23 @@ def compare_into(
     :func:`run_comparison` is the atomic wrapper. ``claims_for`` = {"baseline": label, "ersm": label, "init_keep": float, "spurious": float}
     adds the paper's claims section (see :mod:`ersm_eval.claims`).
     """
-    from ersm_eval.api import combine_occlusion, evaluate_deletion, evaluate_occlusion, mask_statistics
-    from ersm_eval.occlusion import OcclusionConfig
+    from ersm_eval.occlusion import OcclusionSettings
+    from ersm_eval.pipelines import compare_evaluations
 
     options = option_values({k: v for k, v in locals().items() if k not in ("tmp", "claims_for")})
-    labels, skip = _labels(checkpoints), _check_skip(skip)
-    _check_same_classes(checkpoints)
-    run = _Runner(dataset, split.value, data_root, limit, run_device(device), subset_seed, batch_size, workers, quiet,
-                  {**options, "steps": deletion_steps})
-    occlusion_config = OcclusionConfig(
+    labels = _labels(checkpoints)
+    deletion = deletion_settings(rankings, seeds, deletion_steps, False, False, Level.feature, Fill.mean, False, "")
+    occlusion = OcclusionSettings(
         fills=tuple(parse_name_list(occlusion_fills, "--occlusion-fills")),
         patterns=tuple(parse_name_list(occlusion_patterns, "--occlusion-patterns")),
         severities=tuple(parse_float_list(occlusion_severities, "--occlusion-severities")),
         seeds=tuple(parse_int_list(occlusion_seeds, "--occlusion-seeds")))
-    folders, occluded = [], []
-    for ckpt, label in zip(checkpoints, labels):
-        settings = deletion_settings(rankings, seeds, deletion_steps, False, False, Level.feature, Fill.mean, False, label)
-        folders.append(run(tmp / f"deletion-{label}", ckpt, label, True, lambda model, batches, names: evaluate_deletion(
-            model, batches, settings=settings, class_names=names, verify=False)))
-        if "occlusion" not in skip:
-            occluded.append(run(None, ckpt, label, False, lambda model, batches, names: evaluate_occlusion(
-                model, batches, settings=occlusion_config, label=label, class_names=names, batch_size=batch_size,
-                verify=False)))
-        if "sparsity" not in skip:
-            folders.append(run(tmp / f"sparsity-{label}", ckpt, label, False, lambda model, batches, names: mask_statistics(
-                model, batches, label=label, class_names=names, verify=False)))
-    if occluded:
-        folders.append(run.save(tmp / "occlusion", combine_occlusion([r for r, _ in occluded]), occluded[0][1],
-                                checkpoints=[source for _, source in occluded]))
+    folders = compare_evaluations(
+        tmp, checkpoints, labels, dataset, deletion, occlusion, skip=tuple(skip or ()), split=split.value,
+        data_root=data_root, limit=limit, subset_seed=subset_seed, device=device, batch_size=batch_size,
+        workers=workers, progress=bars(quiet), options={**options, "steps": deletion_steps},
+    )
     return _write_report(tmp, folders, claims_for, title or f"ERSM comparison on {dataset}: {', '.join(labels)}")
-
-
-def _check_same_classes(checkpoints: list[Path]) -> None:
-    """Compared models must name the same classes in the same order (they are scored on the same
-    images and labels); checked before any work, naming the first difference."""
-    from ersm_core.checkpoint import load_checkpoint
-    from ersm_core.data.base import first_class_difference
-
-    first = load_checkpoint(checkpoints[0]).class_names
-    for path in checkpoints[1:]:
-        names = load_checkpoint(path).class_names
-        if list(names) != list(first):
-            where = first_class_difference(first, names, str(checkpoints[0]), str(path))
-            raise ConfigError(
-                f"compare needs checkpoints trained on the same classes: {checkpoints[0]} has {len(first)} and {path} "
-                f"has {len(names)} ({where}); compare models of one dataset")
-
-
-class _Runner:
-    """One evaluation of one checkpoint on the comparison's images, saved into a sub-folder."""
-
-    def __init__(self, dataset, split, data_root, limit, device, subset_seed, batch_size, workers, quiet, options):
-        self.where = (dataset, split, data_root, limit, device)
-        self.subset_seed, self.batch_size, self.workers, self.quiet = subset_seed, batch_size, workers, quiet
-        self.options = options
-
-    def __call__(self, folder: Path | None, checkpoint: Path, label: str, features: bool, evaluate) -> Any:
-        """Evaluate; save into ``folder`` and return it, or (folder None) return (result, provenance)."""
-        from ersm_eval.context import prepare
-
-        setup = prepare(checkpoint, *self.where, subset_seed=self.subset_seed)
-        with progress_bar(len(setup.indices), f"{folder.name if folder else 'occlusion'} ({label})",
-                          enabled=not self.quiet) as advance:
-            batches = dataset_batches(setup, self.batch_size, self.workers, advance, False, [], features=features)
-            result = evaluate(setup.model, batches, setup.checkpoint.class_names)
-        source = {"label": label, **setup.describe()}
-        return (result, source) if folder is None else self.save(folder, result, source)
-
-    def save(self, folder: Path, result: Any, source: dict, **fields: Any) -> Path:
-        options = {**self.options, "checkpoint": source["checkpoint"], "label": result.summary.label}
-        save_run(result, folder, False, True, options, time.time() - result.summary.run_seconds, source, **fields)
-        return folder
 
 
 def _write_report(tmp: Path, folders: list[Path], claims_for: dict[str, Any] | None, title: str) -> Path:
@@ -167,17 +111,6 @@ def _write_report(tmp: Path, folders: list[Path], claims_for: dict[str, Any] | N
     build_report(runs, tmp / "report.html", figures_dir=tmp / "figures", claims=claims, title=title)
     write_paper_table(paper_table(runs), tmp)
     return tmp / "report.html"
-
-
-SKIPPABLE = ("occlusion", "sparsity")  # deletion is the comparison's core and always runs
-
-
-def _check_skip(skip) -> tuple[str, ...]:
-    names = tuple(dict.fromkeys(getattr(s, "value", s) for s in skip or ()))
-    unknown = [n for n in names if n not in SKIPPABLE]
-    if unknown:
-        raise ConfigError(f"--skip takes {' or '.join(SKIPPABLE)}, got {', '.join(unknown)}")
-    return names
 
 
 class Skippable(str, Enum):

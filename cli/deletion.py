@@ -1,9 +1,8 @@
-"""``ersm-eval deletion``: deletion curves of every ranking (SPEC §2) for one checkpoint."""
+"""``ersm-eval deletion``: deletion curves of every ranking for one checkpoint."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -15,12 +14,12 @@ from rich.table import Table
 from cli.app import app
 from cli.common import (
     BatchSize, Cache, Checkpoint, DataRoot, DatasetName, Device, Limit, NoReport, Overwrite, Quiet, Seeds, SkipBadImages,
-    Split, SplitOpt, SubsetSeed, Workers, console, dataset_batches, err_console, handle_errors, is_main, leave_group,
-    option_values, parse_int_list, parse_name_list, progress_bar, report_skipped, run_device, save_run,
+    Split, SplitOpt, SubsetSeed, Workers, bars, console, err_console, handle_errors, option_values, parse_int_list,
+    parse_name_list, print_skipped, write_report,
 )
 from ersm_core.errors import ConfigError
 
-__all__ = ["deletion", "deletion_settings", "load_scores"]
+__all__ = ["deletion", "deletion_settings"]
 
 
 class Level(str, Enum):
@@ -163,38 +162,25 @@ def deletion(
     quiet: Quiet = False,
 ) -> None:
     """Deletion curves: accuracy as tokens are deleted in the order of each ranking, every k, one backbone pass per image."""
-    from ersm_eval.api import evaluate_deletion
-    from ersm_eval.context import prepare
-    from ersm_eval.output import check_output_dir
+    from ersm_eval.pipelines import run_deletion
 
     options, started = option_values(locals()), time.time()
-    label = label or Path(checkpoint).stem
-    out = out if out is not None else Path("runs") / f"deletion-{label}"
-    settings = deletion_settings(rankings, seeds, steps, soft_gate, no_rescale, level, fill, save_token_scores, label)
-    if cache is not None and level is Level.input:
-        raise ConfigError("--cache stores backbone features, which --level input does not use; drop one of them")
-    check_output_dir(out, overwrite, inputs=[checkpoint, data_root, cache, scores])  # before any work
-    setup = prepare(checkpoint, dataset, split.value, data_root, limit, run_device(device), subset_seed=subset_seed)
-    external = {scores_name: load_scores(scores, len(setup.indices), tuple(setup.model.grid),
-                                         setup.checkpoint.config.image_size)} if scores is not None else None
-    feature_cache = _feature_cache(cache, setup, dataset, split.value) if level is Level.feature else None
-    skipped: list[tuple[int, str]] = []
-    with progress_bar(len(setup.indices), f"deletion ({label})", enabled=not quiet and is_main()) as advance:
-        batches = dataset_batches(setup, batch_size, workers, advance, skip_bad_images, skipped,
-                                  features=level is Level.feature, cache=feature_cache)
-        result = evaluate_deletion(setup.model, batches, scores=external, settings=settings,
-                                   class_names=setup.checkpoint.class_names, verify=False)
-    skipped_images = report_skipped(skipped)
-    if result is not None:  # rank 0 writes
-        save_run(result, out, overwrite, no_report, options, started, setup.describe(),
-                 skipped_images=skipped_images, cache=_cache_info(feature_cache))
-    leave_group()
-    if result is not None:
-        _print(result, f"Deletion, {label} on {dataset}/{split.value}", out)
+    settings = deletion_settings(rankings, seeds, steps, soft_gate, no_rescale, level, fill, save_token_scores,
+                                 label or Path(checkpoint).stem)
+    run = run_deletion(
+        checkpoint, dataset, settings, out=out, overwrite=overwrite, split=split.value, data_root=data_root, limit=limit,
+        subset_seed=subset_seed, device=device, batch_size=batch_size, workers=workers, cache=cache, scores=scores,
+        scores_name=scores_name, skip_bad_images=skip_bad_images, progress=bars(quiet),
+        after=None if no_report else write_report, options=options, started=started,
+    )
+    print_skipped(run.skipped_images)
+    if run.result is not None:
+        _print(run.result, f"Deletion, {settings.label} on {dataset}/{split.value}", run.out)
 
 
 def deletion_settings(rankings: str, seeds: str, steps: str, soft_gate: bool, no_rescale: bool, level: Level, fill: Fill,
-              save_token_scores: bool, label: str):
+                      save_token_scores: bool, label: str):
+    """The :class:`~ersm_eval.deletion.DeletionSettings` of the command's options."""
     from ersm_eval.deletion import DeletionSettings
 
     return DeletionSettings(
@@ -202,74 +188,6 @@ def deletion_settings(rankings: str, seeds: str, steps: str, soft_gate: bool, no
         steps=_parse_steps(steps), soft_gate=soft_gate, rescale=not no_rescale, level=level.value, fill=fill.value,
         save_token_scores=save_token_scores, label=label,
     )
-
-
-def load_scores(path: Path, n_images: int, grid: tuple[int, int] | None = None, image_size: int | None = None) -> np.ndarray:
-    """External score maps from a .npy file: [n_images, h, w] (or [n_images, 1, h, w]), finite numbers,
-    one map per evaluated image (ascending dataset index), read without pickles.
-
-    The header is read and checked first (dtype, shape: ``n_images`` maps of the token ``grid`` or of
-    ``image_size`` pixels when given), so a file that declares a huge array is refused before any
-    memory is allocated for it.
-    """
-    shape, dtype = _scores_header(path)
-    if dtype.kind not in "biuf":
-        raise ConfigError(f"--scores {path} must hold numbers, got dtype {dtype}; save a float array with numpy.save")
-    dims = shape[:1] + shape[2:] if len(shape) == 4 and shape[1] == 1 else shape
-    if len(dims) != 3:
-        raise ConfigError(f"--scores {path} must be maps [n_images, h, w] or [n_images, H, W], got shape "
-                          f"{list(shape)} (sum attributions over the colour channels first)")
-    if dims[0] != n_images:
-        raise ConfigError(f"--scores {path} holds {dims[0]} maps but {n_images} images are evaluated; give one map "
-                          "per image, in ascending dataset-index order (the same --limit and --subset-seed)")
-    sizes = [tuple(grid)] if grid is not None else []
-    sizes += [(image_size, image_size)] if image_size is not None else []
-    if sizes and tuple(dims[1:]) not in sizes:
-        raise ConfigError(f"--scores {path} maps are {dims[1]}×{dims[2]}; give maps of the token grid "
-                          + " or of the input image in pixels ".join(f"{h}×{w}" for h, w in sizes))
-    try:
-        maps = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as err:
-        raise ConfigError(f"--scores {path} cannot be read ({err}); save it again with numpy.save") from None
-    maps = maps.reshape(dims)
-    bad = int(maps.size - np.count_nonzero(np.isfinite(maps))) if maps.dtype.kind == "f" else 0
-    if bad:
-        raise ConfigError(f"--scores {path} holds {bad} NaN or infinite value(s); every score must be a finite number")
-    return maps
-
-
-def _scores_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
-    """(shape, dtype) from the header of a .npy file, without reading its data."""
-    from ersm_core.files import read_npy_header
-
-    try:
-        with open(path, "rb") as file:
-            header = read_npy_header(file)
-    except FileNotFoundError:
-        raise ConfigError(f"--scores file {path} not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"--scores {path} is a folder; give a .npy file written by numpy.save") from None
-    except (ValueError, OSError) as err:  # read_npy_header turns numpy's parsing errors into ValueError
-        raise ConfigError(f"--scores {path} is not a numpy .npy array of numbers ({err}); save it with numpy.save") from None
-    if not header.plain_numbers:
-        raise ConfigError(f"--scores {path} must hold numbers, got dtype {header.dtype}; save a float array with numpy.save")
-    return header.shape, header.dtype
-
-
-def _feature_cache(cache: Path | None, setup, dataset: str, split: str):
-    if cache is None:
-        return None
-    from ersm_eval.cache import FeatureCache, cache_key
-
-    return FeatureCache(cache, cache_key(setup.checkpoint.sha256, dataset, split, asdict(setup.dataset.transform),
-                                         setup.options))
-
-
-def _cache_info(feature_cache) -> dict | None:
-    if feature_cache is None:
-        return None
-    return {"dir": str(feature_cache.dir), "hits": feature_cache.hits, "misses": feature_cache.misses,
-            "rebuilt": feature_cache.rebuilt}
 
 
 def _print(result, title: str, out: Path) -> None:

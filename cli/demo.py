@@ -108,8 +108,7 @@ def demo_findings(folder: Path, labels: list[str], ersm_label: str, n_classes: i
     """
     import pandas as pd
 
-    from ersm_eval.deletion import deletion_verdicts
-    from ersm_eval.verdicts import chance_test, localization_sentence
+    from ersm_eval.verdicts import chance_test, deletion_verdicts, localization_sentence
 
     found: dict[str, Any] = {}
     for label in labels:

@@ -1,4 +1,4 @@
-"""``ersm-eval occlusion``: input-level occlusion stress test (SPEC §3) for one or more checkpoints."""
+"""``ersm-eval occlusion``: input-level occlusion stress test for one or more checkpoints."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from rich.table import Table
 from cli.app import app
 from cli.common import (
     BatchSize, Checkpoints, DataRoot, DatasetName, Device, Limit, NoReport, Overwrite, Quiet, Seeds, SkipBadImages, Split,
-    SplitOpt, SubsetSeed, Workers, console, dataset_batches, err_console, handle_errors, is_main, leave_group,
-    option_values, parse_int_list, parse_name_list, progress_bar, report_skipped, run_device, save_run,
+    SplitOpt, SubsetSeed, Workers, bars, console, err_console, handle_errors, option_values, parse_int_list,
+    parse_name_list, print_skipped, write_report,
 )
-from ersm_core.errors import ConfigError, DatasetError
+from ersm_core.errors import ConfigError
 
 __all__ = ["occlusion", "parse_float_list", "checkpoint_labels"]
 
@@ -115,75 +115,28 @@ def occlusion(
     quiet: Quiet = False,
 ) -> None:
     """Occlusion stress test: accuracy under seeded occluders (fills × patterns × severities); several checkpoints see identical occluders."""
-    from ersm_eval.api import combine_occlusion
-    from ersm_eval.context import prepare
-    from ersm_eval.occlusion import OcclusionConfig
-    from ersm_eval.output import check_output_dir
+    from ersm_eval.occlusion import OcclusionSettings
+    from ersm_eval.pipelines import run_occlusion
 
     options, started = option_values(locals()), time.time()
     labels = checkpoint_labels(list(checkpoints), label)
-    config = OcclusionConfig(
+    settings = OcclusionSettings(
         fills=tuple(parse_name_list(fills, "--fills")), patterns=tuple(parse_name_list(patterns, "--patterns")),
         severities=tuple(parse_float_list(severities, "--severities")), seeds=tuple(parse_int_list(seeds, "--seeds")),
         grid_size=grid_size,
     )
-    out = out if out is not None else Path("runs") / f"occlusion-{'-vs-'.join(l.replace('/', '_') for l in labels)}"
-    check_output_dir(out, overwrite, inputs=[*checkpoints, data_root])  # before any work
-    device_name = run_device(device)
-    results, described, skipped_images, notes, reference = [], [], [], [], None
-    for path, name in zip(checkpoints, labels):
-        setup = prepare(path, dataset, split.value, data_root, limit, device_name, subset_seed=subset_seed)
-        reference, note = _check_same_images(setup, reference, path, name)
-        notes += [note] if note else []
-        result, bad = _evaluate(setup, config, name, batch_size, workers, skip_bad_images, quiet)
-        skipped_images = skipped_images if described else bad  # the same files fail for every checkpoint
-        results.append(result)
-        described.append({"label": name, **setup.describe()})
-    if results[0] is not None:  # rank 0 writes
-        combined = combine_occlusion(results)
-        combined.summary.notes = [*combined.summary.notes, *notes]
-        save_run(combined, out, overwrite, no_report, options, started, described[0], skipped_images=skipped_images,
-                 checkpoints=described)
-    leave_group()
-    if results[0] is not None:
+    run = run_occlusion(
+        list(checkpoints), dataset, settings, labels, out=out, overwrite=overwrite, split=split.value,
+        data_root=data_root, limit=limit, subset_seed=subset_seed, device=device, batch_size=batch_size,
+        workers=workers, skip_bad_images=skip_bad_images, progress=bars(quiet),
+        notify=lambda note: err_console.print(f"[yellow]Note:[/] {note}", highlight=False),
+        after=None if no_report else write_report, options=options, started=started,
+    )
+    print_skipped(run.skipped_images)
+    if run.result is not None:
         console.print(_summary_table(
-            combined.tables["occlusion_summary.csv"], f"Occlusion on {dataset}/{split.value}: {combined.summary.n_images} "
-            f"images, seeds {','.join(map(str, config.seeds))}, severities {', '.join(f'{s:g}' for s in config.severities)}",
+            run.result.tables["occlusion_summary.csv"], f"Occlusion on {dataset}/{split.value}: "
+            f"{run.result.summary.n_images} images, seeds {','.join(map(str, settings.seeds))}, "
+            f"severities {', '.join(f'{s:g}' for s in settings.severities)}",
         ))
-        console.print(f"Wrote {out}/", highlight=False)
-
-
-def _evaluate(setup, config, name: str, batch_size: int, workers: int, skip_bad_images: bool, quiet: bool):
-    """One checkpoint's occlusion result (None off rank 0) and the images it could not read."""
-    from ersm_eval.api import evaluate_occlusion
-
-    bad: list[tuple[int, str]] = []
-    with progress_bar(len(setup.indices), f"occlusion ({name})", enabled=not quiet and is_main()) as advance:
-        batches = dataset_batches(setup, batch_size, workers, advance, skip_bad_images, bad)
-        result = evaluate_occlusion(setup.model, batches, settings=config, label=name, batch_size=batch_size,
-                                    class_names=setup.checkpoint.class_names, verify=False)
-    if result is not None and is_main():
-        for note in result.summary.notes:
-            err_console.print(f"[yellow]Note:[/] {note}", highlight=False)
-    return result, report_skipped(bad)
-
-
-def _check_same_images(setup, reference: tuple | None, path: Path, name: str) -> tuple[tuple, str | None]:
-    """Later checkpoints must see the first one's images (reference: its dataset length, classes,
-    image size and indices); another image size is allowed, with a note (returned)."""
-    data = setup.dataset
-    size = data.transform.image_size
-    if reference is None:
-        return (len(data), list(data.classes), size, list(setup.indices)), None
-    if (len(data), list(data.classes), list(setup.indices)) != (reference[0], reference[1], reference[3]):
-        raise DatasetError(
-            f"checkpoint {path} sees {len(data)} images of {len(data.classes)} classes where the first sees "
-            f"{reference[0]} of {len(reference[1])}; occlusion compares checkpoints trained on the same dataset"
-        )
-    if size == reference[2]:
-        return reference, None
-    note = (f"{name} uses {size} px images where the first checkpoint uses {reference[2]} px: its occluder "
-            "masks were generated at its own size from the same seeds")
-    if is_main():
-        err_console.print(f"[yellow]Note:[/] {note}", highlight=False)
-    return reference, note
+        console.print(f"Wrote {run.out}/", highlight=False)

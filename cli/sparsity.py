@@ -1,4 +1,4 @@
-"""``ersm-eval sparsity``: keep statistics, mask coherence and localization (SPEC §4) for one checkpoint."""
+"""``ersm-eval sparsity``: keep statistics, mask coherence and localization for one checkpoint."""
 
 from __future__ import annotations
 
@@ -14,10 +14,9 @@ from rich.table import Table
 from cli.app import app
 from cli.common import (
     BatchSize, Checkpoint, DataRoot, DatasetName, Device, Limit, NoReport, Overwrite, Quiet, Seeds, SkipBadImages, Split,
-    SplitOpt, SubsetSeed, Workers, console, dataset_batches, handle_errors, is_main, leave_group, option_values,
-    parse_int_list, print_notes, progress_bar, report_skipped, run_device, save_run,
+    SplitOpt, SubsetSeed, Workers, bars, console, handle_errors, option_values, parse_int_list, print_notes,
+    print_skipped, write_report,
 )
-from ersm_core.errors import ConfigError
 
 __all__ = ["sparsity"]
 
@@ -115,30 +114,21 @@ def sparsity(
 
     Nothing here is random; the first of --seeds seeds the bootstrap intervals.
     """
-    from ersm_eval.api import mask_statistics
-    from ersm_eval.context import prepare
-    from ersm_eval.output import check_output_dir
+    from ersm_eval.pipelines import run_sparsity
 
     options, started = option_values(locals()), time.time()
-    label = label or Path(checkpoint).stem
-    out = out if out is not None else Path("runs") / f"sparsity-{label}"
-    boot_seed = parse_int_list(seeds, "--seeds")[0]
     extra = parse_int_list(gallery_indices, "--gallery-indices") if gallery_indices.strip() else []
-    if any(i < 0 for i in extra):
-        raise ConfigError(f"--gallery-indices are dataset indices (0 or more), got {extra}")
-    check_output_dir(out, overwrite, inputs=[checkpoint, data_root])  # before any work
-    setup = prepare(checkpoint, dataset, split.value, data_root, limit, run_device(device), subset_seed=subset_seed)
-    skipped: list[tuple[int, str]] = []
-    with progress_bar(len(setup.indices), f"sparsity ({label})", enabled=not quiet and is_main()) as advance:
-        batches = dataset_batches(setup, batch_size, workers, advance, skip_bad_images, skipped)
-        result = mask_statistics(setup.model, batches, label=label, class_names=setup.checkpoint.class_names,
-                                 localize=localization, seed=boot_seed, gallery_indices=extra, verify=False)
-    skipped_images = report_skipped(skipped)
-    if result is not None:  # rank 0 writes
-        save_run(result, out, overwrite, no_report, options, started, setup.describe(), skipped_images=skipped_images)
-    leave_group()
-    if result is not None:
-        _print(result, f"Sparsity, {label} ({setup.checkpoint.config.variant}) on {dataset}/{split.value}", out)
+    run = run_sparsity(
+        checkpoint, dataset, label=label, localize=localization, seed=parse_int_list(seeds, "--seeds")[0],
+        gallery_indices=extra, out=out, overwrite=overwrite, split=split.value, data_root=data_root, limit=limit,
+        subset_seed=subset_seed, device=device, batch_size=batch_size, workers=workers,
+        skip_bad_images=skip_bad_images, progress=bars(quiet), after=None if no_report else write_report,
+        options=options, started=started,
+    )
+    print_skipped(run.skipped_images)
+    if run.result is not None:
+        summary = run.result.summary
+        _print(run.result, f"Sparsity, {summary.label} ({summary.model.variant}) on {dataset}/{split.value}", run.out)
 
 
 def _print(result, title: str, out: Path) -> None:

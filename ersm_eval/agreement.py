@@ -1,4 +1,4 @@
-"""Agreement between token rankings, per image (SPEC §2): Spearman and Kendall
+"""Agreement between token rankings, per image: Spearman and Kendall
 correlation of the deletion orders and the overlap of their first k tokens.
 
 Orders are permutations of the N tokens (ties were already broken by the

@@ -29,6 +29,7 @@ import numpy as np
 
 from ersm_core.errors import ConfigError
 from ersm_core.files import atomic_write_bytes, read_npy_header
+from ersm_eval.plain import plain
 from ersm_eval.results import read_json_file
 
 __all__ = ["FeatureCache", "cache_key"]
@@ -82,18 +83,8 @@ def cache_key(
     }
     if dataset_fingerprint is not None:
         key["dataset_fingerprint"] = dataset_fingerprint
-    key.update({k: _plain(v) for k, v in extra.items()})
+    key.update({k: plain(v, str) for k, v in extra.items()})
     return key
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, (tuple, list)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in sorted(value.items())}
-    if isinstance(value, (int, float, bool, str)) or value is None:
-        return value
-    return str(value)
 
 
 def _digest(obj: Any) -> str:
@@ -135,7 +126,7 @@ class FeatureCache:
             raise RuntimeError("bug: FeatureCache.bind after the cache was used")
         if dataset is not None:
             self.key["dataset_fingerprint"] = dataset.fingerprint()
-        self.key.update({k: _plain(v) for k, v in extra.items()})
+        self.key.update({k: plain(v, str) for k, v in extra.items()})
         self.dir = self.root / _digest(self.key)[:20]
         return self
 

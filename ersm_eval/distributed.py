@@ -62,24 +62,25 @@ def local_device(device: torch.device) -> torch.device:
     return device
 
 
-def gather_records(records: dict[str, np.ndarray], index_key: str = "index") -> dict[str, np.ndarray] | None:
-    """Concatenate every rank's records on rank 0, sorted by ``records[index_key]``.
+def gather_records(records: dict[str, np.ndarray] | None) -> dict[str, np.ndarray] | None:
+    """Concatenate every rank's records on rank 0, sorted by their ``index``.
 
     Returns the merged records on rank 0 and None elsewhere; single-process runs
-    get their own records back, sorted.
+    get their own records back, sorted (:func:`ersm_eval.records.sort_records`). A
+    process whose share held no image passes None.
     """
+    from ersm_eval.records import concat_records, sort_records
+
     if is_distributed():
         parts: list[dict[str, np.ndarray]] | None = [None] * world_size() if is_main() else None  # type: ignore[list-item]
         dist.gather_object(records, parts, dst=0)
         if not is_main():
             return None
         assert parts is not None
-        keys = parts[0].keys()
-        merged = {k: np.concatenate([p[k] for p in parts], axis=0) for k in keys}
+        merged = concat_records([p for p in parts if p is not None], "the evaluation")
     else:
-        merged = dict(records)
-    order = np.argsort(merged[index_key], kind="stable")
-    return {k: v[order] for k, v in merged.items()}
+        merged = concat_records([records] if records is not None else [], "the evaluation")
+    return sort_records(merged)
 
 
 def barrier() -> None:

@@ -1,4 +1,4 @@
-"""Localization of the object by a map (SPEC §4): mass inside the object, IoU and box accuracy.
+"""Localization of the object by a map: mass inside the object, IoU and box accuracy.
 
 Pure numpy functions on maps already upsampled to the image (S×S) and made
 non-negative (:func:`ersm_eval.maps.saliency`). Box accuracy follows the

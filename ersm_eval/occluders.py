@@ -1,4 +1,4 @@
-"""Occluders for the input-level occlusion stress test (SPEC §3): fills × patterns.
+"""Occluders for the input-level occlusion stress test: fills × patterns.
 
 A *pattern* says which pixels are hidden, as boolean masks [len(severities), S, S]
 for an S×S image; a *fill* says what replaces them. Patterns are seeded from

@@ -1,13 +1,14 @@
-"""Input-level occlusion stress test (SPEC §3): accuracy under fills × patterns × severities.
+"""Input-level occlusion stress test: accuracy under fills × patterns × severities.
 
 :class:`OcclusionEvaluator` occludes each image with the seeded occluders of
 :mod:`ersm_eval.occluders` and runs the full model on every occluded copy. It
 follows "accumulate, then compute": ``update(batch)`` stores, per image, the
 correctness and true-class probability of every (seed, fill, pattern, severity),
 ``records()`` returns numpy arrays with the image axis first (what
-:func:`ersm_eval.distributed.gather_records` gathers), and
-:func:`compute_occlusion` turns the records of one or more checkpoints into the
-``occlusion.csv`` and ``occlusion_summary.csv`` tables.
+:func:`ersm_eval.distributed.gather_records` gathers), and ``compute(records)``
+returns the ``occlusion.csv`` and ``occlusion_summary.csv`` tables; for several
+checkpoints on the same images, :func:`compute_occlusion` tabulates their records
+together.
 
 Conventions:
 
@@ -30,25 +31,27 @@ Conventions:
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
-from ersm_core.errors import ConfigError
+from ersm_core.errors import ConfigError, DatasetError
 from ersm_eval.context import check_finite, check_labels
 from ersm_eval.forward import FORWARD_CHUNK, fixed_chunks
 from ersm_eval.occluders import FILLS, PATTERNS, apply_occluder, check_severities, fill_values, pattern_masks
 from ersm_eval.schema import TABLES
-from ersm_eval.stats import bootstrap_mean_ci, paired_bootstrap_diff, wilson_interval
+from ersm_eval.records import concat_records, no_images_error, sort_records
+from ersm_eval.stats import bootstrap_mean_ci, normalized_auc, paired_bootstrap_diff, wilson_interval
 
 __all__ = [
     "DEFAULT_FILLS",
     "DEFAULT_PATTERNS",
     "DEFAULT_SEVERITIES",
     "FILL_ALIASES",
+    "OcclusionSettings",
     "OcclusionConfig",
     "OcclusionEvaluator",
     "resolve_patterns",
@@ -58,12 +61,13 @@ __all__ = [
 DEFAULT_FILLS = ("gray",)
 DEFAULT_PATTERNS = ("random_squares", "grid", "center", "object", "background")
 DEFAULT_SEVERITIES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
-FILL_ALIASES = {"mean": "gray"}  # SPEC §3 names the gray fill "gray/mean"
+FILL_ALIASES = {"mean": "gray"}  # the gray fill is also called "mean"
 
 
 @dataclass(frozen=True)
-class OcclusionConfig:
-    """What to occlude; ``asdict`` goes into summary.json."""
+class OcclusionSettings:
+    """What to occlude; validated once when made (a ValueError, :class:`ConfigError`, names the
+    bad field); :meth:`to_dict` goes into summary.json."""
 
     fills: tuple[str, ...] = DEFAULT_FILLS  # registered fill names
     patterns: tuple[str, ...] = DEFAULT_PATTERNS  # registered pattern names
@@ -95,8 +99,18 @@ class OcclusionConfig:
         object.__setattr__(self, "severities", check_severities(self.severities))
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as plain lists and numbers (summary.json)."""
         return {"fills": list(self.fills), "patterns": list(self.patterns), "severities": list(self.severities),
                 "seeds": list(self.seeds), "grid_size": self.grid_size}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "OcclusionSettings":
+        """Settings from :meth:`to_dict`'s plain values (other keys are ignored)."""
+        valid = {f.name for f in fields(cls)}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in valid})
+
+
+OcclusionConfig = OcclusionSettings  # the former name
 
 
 def resolve_patterns(patterns: Sequence[str], has_masks: bool, dataset_name: str = "the dataset") -> tuple[list[str], dict[str, str]]:
@@ -120,24 +134,27 @@ class OcclusionEvaluator:
 
     Args:
         model: the model (eval mode, on its device).
-        config: fills, patterns, severities, seeds, grid size.
+        config: the settings: fills, patterns, severities, seeds, grid size.
         mean: the normalization mean of the model's transform (for the ``black`` fill).
         std: its standard deviation.
         patterns: the patterns to run (default ``config.patterns``; see :func:`resolve_patterns`).
         batch_size: occluded images per forward pass.
+        label: the model's name in the tables' checkpoint column.
     """
 
     def __init__(
         self,
         model: Any,
-        config: OcclusionConfig,
-        mean: Sequence[float],
-        std: Sequence[float],
+        config: OcclusionSettings | None = None,
+        mean: Sequence[float] = (),
+        std: Sequence[float] = (),
         patterns: Sequence[str] | None = None,
         batch_size: int = 64,
+        label: str = "",
     ) -> None:
         self.model = model
-        self.config = config
+        self.config = config = config if config is not None else OcclusionSettings()
+        self.label = label
         self.mean = tuple(float(v) for v in mean)
         self.std = tuple(float(v) for v in std)
         self.patterns = list(config.patterns if patterns is None else patterns)
@@ -146,9 +163,19 @@ class OcclusionEvaluator:
         self.batch_size = batch_size
         self.reset()
 
+    @property
+    def settings(self) -> OcclusionSettings:
+        """The settings (also ``config``)."""
+        return self.config
+
     def reset(self) -> None:
         """Forget every record."""
         self._parts: list[dict[str, np.ndarray]] = []
+
+    @property
+    def n_images(self) -> int:
+        """Images added since the last reset."""
+        return sum(len(p["index"]) for p in self._parts)
 
     def forward_count(self, n_images: int) -> int:
         """Forward passes per ``n_images`` images (for progress estimates)."""
@@ -193,6 +220,9 @@ class OcclusionEvaluator:
         """Add the records of one batch (keys image, label, index, mask, has_mask)."""
         cfg = self.config
         images = batch["image"]
+        height, width = images.shape[2:]
+        if height != width:
+            raise DatasetError(f"occlusion needs square images, got {height}×{width}; resize or crop them")
         device = images.device
         labels = torch.as_tensor(batch["label"], device=device)
         indices = [int(i) for i in torch.as_tensor(batch["index"]).tolist()]
@@ -261,15 +291,19 @@ class OcclusionEvaluator:
 
     def records(self) -> dict[str, np.ndarray]:
         """Per-image arrays (image axis first): index, label, and correct / true_prob of shape
-        [n, seeds, fills, patterns, severities] (NaN where a pattern does not apply)."""
-        if not self._parts:
-            raise ValueError("no images were evaluated")
-        return {k: np.concatenate([p[k] for p in self._parts], axis=0) for k in self._parts[0]}
+        [n, seeds, fills, patterns, severities] (NaN where a pattern does not apply).
 
+        Raises:
+            DatasetError: no image was added (:func:`ersm_eval.records.no_images_error`).
+        """
+        return concat_records(self._parts, "occlusion")
 
-def _sorted(records: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    order = np.argsort(records["index"], kind="stable")
-    return {k: v[order] for k, v in records.items()}
+    def compute(self, records: dict[str, np.ndarray] | None = None) -> dict[str, pd.DataFrame]:
+        """occlusion.csv and occlusion_summary.csv of ``records`` in any order (default: this
+        evaluator's own), under the evaluator's label."""
+        rec = self.records() if records is None else records
+        curves, summary = compute_occlusion({self.label: rec}, self.config, self.patterns)
+        return {"occlusion.csv": curves, "occlusion_summary.csv": summary}
 
 
 def _seed_mean(values: np.ndarray) -> np.ndarray:
@@ -279,16 +313,9 @@ def _seed_mean(values: np.ndarray) -> np.ndarray:
         return np.nanmean(values, axis=1)
 
 
-def _image_auc(curves: np.ndarray, severities: np.ndarray) -> np.ndarray:
-    """Normalized AUC of each row of curves [n, K] over severities [K]."""
-    if len(severities) < 2 or severities[-1] == severities[0]:
-        return curves.mean(1)
-    return np.trapezoid(curves, severities, axis=1) / (severities[-1] - severities[0])
-
-
 def compute_occlusion(
     runs: dict[str, dict[str, np.ndarray]],
-    config: OcclusionConfig,
+    config: OcclusionSettings,
     patterns: Sequence[str] | None = None,
     n_boot: int = 1000,
     seed: int = 0,
@@ -306,10 +333,12 @@ def compute_occlusion(
     """
     if not runs:
         raise ValueError("no checkpoints to tabulate")
+    if any(len(rec["index"]) == 0 for rec in runs.values()):
+        raise no_images_error("occlusion")
     patterns = list(config.patterns if patterns is None else patterns)
     severities = np.asarray(config.severities, dtype=np.float64)
     n_seeds = len(config.seeds)
-    runs = {name: _sorted(rec) for name, rec in runs.items()}
+    runs = {name: sort_records(rec, "occlusion") for name, rec in runs.items()}
     names = list(runs)
     first = runs[names[0]]
     for name in names[1:]:
@@ -345,7 +374,7 @@ def compute_occlusion(
                         "ci_high": float(high[j]), "mean_true_prob": float(p[:, j].mean()),
                         "relative_robustness": float(rel[j]), "n_images": n_img, "n_seeds": n_seeds,
                     })
-                auc_images = _image_auc(c, severities)
+                auc_images = normalized_auc(severities, c)
                 row = {
                     "checkpoint": name, "fill": fill, "pattern": pattern, "auc": float(auc_images.mean()),
                     "acc0": float(acc[0]),
@@ -360,7 +389,7 @@ def compute_occlusion(
                     mine = _seed_mean(rec["correct"][:, :, fi, pi])[both]
                     if both.any():
                         diff, dlow, dhigh, pval = paired_bootstrap_diff(
-                            _image_auc(mine, severities), _image_auc(ref[both], severities), n_boot=n_boot, seed=seed
+                            normalized_auc(severities, mine), normalized_auc(severities, ref[both]), n_boot=n_boot, seed=seed
                         )
                         row.update(diff_auc_to_first=float(diff), diff_ci_low=float(dlow), diff_ci_high=float(dhigh),
                                    diff_p_value=float(pval))

@@ -32,12 +32,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-import numpy as np
 import pandas as pd
 
 from ersm_core.versions import versions
 from ersm_core.errors import ConfigError
 from ersm_core.files import apply_umask, atomic_path, atomic_write_bytes, atomic_write_text
+from ersm_eval.plain import plain
 from ersm_eval.schema import SUMMARY_JSON, TABLES
 
 try:  # POSIX; elsewhere the lock falls back to exclusive creation of the lock file
@@ -46,7 +46,7 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 __all__ = [
-    "MARKER", "MIN_FREE_BYTES", "check_name_length", "check_output_dir", "check_output_path", "check_output_file", "output_folder",
+    "MARKER", "MIN_FREE_BYTES", "check_name_length", "check_output_dir", "check_output_path", "check_output_file", "default_out", "output_folder",
     "mark_output_dir", "is_marked", "release_locks", "write_table", "write_json", "run_info",
     "atomic_path", "atomic_write_bytes", "atomic_write_text",
 ]
@@ -319,6 +319,12 @@ def release_locks() -> None:
 atexit.register(release_locks)
 
 
+def default_out(command: str, labels: Iterable[str]) -> Path:
+    """The output folder of a command run without ``--out``: runs/<command>-<labels joined by -vs->
+    (a '/' in a label becomes '_')."""
+    return Path("runs") / f"{command}-{'-vs-'.join(str(label).replace('/', '_') for label in labels)}"
+
+
 def check_output_dir(out: str | Path, overwrite: bool = False, inputs: InputPaths = ()) -> Path:
     """Check and lock an output folder; call before any long work starts.
 
@@ -404,22 +410,10 @@ def write_table(folder: Path, name: str, df: pd.DataFrame) -> Path:
     return path
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    return str(value)
-
-
 def write_json(folder: Path, data: dict[str, Any], name: str = SUMMARY_JSON) -> Path:
     """Write a JSON file with stable key order."""
     path = Path(folder) / name
-    path.write_text(json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n")
+    path.write_text(json.dumps(data, indent=2, sort_keys=True, default=lambda value: plain(value, str)) + "\n")
     return path
 
 

@@ -1,4 +1,4 @@
-"""Token rankings for deletion curves (SPEC §2): per image, an order of its N tokens.
+"""Token rankings for deletion curves: per image, an order of its N tokens.
 
 The first token of an order is deleted first. Orders are stable: tokens with equal
 scores keep the lower token index first. Each ranking is registered in
@@ -28,7 +28,7 @@ does no better than these carries position, not content.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -42,6 +42,7 @@ __all__ = [
     "RANKINGS",
     "DEFAULT_RANKINGS",
     "register_score_ranking",
+    "score_ranking",
     "stable_order",
     "random_orders",
     "center_order",
@@ -135,13 +136,18 @@ def border_order(grid: tuple[int, int]) -> np.ndarray:
     return center_order(grid)[::-1].copy()
 
 
-def register_score_ranking(name: str, key: str, descending: bool, description: str) -> Ranking:
-    """Register a ranking that sorts the per-token score ``key``."""
+def score_ranking(name: str, key: str, descending: bool, description: str) -> Ranking:
+    """A ranking that sorts the per-token score ``key`` (not registered: pass it to an evaluator)."""
 
     def order(inputs: RankingInputs, seed: int) -> torch.Tensor:
         return stable_order(inputs.score(key), descending)
 
-    ranking = Ranking(name=name, description=description, order=order, needs=(key,))
+    return Ranking(name=name, description=description, order=order, needs=(key,))
+
+
+def register_score_ranking(name: str, key: str, descending: bool, description: str) -> Ranking:
+    """Register a built-in ranking that sorts the per-token score ``key``."""
+    ranking = score_ranking(name, key, descending, description)
     RANKINGS.register(name)(ranking)
     return ranking
 
@@ -195,21 +201,24 @@ class ResolvedRankings:
     skipped: dict[str, str] = field(default_factory=dict)
 
 
-def resolve_rankings(names: Sequence[str], model: Any) -> ResolvedRankings:
-    """Look up ``names`` (unknown ones raise ConfigError listing the valid names) and drop
+def resolve_rankings(names: Sequence[str], model: Any, extra: Mapping[str, Ranking] | None = None) -> ResolvedRankings:
+    """Look up ``names`` in ``extra`` (this evaluation's own rankings, e.g. external score maps),
+    then in the registry (unknown ones raise ConfigError listing the valid names), and drop
     those that do not apply to ``model``; raises when none is left."""
+    extra = dict(extra or {})
+    valid = ", ".join([*RANKINGS.names(), *[n for n in extra if n not in RANKINGS]])
     if not names:
-        raise ConfigError(f"no rankings given; valid names: {', '.join(RANKINGS.names())}")
-    unknown = [n for n in names if n not in RANKINGS]
+        raise ConfigError(f"no rankings given; valid names: {valid}")
+    unknown = [n for n in names if n not in RANKINGS and n not in extra]
     if unknown:
         raise ConfigError(
             f"unknown ranking{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
-            f"valid names: {', '.join(RANKINGS.names())}"
+            f"valid names: {valid}"
         )
     kept: list[Ranking] = []
     skipped: dict[str, str] = {}
     for name in dict.fromkeys(names):
-        ranking = RANKINGS.get(name)
+        ranking = extra[name] if name in extra else RANKINGS.get(name)
         reason = skip_reason(ranking, model)
         if reason is None:
             kept.append(ranking)

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ersm_core.errors import ConfigError
+from ersm_eval.plain import plain
 from ersm_eval.schema import SUMMARY_JSON
 
 __all__ = [
@@ -123,18 +124,18 @@ class RunSummary:
         # plain JSON values from the start (tuples → lists, numpy scalars → numbers), so a summary read back equals it
         for f in fields(self):
             if f.name != "model":
-                setattr(self, f.name, _plain(getattr(self, f.name)))
+                setattr(self, f.name, plain(getattr(self, f.name)))
 
     def describe_source(self, source: dict[str, Any]) -> None:
         """Set the provenance fields (checkpoint, checkpoint_sha256, config, provenance, dataset, subset,
         device, class_names) from a dict with those keys, e.g. ``EvalSetup.describe()``."""
         for key in _SOURCE_KEYS:
             if key in source:
-                setattr(self, key, _plain(source[key]))
+                setattr(self, key, plain(source[key]))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (what ``summary.json`` holds)."""
-        return _plain(asdict(self))
+        return plain(asdict(self))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunSummary":
@@ -148,27 +149,6 @@ class RunSummary:
 
 
 _SOURCE_KEYS = ("checkpoint", "checkpoint_sha256", "config", "provenance", "dataset", "subset", "device", "class_names")
-
-
-def _plain(value: Any) -> Any:
-    """numpy / tuple / Path values as JSON types."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _plain(value.tolist())
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    if isinstance(value, Path):
-        return str(value)
-    if value is pd.NA:
-        return None
-    return value
 
 
 # -- the schema -------------------------------------------------------------------------

@@ -69,11 +69,11 @@ def test_skip_takes_only_known_names(tmp_path, tiny_checkpoint):
     result = runner.invoke(app, ["compare", str(tiny_checkpoint), "--dataset", "synthetic", "--skip", "deletion",
                                  "--out", str(tmp_path / "x")])
     assert result.exit_code == 2 and "occlusion" in result.output
-    from cli.compare import _check_skip
     from ersm_core.errors import ConfigError
+    from ersm_eval.pipelines.compare import check_skip
 
     with pytest.raises(ConfigError, match="--skip takes occlusion or sparsity"):
-        _check_skip(["deletion"])
+        check_skip(["deletion"])
 
 
 def test_checkpoints_of_other_classes_are_refused_before_any_work(tmp_path, tiny_checkpoint):

@@ -13,6 +13,7 @@ from ersm_eval.verdicts import uninformative_boxes_sentence
 from ersm_eval.maps import model_maps, saliency
 from ersm_eval.schema import TABLES
 from ersm_eval.sparsity import (
+    SparsitySettings,
     NO_MASKS_NOTE,
     NOT_ASKED_NOTE,
     SparsityEvaluator,
@@ -43,8 +44,15 @@ def data(ersm):
     return build_dataset("synthetic", "test", model_transform(ersm), num_classes=4, n_test=8)
 
 
+def _result(evaluator, records, label, class_names, **settings):
+    """The evaluator's result under another label, class names and bootstrap, from the same records."""
+    again = SparsityEvaluator(evaluator.model, SparsitySettings(localize=evaluator.localize, label=label, **settings),
+                              class_names)
+    return again.result(records)
+
+
 def _run(model, data, batch_size, localize=True, drop_masks=False):
-    evaluator = SparsityEvaluator(model, localize=localize)
+    evaluator = SparsityEvaluator(model, SparsitySettings(localize=localize))
     for batch in iterate_batches(data, list(range(len(data))), batch_size=batch_size):
         if drop_masks:
             batch = {**batch, "has_mask": torch.zeros_like(batch["has_mask"]), "mask": torch.zeros_like(batch["mask"])}
@@ -122,7 +130,7 @@ def test_every_table_is_bitwise_the_same_for_every_batch_size(size):
     csvs = {}
     for batch_size in (1, 3, 8):
         evaluator, records = _run(model, seven, batch_size)
-        result = evaluator.compute(records, "ersm", seven.classes, n_boot=200)
+        result = _result(evaluator, records, "ersm", seven.classes, n_boot=200)
         csvs[batch_size] = {name: table.to_csv(index=False) for name, table in result.tables.items()}  # full precision
     assert "localization.csv" in csvs[1] and "sparsity_summary.csv" in csvs[1]
     for batch_size in (3, 8):
@@ -133,7 +141,7 @@ def test_every_table_is_bitwise_the_same_for_every_batch_size(size):
 
 def test_tables_follow_the_schema(ersm, data):
     evaluator, records = _run(ersm, data, 4)
-    result = evaluator.compute(records, "ersm", data.classes)
+    result = _result(evaluator, records, "ersm", data.classes)
     for name, table in result.tables.items():
         assert list(table.columns[: len(TABLES[name])]) == TABLES[name], name
     summary = result.tables["sparsity_summary.csv"]
@@ -152,7 +160,7 @@ def test_tables_follow_the_schema(ersm, data):
 
 def test_localization_table_has_the_baselines_and_the_summary_copies_it(ersm, data):
     evaluator, records = _run(ersm, data, 4)
-    result = evaluator.compute(records, "ersm", data.classes)
+    result = _result(evaluator, records, "ersm", data.classes)
     loc = result.tables["localization.csv"]
     assert list(loc.columns[: len(TABLES["localization.csv"])]) == TABLES["localization.csv"]
     metrics = ["mass_in_object", "iou@0.25", "iou@0.5", "iou@0.75", "box_iou", "box_gt_known", "box_accuracy",
@@ -202,7 +210,7 @@ def test_objects_filling_the_image_make_localization_uninformative():
     for fractions, expected in (([26 / 32, 26 / 32, 25 / 32, 0.25], False), ([26 / 32, 1.0, 26 / 32, 0.25], True)):
         evaluator = SparsityEvaluator(model)
         evaluator.update(_fake_batch(fractions))
-        result = evaluator.compute(evaluator.records(), "m", ["a", "b", "c", "d"], n_boot=50)
+        result = _result(evaluator, evaluator.records(), "m", ["a", "b", "c", "d"], n_boot=50)
         info = result.info["localization"]
         assert info["uninformative"] is expected
         share = 0.5 if not expected else 0.75
@@ -215,7 +223,7 @@ def test_objects_filling_the_image_make_localization_uninformative():
 def test_baseline_gets_cam_only_and_says_so(data):
     model = _model("baseline")
     evaluator, records = _run(model, data, 4)
-    result = evaluator.compute(records, "base", data.classes)
+    result = _result(evaluator, records, "base", data.classes)
     assert "keep_histogram.csv" not in result.tables
     assert set(result.tables["sparsity_summary.csv"]["map"]) == {"", "cam"}
     assert result.tables["per_image.csv"]["mean_keep"].isna().all()
@@ -229,7 +237,7 @@ def test_l0_model_has_a_keep_map_but_no_energy(data):
 
 def test_without_masks_localization_is_skipped_and_the_rest_computed(ersm, data):
     evaluator, records = _run(ersm, data, 4, drop_masks=True)
-    result = evaluator.compute(records, "ersm", data.classes)
+    result = _result(evaluator, records, "ersm", data.classes)
     summary = result.tables["sparsity_summary.csv"]
     assert NO_MASKS_NOTE in result.notes and NO_MASKS_NOTE.startswith("localization not measured")
     assert "localization.csv" not in result.tables
@@ -243,14 +251,14 @@ def test_without_masks_localization_is_skipped_and_the_rest_computed(ersm, data)
 
 def test_no_localization_says_it_was_not_asked(ersm, data):
     evaluator, records = _run(ersm, data, 8, localize=False)
-    result = evaluator.compute(records, "ersm", data.classes, n_boot=50)
+    result = _result(evaluator, records, "ersm", data.classes, n_boot=50)
     assert NOT_ASKED_NOTE in result.notes and NO_MASKS_NOTE not in result.notes
     assert not result.info["localization"]["measured"] and "localization.csv" not in result.tables
 
 
 def test_gallery_selection_and_arrays(ersm, data):
     evaluator, records = _run(ersm, data, 8)
-    per_image = evaluator.compute(records, "ersm", data.classes).tables["per_image.csv"]
+    per_image = _result(evaluator, records, "ersm", data.classes).tables["per_image.csv"]
     chosen = select_gallery(per_image, extra=[7, 99], first=2, per_category=1)
     assert chosen[:2] == [0, 1] and 7 in chosen and 99 not in chosen
     arrays = gallery_arrays(data, records, chosen, evaluator.map_names)

@@ -1,0 +1,81 @@
+"""Verdicts: every rule that turns a result's numbers into words, and the words.
+
+One package decides what the tool may claim, so the console, the HTML report, the paper
+tables and ``compare`` never disagree and never re-derive a verdict from rounded numbers:
+
+* :mod:`~ersm_eval.verdicts.rules`: the rules (chance test, deletion, localization, position) and sentences;
+* :mod:`~ersm_eval.verdicts.run`: what a deletion run concludes, from its tables;
+* :mod:`~ersm_eval.verdicts.words`: the display words and the one number format of every renderer.
+"""
+
+from __future__ import annotations
+
+from ersm_eval.verdicts.rules import (  # noqa: F401
+    DELETION_VERDICTS,
+    LOCALIZATION_VERDICTS,
+    POSITION_THRESHOLD,
+    LARGE_OBJECT_FRACTION,
+    ChanceTest,
+    chance_test,
+    deletion_verdict,
+    step_counts,
+    localization_verdict,
+    boxes_uninformative,
+    follows_position,
+    chance_sentence,
+    accuracy_sentence,
+    deletion_sentence,
+    localization_sentence,
+    uninformative_boxes_sentence,
+    position_sentence,
+)
+from ersm_eval.verdicts.words import (  # noqa: F401
+    NOT_MEASURED,
+    AT_CHANCE,
+    format_number,
+    format_interval,
+    format_estimate,
+    verdict_words,
+    verdict_names,
+    chance_words,
+    chance_test_from_record,
+    localization_summary,
+    zero_words,
+)
+from ersm_eval.verdicts.run import (  # noqa: F401
+    deletion_chance_test,
+    deletion_verdicts,
+)
+
+__all__ = [
+    "DELETION_VERDICTS",
+    "LOCALIZATION_VERDICTS",
+    "POSITION_THRESHOLD",
+    "LARGE_OBJECT_FRACTION",
+    "ChanceTest",
+    "chance_test",
+    "deletion_verdict",
+    "step_counts",
+    "localization_verdict",
+    "boxes_uninformative",
+    "follows_position",
+    "chance_sentence",
+    "accuracy_sentence",
+    "deletion_sentence",
+    "localization_sentence",
+    "uninformative_boxes_sentence",
+    "position_sentence",
+    "NOT_MEASURED",
+    "AT_CHANCE",
+    "format_number",
+    "format_interval",
+    "format_estimate",
+    "verdict_words",
+    "verdict_names",
+    "chance_words",
+    "chance_test_from_record",
+    "localization_summary",
+    "zero_words",
+    "deletion_chance_test",
+    "deletion_verdicts",
+]
