@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ersm_eval.verdicts.rules import ChanceTest, _finite
+from ersm_eval.verdicts.rules import ChanceTest, _finite, step_counts
 
 # The words and number formats every renderer (console, HTML report, paper tables) shows: the
 # display words of each verdict, the one number format, and the rules that sum verdicts up for a
