@@ -3,7 +3,7 @@
 Checkpoints, training state, provenance and JSON sidecars hold only dicts, lists,
 strings, numbers, booleans and None. :func:`to_plain` converts what a run produces
 (tuples, numpy and torch scalars or arrays, paths, ``str`` subclasses such as
-torch's version string) into those types; :func:`depth_problem` says, without
+torch's version string) into those types (pandas' NA becomes None); :func:`depth_problem` says, without
 recursion, whether data read from a stranger's file nests deeper than allowed.
 Neither imports torch or numpy.
 """
@@ -24,6 +24,8 @@ def to_plain(value: Any) -> Any:
     """
     if value is None or isinstance(value, bool):
         return value
+    if _is_missing(value):  # pandas' NA (and NaT): a missing value, null in JSON
+        return None
     if isinstance(value, dict):
         return {str(k): to_plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -39,6 +41,12 @@ def to_plain(value: Any) -> Any:
         except (TypeError, ValueError, RuntimeError):
             pass
     return str(value)
+
+
+def _is_missing(value: Any) -> bool:
+    """pandas' ``NA`` / ``NaT`` singletons, recognized without importing pandas."""
+    kind = type(value)
+    return kind.__module__.startswith("pandas") and kind.__name__ in ("NAType", "NaTType")
 
 
 def depth_problem(value: Any, limit: int) -> str | None:

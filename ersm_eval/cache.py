@@ -27,9 +27,10 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ersm_core.feature_key import cache_key, key_digest
+from ersm_core.plain import to_plain
 from ersm_core.errors import ConfigError
 from ersm_core.files import atomic_write_bytes, read_npy_header
-from ersm_eval.plain import plain
 from ersm_eval.results import read_json_file
 
 __all__ = ["FeatureCache", "cache_key"]
@@ -58,39 +59,6 @@ def _valid_content(indices: np.ndarray, feats: np.ndarray, labels: np.ndarray, n
     return True
 
 
-def cache_key(
-    checkpoint_sha256: str,
-    dataset: str,
-    split: str,
-    transform: dict[str, Any],
-    options: dict[str, Any],
-    dataset_fingerprint: str | None = None,
-    **extra: Any,
-) -> dict[str, Any]:
-    """The fields that decide an image's features.
-
-    ``dataset_fingerprint`` (:meth:`ersm_core.data.ERSMDataset.fingerprint`) and
-    ``extra`` (insertion point, dtype, device type, ...) may also be added later by
-    :meth:`FeatureCache.bind`.
-    """
-    key = {
-        "checkpoint_sha256": checkpoint_sha256,
-        "dataset": dataset,
-        "split": split,
-        "transform": {k: list(v) if isinstance(v, tuple) else v for k, v in sorted(transform.items())},
-        "options": {k: str(v) for k, v in sorted(options.items())},
-        "format": 2,
-    }
-    if dataset_fingerprint is not None:
-        key["dataset_fingerprint"] = dataset_fingerprint
-    key.update({k: plain(v, str) for k, v in extra.items()})
-    return key
-
-
-def _digest(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
-
-
 class FeatureCache:
     """Features [C, H, W] (float32) and labels per dataset index, in chunk files.
 
@@ -110,7 +78,7 @@ class FeatureCache:
             raise ConfigError(f"--cache {root} is a file; give a folder")
         self.root = root
         self.key = dict(key)
-        self.dir = root / _digest(self.key)[:20]
+        self.dir = root / key_digest(self.key)[:20]
         self._ready = False  # the entry folder is created at the first read or write
         self.hits = 0  # chunks served from the cache
         self.misses = 0  # chunks computed
@@ -126,8 +94,8 @@ class FeatureCache:
             raise RuntimeError("bug: FeatureCache.bind after the cache was used")
         if dataset is not None:
             self.key["dataset_fingerprint"] = dataset.fingerprint()
-        self.key.update({k: plain(v, str) for k, v in extra.items()})
-        self.dir = self.root / _digest(self.key)[:20]
+        self.key.update({k: to_plain(v) for k, v in extra.items()})
+        self.dir = self.root / key_digest(self.key)[:20]
         return self
 
     def _ensure_dir(self) -> None:
@@ -145,7 +113,7 @@ class FeatureCache:
         return index // CHUNK
 
     def _stem(self, chunk: int, indices: list[int]) -> Path:
-        return self.dir / f"c{chunk:06d}-{_digest([int(i) for i in indices])[:12]}"
+        return self.dir / f"c{chunk:06d}-{key_digest([int(i) for i in indices])[:12]}"
 
     def load_chunk(self, chunk: int, needed: list[int], feature_shape: tuple[int, ...] | None = None,
                    n_classes: int | None = None,

@@ -35,9 +35,9 @@ from typing import Any, Iterable, Iterator
 import pandas as pd
 
 from ersm_core.versions import versions
+from ersm_core.plain import to_plain
 from ersm_core.errors import ConfigError
 from ersm_core.files import apply_umask, atomic_path, atomic_write_bytes, atomic_write_text
-from ersm_eval.plain import plain
 from ersm_eval.schema import SUMMARY_JSON, TABLES
 
 try:  # POSIX; elsewhere the lock falls back to exclusive creation of the lock file
@@ -413,7 +413,7 @@ def write_table(folder: Path, name: str, df: pd.DataFrame) -> Path:
 def write_json(folder: Path, data: dict[str, Any], name: str = SUMMARY_JSON) -> Path:
     """Write a JSON file with stable key order."""
     path = Path(folder) / name
-    path.write_text(json.dumps(data, indent=2, sort_keys=True, default=lambda value: plain(value, str)) + "\n")
+    path.write_text(json.dumps(data, indent=2, sort_keys=True, default=to_plain) + "\n")
     return path
 
 

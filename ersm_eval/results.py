@@ -25,8 +25,8 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from ersm_core.plain import depth_problem, to_plain
 from ersm_core.errors import ConfigError
-from ersm_eval.plain import plain
 from ersm_eval.schema import SUMMARY_JSON
 
 __all__ = [
@@ -124,18 +124,18 @@ class RunSummary:
         # plain JSON values from the start (tuples → lists, numpy scalars → numbers), so a summary read back equals it
         for f in fields(self):
             if f.name != "model":
-                setattr(self, f.name, plain(getattr(self, f.name)))
+                setattr(self, f.name, to_plain(getattr(self, f.name)))
 
     def describe_source(self, source: dict[str, Any]) -> None:
         """Set the provenance fields (checkpoint, checkpoint_sha256, config, provenance, dataset, subset,
         device, class_names) from a dict with those keys, e.g. ``EvalSetup.describe()``."""
         for key in _SOURCE_KEYS:
             if key in source:
-                setattr(self, key, plain(source[key]))
+                setattr(self, key, to_plain(source[key]))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (what ``summary.json`` holds)."""
-        return plain(asdict(self))
+        return to_plain(asdict(self))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunSummary":
@@ -229,19 +229,6 @@ def _bounded_int(text: str) -> int:
     return value
 
 
-def _depth_problem(data: Any, max_depth: int) -> str | None:
-    """Where ``data`` nests more than ``max_depth`` levels (walked without recursion), or None."""
-    stack: list[tuple[Any, int]] = [(data, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if isinstance(value, (dict, list)):
-            if depth > max_depth:
-                return f"nested more than {max_depth} levels deep"
-            items = value.values() if isinstance(value, dict) else value
-            stack.extend((item, depth + 1) for item in items if isinstance(item, (dict, list)))
-    return None
-
-
 def read_json_file(path: str | Path, error: type[Exception] = ConfigError, max_bytes: int = SUMMARY_MAX_BYTES,
                    max_depth: int = SUMMARY_MAX_DEPTH) -> dict[str, Any]:
     """A JSON object read from ``path`` defensively; anything else raises ``error`` naming the file.
@@ -272,7 +259,7 @@ def read_json_file(path: str | Path, error: type[Exception] = ConfigError, max_b
         raise error(f"{path}: not valid JSON ({detail})") from None
     if not isinstance(data, dict):
         raise error(f"{path}: expected a JSON object at the top level, found {type(data).__name__}")
-    problem = _depth_problem(data, max_depth)
+    problem = depth_problem(data, max_depth)
     if problem:
         raise error(f"{path}: not a summary written by ersm-eval ({problem})")
     return data

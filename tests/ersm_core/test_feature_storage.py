@@ -92,10 +92,16 @@ def test_feature_cache_dir_needs_cached_training(tmp_path):
                                                                       feature_cache_dir=str(tmp_path)))
 
 
-def test_cache_key_matches_the_evaluation_cache_key():
-    """ersm_core.feature_key.cache_key is the evaluation cache's key (one home for both caches)."""
-    from ersm_core.feature_key import cache_key
-    from ersm_eval.cache import cache_key as eval_key
+def test_cache_key_by_hand():
+    """The key holds exactly what decides the features, in plain JSON types, and its digest is stable."""
+    from ersm_core.feature_key import KEY_FORMAT, cache_key, key_digest
 
-    args = ("ab" * 32, "synthetic", "test", {"size": (32, 32), "crop_pct": 1.0}, {"n_test": 16}, "f" * 64)
-    assert cache_key(*args, dtype="float32", grid=(4, 4)) == eval_key(*args, dtype="float32", grid=(4, 4))
+    key = cache_key("ab" * 32, "synthetic", "test", {"size": (32, 32), "crop_pct": 1.0}, {"n_test": 16}, "f" * 64,
+                    dtype="float32", grid=(4, 4))
+    assert key == {
+        "checkpoint_sha256": "ab" * 32, "dataset": "synthetic", "split": "test",
+        "transform": {"crop_pct": 1.0, "size": [32, 32]}, "options": {"n_test": "16"}, "format": KEY_FORMAT,
+        "dataset_fingerprint": "f" * 64, "dtype": "float32", "grid": [4, 4],
+    }
+    assert key_digest(key) == key_digest(dict(reversed(list(key.items()))))  # key order does not matter
+    assert key_digest(key) != key_digest({**key, "split": "train"})
