@@ -13,12 +13,17 @@ STAMP_MIN  := $(VENV_MIN)/.ersm-installed
 # Compiled packages come as wheels only: an old release with no wheel for this Python must
 # raise its bound in pyproject.toml, not be built from source here.
 WHEELS_ONLY := numpy,scipy,pandas,matplotlib,pillow,contourpy,kiwisolver
-# The tests that exercise what the old releases could break: numpy/scipy statistics, pandas
-# tables, matplotlib/seaborn/jinja2 reports, timm backbones and transforms, typer/click/rich
-# commands, Pillow images. Left out: tests/safety (input hardening: file, option and checkpoint
-# refusals) and the torchrun, README and acceptance tests, which depend on torch (the same
-# pinned release in both venvs) rather than on these packages, to keep CI's two runs short.
-MIN_TESTS  ?= tests/ersm_eval tests/reports tests/ersm_core tests/cli
+# The tests that exercise what the old releases could break, chosen to keep CI's two runs short:
+# numpy/scipy statistics and the deletion, occlusion and sparsity evaluators (ersm_eval), pandas
+# tables and matplotlib/seaborn/jinja2 figures and HTML (reports tables + html), timm backbones and
+# transforms and Pillow images (ersm_core model/transforms/datasets), typer/click/rich commands incl.
+# train and report (cli). Left out: training-dynamics, demo, verdict-sentence, safety, torchrun and
+# README tests: slow, and depending on torch (the same pinned release in both venvs) or on the
+# project's own rules rather than on these packages.
+MIN_TESTS  ?= tests/ersm_eval tests/reports/test_reports_tables.py tests/reports/test_reports_html.py \
+	tests/ersm_core/test_transforms.py tests/ersm_core/test_model.py tests/ersm_core/test_datasets.py \
+	tests/cli/test_help.py tests/cli/test_entry_points.py tests/cli/test_train_cli.py tests/cli/test_deletion_cli.py \
+	tests/cli/test_occlusion_cli.py tests/cli/test_sparsity_cli.py tests/cli/test_report_cli.py
 
 .PHONY: setup demo test test-min bench clean
 
