@@ -5,7 +5,27 @@ STAMP  := $(VENV)/.ersm-installed
 # torch/torchvision are pinned to the releases this project is tested with.
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup demo test bench clean
+# `make test-min`: the suite again in .venv-min, with every other dependency at the oldest
+# release pyproject.toml allows (.ci/min_requirements.py reads the bounds), so they stay true.
+VENV_MIN   ?= .venv-min
+PY_MIN     := $(VENV_MIN)/bin/python
+STAMP_MIN  := $(VENV_MIN)/.ersm-installed
+# Compiled packages come as wheels only: an old release with no wheel for this Python must
+# raise its bound in pyproject.toml, not be built from source here.
+WHEELS_ONLY := numpy,scipy,pandas,matplotlib,pillow,contourpy,kiwisolver
+# The tests that exercise what the old releases could break, chosen to keep CI's two runs short:
+# numpy/scipy statistics and the deletion, occlusion and sparsity evaluators (ersm_eval), pandas
+# tables and matplotlib/seaborn/jinja2 figures and HTML (reports tables + html), timm backbones and
+# transforms and Pillow images (ersm_core model/transforms/datasets), typer/click/rich commands incl.
+# train and report (cli). Left out: training-dynamics, demo, verdict-sentence, safety, torchrun and
+# README tests: slow, and depending on torch (the same pinned release in both venvs) or on the
+# project's own rules rather than on these packages.
+MIN_TESTS  ?= tests/ersm_eval tests/reports/test_reports_tables.py tests/reports/test_reports_html.py \
+	tests/ersm_core/test_transforms.py tests/ersm_core/test_model.py tests/ersm_core/test_datasets.py \
+	tests/cli/test_help.py tests/cli/test_entry_points.py tests/cli/test_train_cli.py tests/cli/test_deletion_cli.py \
+	tests/cli/test_occlusion_cli.py tests/cli/test_sparsity_cli.py tests/cli/test_report_cli.py
+
+.PHONY: setup demo test test-min bench clean
 
 setup: $(STAMP)
 
@@ -21,6 +41,19 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+$(STAMP_MIN): pyproject.toml .ci/min_requirements.py
+	rm -rf $(VENV_MIN)
+	python3 -m venv $(VENV_MIN)
+	$(PY_MIN) -m pip install -q --upgrade pip
+	$(PY_MIN) -m pip install -q $(TORCH)
+	$(PY_MIN) .ci/min_requirements.py > $(VENV_MIN)/min-constraints.txt
+	$(PY_MIN) -m pip install -q --only-binary=$(WHEELS_ONLY) -c $(VENV_MIN)/min-constraints.txt -e '.[test]'
+	touch $(STAMP_MIN)
+
+test-min: $(STAMP_MIN)
+	@echo "test-min: $$(tr '\n' ' ' < $(VENV_MIN)/min-constraints.txt)"
+	$(PY_MIN) -m pytest $(MIN_TESTS)
 
 bench: $(STAMP)
 	$(PY) benchmarks/deletion_speed.py

@@ -87,6 +87,18 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    """``--version``: the installed package's version, read from its metadata (imports no torch)."""
+    if value:
+        from ersm_core.versions import versions
+
+        typer.echo(f"ersm-eval {versions()['ersm_eval']}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _main() -> None:
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
     """Keeps ``ersm-eval COMMAND`` a command group even while only one command is registered."""

@@ -29,6 +29,7 @@ from PIL import Image, ImageFile, ImageOps
 from torch.utils.data import Dataset
 import torchvision.transforms.functional as TF
 
+from ersm_core.data.transforms import resize_crop_geometry, resize_target
 from ersm_core.errors import DatasetError
 
 __all__ = ["ImageTransform", "INTERPOLATIONS", "RawItem", "ERSMDataset", "NO_BOX", "open_image", "to_8bit",
@@ -72,7 +73,7 @@ class ImageTransform:
         """Plain description for provenance: the geometry, filter and normalization applied."""
         return {
             "image_size": int(self.image_size),
-            "resize_shorter_side_to": round(self.image_size / self.crop_pct),
+            "resize_shorter_side_to": resize_target(self.image_size, self.crop_pct),
             "crop_pct": float(self.crop_pct),
             "crop": "center",
             "interpolation": self.interpolation,
@@ -83,11 +84,10 @@ class ImageTransform:
         }
 
     def geometry(self, width: int, height: int) -> tuple[float, int, int, int, int]:
-        """Return (scale, resized_w, resized_h, left, top) of the resize + centre crop."""
-        short = round(self.image_size / self.crop_pct)
-        scale = short / min(width, height)
-        new_w, new_h = max(self.image_size, round(width * scale)), max(self.image_size, round(height * scale))
-        return scale, new_w, new_h, (new_w - self.image_size) // 2, (new_h - self.image_size) // 2
+        """Return (scale, resized_w, resized_h, left, top) of the resize + centre crop, in timm's
+        arithmetic (:func:`~ersm_core.data.transforms.resize_crop_geometry`)."""
+        g = resize_crop_geometry(width, height, self.image_size, self.crop_pct)
+        return resize_target(self.image_size, self.crop_pct) / min(width, height), g.width, g.height, g.left, g.top
 
     def pixels(self, image: Image.Image, mask: Image.Image | None = None, box: tuple[float, ...] | None = None):
         """Geometric part only: returns (uint8 tensor [3,S,S], mask [S,S] or None, box [4]).
@@ -103,7 +103,7 @@ class ImageTransform:
             source = image.info.get(_SOURCE_KEY)
             raise DatasetError(
                 f"{f'image {source}' if source else 'an image'} is {width}x{height} pixels: resizing its shorter side to "
-                f"{round(self.image_size / self.crop_pct)} would make it {new_w}x{new_h} = {new_w * new_h} pixels, "
+                f"{resize_target(self.image_size, self.crop_pct)} would make it {new_w}x{new_h} = {new_w * new_h} pixels, "
                 f"more than the {MAX_IMAGE_PIXELS} ersm-eval allocates; crop it closer to square or remove it"
             )
         size = self.image_size

@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from ersm_core.data import AUTHORS_CROP_PCT, ImageTransform, backbone_data_config, model_transform, resolve_data_config
-from ersm_core.data.transforms import COMPACT_CNN_DATA, parse_crop_pct
+from ersm_core.data.transforms import COMPACT_CNN_DATA, ResizeCrop, parse_crop_pct, resize_crop_geometry, resize_target
 from ersm_core.errors import ConfigError, DatasetError
 from ersm_core.model import ModelConfig, build_model
 
@@ -30,7 +30,16 @@ def test_timm_backbone_data_config_is_timms_own():
     assert cfg.crop_pct == expected["crop_pct"] == 0.875
     assert cfg.interpolation == expected["interpolation"] == "bicubic"
     assert cfg.mean == tuple(expected["mean"]) and cfg.std == tuple(expected["std"])
-    assert "timm pretrained config of tf_efficientnet_lite0" in cfg.source
+    assert "timm pretrained config of tf_efficientnet_lite0" in cfg.source and "crop_mode" not in cfg.source
+
+
+def test_a_timm_crop_mode_other_than_center_is_named_in_the_source():
+    import timm
+
+    if not timm.is_model("coat_lite_medium_384"):
+        pytest.skip("this timm has no coat_lite_medium_384")
+    cfg = backbone_data_config("coat_lite_medium_384")  # timm's config asks for crop_mode 'squash'
+    assert "crop_mode 'squash' is applied as a centre crop" in cfg.source
 
 
 def test_overrides_and_the_authors_convention():
@@ -51,12 +60,87 @@ def test_overrides_and_the_authors_convention():
 
 
 def test_authors_crop_geometry_by_hand():
-    # S = 100: resize the shorter side to round(114) px, then centre-crop 100
+    # S = 100: the resize target is floor(100 / (1/1.14)) = floor(113.99999999999999) = 113 (timm's floor),
+    # the longer side int(113 · 200 / 150) = 150, then the centre crop at round(50 / 2) = 25 and
+    # round(13 / 2) = round(6.5) = 6 (Python rounds halves to even, as torchvision's centre crop does)
     t = ImageTransform(image_size=100, mean=(0.5,) * 3, std=(0.5,) * 3, crop_pct=AUTHORS_CROP_PCT)
     scale, new_w, new_h, left, top = t.geometry(200, 150)
-    assert new_h == 114 and new_w == 152 and scale == pytest.approx(114 / 150)
-    assert (left, top) == (26, 7)
-    assert t.describe()["resize_shorter_side_to"] == 114
+    assert new_h == 113 and new_w == 150 and scale == pytest.approx(113 / 150)
+    assert (left, top) == (25, 6)
+    assert t.describe()["resize_shorter_side_to"] == 113
+
+
+def test_resize_crop_geometry_by_hand():
+    # resnet50's 224 px at crop 0.95: floor(235.79) = 235, not round's 236
+    assert resize_target(224, 0.95) == 235 and resize_target(224, 0.875) == 256 and resize_target(128, 1.0) == 128
+    # centre, 300x200: shorter side 235, longer int(235 · 1.5) = 352; offsets round(128 / 2) = 64, round(11 / 2) = 6
+    assert resize_crop_geometry(300, 200, 224, 0.95) == ResizeCrop(352, 235, 64, 6)
+    # centre, 200x333 (portrait): longer int(235 · 333 / 200) = int(391.275) = 391; offsets 6, round(167 / 2) = 84
+    assert resize_crop_geometry(200, 333, 224, 0.95) == ResizeCrop(235, 391, 6, 84)
+    # squash: both sides 235, whatever the aspect
+    assert resize_crop_geometry(300, 200, 224, 0.95, "squash") == ResizeCrop(235, 235, 6, 6)
+    # border: the longer side 300 -> 235 (ratio 300 / 235), the shorter round(200 · 235 / 300) = round(156.67) = 157,
+    # padded to 224 with (224 − 157) // 2 = 33 rows above; the longer side cropped at round(11 / 2) = 6
+    assert resize_crop_geometry(300, 200, 224, 0.95, "border") == ResizeCrop(235, 157, 6, -33)
+    # an image already at the output size is left alone
+    assert resize_crop_geometry(128, 128, 128, 1.0) == ResizeCrop(128, 128, 0, 0)
+    with pytest.raises(ConfigError, match="unknown crop mode 'letterbox'"):
+        resize_crop_geometry(300, 200, 224, 0.95, "letterbox")
+
+
+def _noise_image(width: int, height: int, seed: int = 0) -> Image.Image:
+    """Uniform noise: any one-pixel shift or other filter changes most pixels by far more than 1/255."""
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8))
+
+
+def _apply(geometry: ResizeCrop, image: Image.Image, size: int, interpolation: str, fill: tuple[int, ...]) -> np.ndarray:
+    """The obvious application of a ResizeCrop: PIL resize, paste onto a filled canvas at (−left, −top)."""
+    resample = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}[interpolation]
+    resized = image if image.size == (geometry.width, geometry.height) else image.resize((geometry.width, geometry.height), resample)
+    canvas = Image.new("RGB", (size, size), fill)
+    canvas.paste(resized, (-geometry.left, -geometry.top))
+    return np.asarray(canvas)
+
+
+def _timm_pixels(transform, image: Image.Image, mean, std) -> np.ndarray:
+    """timm's eval transform output with its normalization undone, as [H, W, 3] in [0, 1]."""
+    x = transform(image)
+    return (x * torch.tensor(std)[:, None, None] + torch.tensor(mean)[:, None, None]).permute(1, 2, 0).numpy()
+
+
+@pytest.mark.parametrize("backbone", ["resnet50", "tf_efficientnet_lite0"])
+@pytest.mark.parametrize("size", [(300, 200), (200, 333), (224, 224), (513, 97)])
+def test_eval_inputs_are_timms_own(backbone, size):
+    """Our eval transform of a timm backbone gives timm's validation inputs (create_transform, is_training=False)."""
+    from timm import create_model
+    from timm.data import create_transform, resolve_data_config as timm_resolve
+
+    timm_cfg = timm_resolve(model=create_model(backbone, pretrained=False))
+    expected = _timm_pixels(create_transform(**timm_cfg, is_training=False), _noise_image(*size), timm_cfg["mean"], timm_cfg["std"])
+    cfg = backbone_data_config(backbone)
+    ours_t = ImageTransform(cfg.image_size, cfg.mean, cfg.std, crop_pct=cfg.crop_pct, interpolation=cfg.interpolation)
+    ours, _, _ = ours_t.pixels(_noise_image(*size))
+    ours = ours.permute(1, 2, 0).numpy() / 255.0
+    assert ours.shape == expected.shape == (224, 224, 3)
+    assert np.abs(ours - expected).max() <= 1 / 255
+    # the check can fail: the same pixels one column to the side are far off
+    assert np.abs(ours[:, 1:] - expected[:, :-1]).max() > 0.5
+
+
+@pytest.mark.parametrize("crop_mode", ["center", "squash", "border"])
+@pytest.mark.parametrize("size", [(300, 200), (200, 333), (40, 40)])
+def test_resize_crop_geometry_matches_timm_in_every_crop_mode(crop_mode, size):
+    from timm.data import create_transform
+
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    for image_size, crop_pct in ((224, 0.95), (64, 0.875), (37, 0.9)):
+        transform = create_transform(image_size, is_training=False, crop_pct=crop_pct, crop_mode=crop_mode,
+                                     interpolation="bicubic", mean=mean, std=std)
+        image = _noise_image(*size, seed=image_size)
+        expected = _timm_pixels(transform, image, mean, std)
+        geometry = resize_crop_geometry(*size, image_size, crop_pct, crop_mode)
+        ours = _apply(geometry, image, image_size, "bicubic", tuple(round(255 * v) for v in mean)) / 255.0
+        assert np.abs(ours - expected).max() <= 1 / 255, (image_size, crop_pct, geometry)
 
 
 def test_interpolation_changes_pixels_and_masks_stay_nearest():

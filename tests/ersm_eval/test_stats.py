@@ -5,7 +5,7 @@ import pytest
 
 from ersm_eval.stats import (
     bootstrap_mean_ci, bootstrap_weights, mcnemar_exact, normalized_auc, paired_bootstrap_diff,
-    paired_bootstrap_test, wilson_interval,
+    paired_bootstrap_test, trapezoid, wilson_interval,
 )
 
 
@@ -125,3 +125,26 @@ def test_bootstrap_subgroup_means_by_hand():
         expected_right = (c[0] * 1 + c[2] * 4) / (c[0] + c[2]) if c[0] + c[2] else np.nan
         expected_wrong = (c[1] * 2 + c[3] * 8) / (c[1] + c[3]) if c[1] + c[3] else np.nan
         np.testing.assert_allclose(boot[b], [expected_right, expected_wrong])
+
+
+def test_trapezoid_by_hand_on_any_axis():
+    x = np.array([0.0, 1.0, 3.0])
+    y = np.array([[2.0, 4.0, 0.0], [1.0, 1.0, 1.0]])
+    # by hand: 1·(2 + 4)/2 + 2·(4 + 0)/2 = 7 and 1·1 + 2·1 = 3
+    assert trapezoid(y, x).tolist() == [7.0, 3.0]
+    assert trapezoid(y[0], x) == 7.0 and np.ndim(trapezoid(y[0], x)) == 0
+    # along the first axis: columns (2, 1), (4, 1), (0, 1) over x = (0, 2): (2+1)/2·2 = 3, 5, 1
+    assert trapezoid(y, np.array([0.0, 2.0]), axis=0).tolist() == [3.0, 5.0, 1.0]
+    with pytest.raises(ValueError, match="points"):
+        trapezoid(y, x[:2])
+    with pytest.raises(ValueError, match="one-dimensional"):
+        trapezoid(y, y)
+
+
+def test_trapezoid_is_bit_identical_to_the_installed_numpy():
+    """The compat rule equals numpy's own trapezoid (np.trapezoid on numpy 2, np.trapz on 1.x) exactly."""
+    numpy_rule = getattr(np, "trapezoid", None) or getattr(np, "trapz")
+    rng = np.random.default_rng(3)
+    x = np.sort(rng.uniform(0, 1, 17))
+    for axis, y in ((-1, rng.normal(size=(5, 17))), (0, rng.normal(size=(17, 4))), (1, rng.normal(size=(3, 17, 2)))):
+        assert np.array_equal(trapezoid(y, x, axis=axis), numpy_rule(y, x, axis=axis))
