@@ -51,22 +51,20 @@ def checkpoint_labels(checkpoints: list[Path], labels: list[str] | None) -> list
 
 
 
-def _pct(value) -> str:
-    return "–" if value is None or value != value else f"{100 * float(value):.1f}"
-
-
 def _summary_table(summary, title: str) -> Table:
+    from ersm_eval.verdicts import format_number
+
     table = Table(title=title, title_justify="left")
     for name in ("checkpoint", "fill", "pattern", "acc@0 %", "AUC %", "mean rel. robustness", "min rel. robustness",
                  "AUC diff to first, pts [95% CI]"):
         table.add_column(name, justify="left" if name in ("checkpoint", "fill", "pattern") else "right")
     for row in summary.itertuples(index=False):
-        diff = "–"
-        if row.diff_auc_to_first == row.diff_auc_to_first:
-            diff = f"{100 * row.diff_auc_to_first:+.1f} [{100 * row.diff_ci_low:+.1f}, {100 * row.diff_ci_high:+.1f}]"
-        rel = lambda v: "–" if v != v else f"{v:.3f}"  # noqa: E731
-        table.add_row(row.checkpoint, row.fill, row.pattern, _pct(row.acc0), _pct(row.auc),
-                      rel(row.mean_relative_robustness), rel(row.min_relative_robustness), diff)
+        diff = format_number(row.diff_auc_to_first, "points")
+        if diff != "n/a":
+            diff += f" [{format_number(row.diff_ci_low, 'points')}, {format_number(row.diff_ci_high, 'points')}]"
+        table.add_row(row.checkpoint, row.fill, row.pattern, format_number(row.acc0, "percent").rstrip("%"),
+                      format_number(row.auc, "percent").rstrip("%"), format_number(row.mean_relative_robustness),
+                      format_number(row.min_relative_robustness), diff)
     return table
 
 

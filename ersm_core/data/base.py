@@ -33,7 +33,8 @@ from ersm_core.data.transforms import resize_crop_geometry, resize_target
 from ersm_core.errors import DatasetError
 
 __all__ = ["ImageTransform", "INTERPOLATIONS", "RawItem", "ERSMDataset", "NO_BOX", "open_image", "to_8bit",
-           "MAX_IMAGE_PIXELS", "MAX_IMAGE_SIDE", "MAX_ASPECT_RATIO", "first_class_difference"]
+           "MAX_IMAGE_PIXELS", "MAX_IMAGE_SIDE", "MAX_ASPECT_RATIO", "first_class_difference",
+           "without_download_advice"]
 
 MAX_IMAGE_PIXELS = 89_478_485  # width x height above which an image is refused (PIL's decompression-bomb limit)
 MAX_IMAGE_SIDE = 65_535  # width or height above which an image is refused (JPEG's own limit)
@@ -392,3 +393,10 @@ def open_image(path) -> Image.Image:
         raise DatasetError(f"image {path} is too large to decode safely ({err}); downscale it or remove it") from None
     except (OSError, SyntaxError, ValueError, EOFError) as err:
         raise DatasetError(f"corrupt or unreadable image file: {path} ({err})") from None
+
+
+def without_download_advice(err: Exception) -> str:
+    """A torchvision dataset's error message without its advice to pass download=True (ersm-eval never
+    downloads: it reads the folder the user names)."""
+    text = str(err)
+    return "no dataset files there" if "download=True" in text else text

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from torchvision.datasets import Food101
 
-from ersm_core.data.base import ERSMDataset, ImageTransform, RawItem, open_image
+from ersm_core.data.base import ERSMDataset, ImageTransform, RawItem, open_image, without_download_advice
 from ersm_core.data.registry import DATASETS
 from ersm_core.errors import DatasetError
 
@@ -44,7 +44,7 @@ class Food101Dataset(ERSMDataset):
         except (RuntimeError, OSError, ValueError, TypeError, AttributeError, KeyError) as err:
             # not found, missing, unreadable or malformed meta json (wrong types inside)
             raise DatasetError(
-                f"Food-101 not found or unreadable in {root / _FOLDER} ({_offline(err)}): expected {_LAYOUT}. {_SOURCE}."
+                f"Food-101 not found or unreadable in {root / _FOLDER} ({without_download_advice(err)}): expected {_LAYOUT}. {_SOURCE}."
             ) from None
         self.root = root
         self.classes = list(index.classes)
@@ -73,9 +73,3 @@ def build_food101(root: Path | None, split: str, transform: ImageTransform, **op
     if root is None:
         raise DatasetError(f"dataset 'food101' needs a data folder: expected {_LAYOUT}. {_SOURCE}.")
     return Food101Dataset(Path(root), split, transform)
-
-
-def _offline(err: Exception) -> str:
-    """torchvision's message without its advice to pass download=True (ersm-eval never downloads)."""
-    text = str(err)
-    return "no dataset files there" if "download=True" in text else text

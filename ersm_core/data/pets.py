@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 from torchvision.datasets import OxfordIIITPet
 
-from ersm_core.data.base import ERSMDataset, ImageTransform, RawItem, open_image
+from ersm_core.data.base import ERSMDataset, ImageTransform, RawItem, open_image, without_download_advice
 from ersm_core.data.boxes import bounding_box
 from ersm_core.data.registry import DATASETS
 from ersm_core.errors import DatasetError
@@ -102,7 +102,7 @@ class OxfordPets(ERSMDataset):
             index = OxfordIIITPet(str(root), split=_SPLITS[split], target_types=["category", "segmentation"], download=False)
         except (RuntimeError, OSError, ValueError) as err:  # not found, missing or malformed split file
             raise DatasetError(
-                f"Oxford-IIIT Pets not found or unreadable in {folder} ({_offline(err)}): expected {_LAYOUT}. {_SOURCE}."
+                f"Oxford-IIIT Pets not found or unreadable in {folder} ({without_download_advice(err)}): expected {_LAYOUT}. {_SOURCE}."
             ) from None
         if not (folder / "annotations" / "trimaps").is_dir():
             raise DatasetError(
@@ -140,9 +140,3 @@ def build_pets(root: Path | None, split: str, transform: ImageTransform, **optio
     if root is None:
         raise DatasetError(f"dataset 'pets' needs a data folder: expected {_LAYOUT}. {_SOURCE}.")
     return OxfordPets(Path(root), split, transform)
-
-
-def _offline(err: Exception) -> str:
-    """torchvision's message without its advice to pass download=True (ersm-eval never downloads)."""
-    text = str(err)
-    return "no dataset files there" if "download=True" in text else text
