@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import IO, Iterator
 
 __all__ = ["current_umask", "file_mode", "dir_mode", "apply_umask", "atomic_path", "atomic_write_bytes", "atomic_write_text",
            "file_sha256",
-           "NpyHeader", "read_npy_header"]
+           "NpyHeader", "read_npy_header", "ZipRecordError", "DEFLATE_MAX_RATIO", "checked_zip_records"]
 
 
 def current_umask() -> int:
@@ -132,3 +133,55 @@ def read_npy_header(fh: IO[bytes], max_header_size: int = 10_000) -> NpyHeader:
     except (EOFError, SyntaxError, TypeError, OSError) as err:
         raise ValueError(str(err) or type(err).__name__) from None
     return NpyHeader(tuple(int(n) for n in shape), dtype, bool(fortran), fh.tell())
+
+
+# -- zip archives (torch.save's .pt files, numpy's .npz) ---------------------------------------------
+
+DEFLATE_MAX_RATIO = 1100  # deflate expands at most ~1032:1, so a record's declared size cannot exceed this
+
+
+class ZipRecordError(ValueError):
+    """A zip archive whose records claim what its bytes cannot back.
+
+    ``reason`` is ``"compressed"`` (a compression the caller does not accept), ``"size"``
+    (``record`` declares more bytes than are stored for it, or lies past the file's end) or
+    ``"overlap"`` (the records claim more bytes in all than the file holds; ``record`` is None).
+    """
+
+    def __init__(self, reason: str, record: zipfile.ZipInfo | None) -> None:
+        self.reason = reason
+        self.record = record
+        name = f"record {record.filename!r}" if record is not None else "records"
+        super().__init__(f"{name}: {reason}")
+
+
+def checked_zip_records(path: str | Path, allow_deflate: bool = False) -> list[zipfile.ZipInfo]:
+    """The records of a zip archive, from its central directory alone (no record is read), after
+    checking that every declared size is backed by the file's bytes.
+
+    A STORED record must declare exactly the bytes it stores; a DEFLATED one (only with
+    ``allow_deflate``) at most :data:`DEFLATE_MAX_RATIO` times them; any other compression is
+    refused. Every record must end inside the file and the records together may not claim more
+    than the file holds. So a record's declared size can never size memory by itself (a zip bomb).
+
+    Raises:
+        ZipRecordError: on the first record that breaks a rule.
+        zipfile.BadZipFile, OSError: when the file is not a readable zip archive.
+    """
+    size = Path(path).stat().st_size
+    with zipfile.ZipFile(path) as archive:
+        records = archive.infolist()
+    total = 0
+    for record in records:
+        if record.compress_type == zipfile.ZIP_STORED:
+            backed = record.file_size == record.compress_size
+        elif allow_deflate and record.compress_type == zipfile.ZIP_DEFLATED:
+            backed = record.file_size <= DEFLATE_MAX_RATIO * record.compress_size + 1024
+        else:
+            raise ZipRecordError("compressed", record)
+        if not backed or record.header_offset + record.compress_size > size:
+            raise ZipRecordError("size", record)
+        total += record.compress_size
+    if total > size:
+        raise ZipRecordError("overlap", None)
+    return records

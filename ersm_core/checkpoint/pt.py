@@ -17,7 +17,7 @@ import torch
 
 from ersm_core.checkpoint.checks import LIMITS
 from ersm_core.errors import CheckpointError
-from ersm_core.files import atomic_path
+from ersm_core.files import ZipRecordError, atomic_path, checked_zip_records
 
 __all__ = ["MAGIC", "FORMAT_VERSION", "check_archive", "quiet_load", "read_pt", "write_pt"]
 
@@ -62,31 +62,28 @@ def check_archive(path: Path, what: str = "ersm-eval checkpoint") -> None:
             )
         raise CheckpointError(f"{path} is not a readable {what} (truncated or another kind of file?): not a zip archive")
     try:
-        with zipfile.ZipFile(path) as archive:
-            records = archive.infolist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as err:
-        raise CheckpointError(f"{path} is not a readable {what} (truncated or another kind of file?): {err}") from None
-    if len(records) > LIMITS["archive_records"]:
-        raise CheckpointError(f"{path} is not a valid {what}: its archive holds {len(records)} records (at most {LIMITS['archive_records']})")
-    total = 0
-    for record in records:
-        if record.compress_type != zipfile.ZIP_STORED:
+        records = checked_zip_records(path)
+    except ZipRecordError as err:
+        record = err.record
+        if err.reason == "compressed":
             raise CheckpointError(
                 f"refused to load {path}: its record {record.filename!r} is compressed ({record.compress_size} bytes "
                 f"that would inflate to {record.file_size}); torch.save never compresses, so the file was "
                 "altered (a zip bomb?)"
-            )
-        if record.file_size != record.compress_size or record.header_offset + record.file_size > size:
+            ) from None
+        if err.reason == "size":
             raise CheckpointError(
                 f"refused to load {path}: its record {record.filename!r} claims {record.file_size} bytes that the "
                 f"{size}-byte file does not hold; the file is damaged or was altered"
-            )
-        total += record.file_size
-    if total > size:
+            ) from None
         raise CheckpointError(
-            f"refused to load {path}: its records claim {total} bytes in all but the file has {size} (records "
+            f"refused to load {path}: its records claim more bytes in all than the file's {size} (records "
             "overlap); the file is damaged or was altered"
-        )
+        ) from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as err:
+        raise CheckpointError(f"{path} is not a readable {what} (truncated or another kind of file?): {err}") from None
+    if len(records) > LIMITS["archive_records"]:
+        raise CheckpointError(f"{path} is not a valid {what}: its archive holds {len(records)} records (at most {LIMITS['archive_records']})")
 
 
 def read_pt(path: Path) -> dict[str, Any]:

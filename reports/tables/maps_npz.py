@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ersm_core.files import read_npy_header
+from ersm_core.files import ZipRecordError, checked_zip_records, read_npy_header
 from reports.tables.run import ReportError
 from reports.tables.summary_json import is_int
 
@@ -24,7 +24,6 @@ MAP_KEYS = {"required": ("index", "image", "label", "prediction"), "optional": (
 MAP_NAMES = ("keep", "energy", "cam")  # the maps of a model (sparsity_summary and localization rows refer to them)
 
 MAPS_MAX_BYTES = 4 * 1024 ** 3  # maps.npz holds a gallery of a few dozen images: megabytes
-_DEFLATE_MAX_RATIO = 1100  # deflate expands at most ~1032:1, so a member's declared size cannot exceed this
 # maps.npz members: number of dimensions and allowed dtype kinds (b bool, u/i integers, f floats)
 _MAP_LAYOUT = {"index": (1, "iu"), "label": (1, "iu"), "prediction": (1, "iu"), "image": (4, "u"),
                "keep": (3, "f"), "energy": (3, "f"), "cam": (3, "f"), "mask": (3, "buif")}
@@ -38,22 +37,27 @@ def _npz_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     """
     out: dict[str, tuple[tuple[int, ...], np.dtype]] = {}
     total = 0
+    try:
+        records = checked_zip_records(path, allow_deflate=True)
+    except ZipRecordError as err:
+        if err.record is None:
+            raise ReportError(f"{path}: its arrays claim more bytes than the file holds; the file is damaged "
+                              "or not written by ersm-eval") from None
+        info = err.record
+        key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+        if err.reason == "compressed":
+            raise ReportError(f"{path}: array {key!r} uses an unsupported compression") from None
+        raise ReportError(f"{path}: array {key!r} declares {info.file_size} bytes for "
+                          f"{info.compress_size} stored; the file is damaged or not written by ersm-eval") from None
     with zipfile.ZipFile(path) as zf:
-        for info in zf.infolist():
+        for info in records:
             key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
-            if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-                raise ReportError(f"{path}: array {key!r} uses an unsupported compression")
-            if info.compress_type == zipfile.ZIP_STORED and info.file_size != info.compress_size or \
-                    info.file_size > _DEFLATE_MAX_RATIO * info.compress_size + 1024:
-                raise ReportError(f"{path}: array {key!r} declares {info.file_size} bytes for "
-                                  f"{info.compress_size} stored; the file is damaged or not written by ersm-eval")
             with zf.open(info) as fh:
                 try:
                     header = read_npy_header(fh)
                 except ValueError as err:
                     raise ReportError(f"{path}: array {key!r} has no readable .npy header ({err})") from None
-            shape, fortran, dtype, offset, nbytes = (header.shape, header.fortran_order, header.dtype, header.offset,
-                                                     header.nbytes)
+            shape, dtype, offset, nbytes = header.shape, header.dtype, header.offset, header.nbytes
             if not header.plain_numbers:
                 raise ReportError(f"{path}: array {key!r} has dtype {dtype}, not plain numbers")
             if offset + nbytes != info.file_size:
