@@ -35,6 +35,7 @@ def evaluate_deletion(
     std: Sequence[float] | None = None,
     verify: bool = True,
     progress: Progress | None = None,
+    store: Any = None,
     **overrides: Any,
 ) -> EvaluationResult:
     """Deletion curves: accuracy as tokens are deleted in the order of each ranking.
@@ -52,6 +53,8 @@ def evaluate_deletion(
         std: its standard deviation.
         verify: check on the first batch that a wrapped model's split reproduces its logits.
         progress: called with the number of images of each batch evaluated.
+        store: a :class:`~ersm_eval.resume.RecordStore`: finished images' records are kept in it while
+            the loop runs, and those of an interrupted run it holds are joined in (``--resume``).
 
     Returns:
         Tables deletion_curves.csv, deletion_summary.csv, deletion_tests.csv, ranking_agreement.csv
@@ -77,8 +80,8 @@ def evaluate_deletion(
         batch["scores"] = external_batch(scores, model, batch, positions, tuple(evaluator.model.grid))
 
     evaluator = run_evaluator(build, loader, device=model_device(model), progress=progress,
-                              extend=add_scores if scores else None)
-    records = gather(evaluator)
+                              extend=add_scores if scores else None, store=store)
+    records = gather(evaluator, store)
     if records is None:  # a torchrun process other than rank 0
         return None
     n_images = len(records["index"])

@@ -27,7 +27,7 @@ Extend = Callable[[Evaluator, dict[str, Any], np.ndarray], None]  # adds to a ba
 
 
 def run_evaluator(evaluator: Evaluator | Factory, loader: Iterable[Any], *, device: torch.device | str = "cpu",
-                  progress: Progress | None = None, extend: Extend | None = None) -> Evaluator:
+                  progress: Progress | None = None, extend: Extend | None = None, store: Any = None) -> Evaluator:
     """Feed every batch of ``loader`` to the evaluator: the one loop of every evaluation.
 
     Args:
@@ -38,6 +38,8 @@ def run_evaluator(evaluator: Evaluator | Factory, loader: Iterable[Any], *, devi
         device: where a plain loader's batches go.
         progress: called with the number of images of each batch evaluated.
         extend: called with (evaluator, batch, positions) before each update (e.g. external scores).
+        store: a :class:`~ersm_eval.resume.RecordStore` that keeps the finished images' records
+            (written every few seconds, and when the loop stops early), so a killed run can resume.
 
     Returns:
         The evaluator, holding the records of this process's batches.
@@ -48,25 +50,37 @@ def run_evaluator(evaluator: Evaluator | Factory, loader: Iterable[Any], *, devi
     built: Evaluator | None = evaluator if isinstance(evaluator, Evaluator) else None
     if built is None and isinstance(loader, DatasetBatches):
         built = evaluator(None)
-    for batch, positions in iterate_source(loader, device):
-        if built is None:
-            built = evaluator(batch)
-        if extend is not None:
-            extend(built, batch, positions)
-        built.update(batch)
-        if progress is not None:
-            progress(len(positions))
+    try:
+        for batch, positions in iterate_source(loader, device):
+            if built is None:
+                built = evaluator(batch)
+            if extend is not None:
+                extend(built, batch, positions)
+            built.update(batch)
+            if store is not None:
+                store.flush(built.records())
+            if progress is not None:
+                progress(len(positions))
+    except BaseException:
+        if store is not None and built is not None and built.n_images:  # keep what is finished (Ctrl-C, SIGTERM)
+            store.flush(built.records(), force=True)
+        raise
     if built is None:
         raise DatasetError("the loader gave no images, so there is nothing to evaluate")
     return built
 
 
-def gather(evaluator: Evaluator) -> dict[str, np.ndarray] | None:
+def gather(evaluator: Evaluator, store: Any = None) -> dict[str, np.ndarray] | None:
     """Every process's records on rank 0, sorted by index (None on the other ranks); a process
-    whose share held no image contributes none."""
+    whose share held no image contributes none. With a resume ``store``, the records an
+    interrupted run finished are joined in on rank 0."""
     from ersm_eval import distributed
 
-    return distributed.gather_records(evaluator.records() if evaluator.n_images else None)
+    own = evaluator.records() if evaluator.n_images else None
+    if store is None or store.done is None:
+        return distributed.gather_records(own)
+    gathered = distributed.gather_records(own) if own is not None or distributed.is_distributed() else None
+    return store.merged(gathered) if distributed.is_main() else None
 
 
 def prepare_model(model: nn.Module, images: torch.Tensor | None, verify: bool) -> tuple[Any, int]:

@@ -32,6 +32,7 @@ def evaluate_occlusion(
     batch_size: int = 64,
     verify: bool = True,
     progress: Progress | None = None,
+    store: Any = None,
     **overrides: Any,
 ) -> EvaluationResult:
     """Occlusion stress test: accuracy under seeded occluders (fills × patterns × severities).
@@ -50,6 +51,8 @@ def evaluate_occlusion(
         batch_size: occluded images per forward pass.
         verify: check on the first batch that a wrapped model's split reproduces its logits.
         progress: called with the number of images of each batch evaluated.
+        store: a :class:`~ersm_eval.resume.RecordStore`: finished images' records are kept in it while
+            the loop runs, and those of an interrupted run it holds are joined in (``--resume``).
 
     Returns:
         Tables occlusion.csv and occlusion_summary.csv, and the summary.
@@ -70,8 +73,8 @@ def evaluate_occlusion(
         notes.extend(skipped)
         return evaluator
 
-    evaluator = run_evaluator(build, loader, device=model_device(model), progress=progress)
-    records = gather(evaluator)
+    evaluator = run_evaluator(build, loader, device=model_device(model), progress=progress, store=store)
+    records = gather(evaluator, store)
     if records is None:  # a torchrun process other than rank 0
         return None
     wrapped = evaluator.model

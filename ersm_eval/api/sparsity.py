@@ -35,6 +35,7 @@ def evaluate_sparsity(
     std: Sequence[float] | None = None,
     verify: bool = True,
     progress: Progress | None = None,
+    store: Any = None,
 ) -> EvaluationResult:
     """Sparsity, coherence and localization of the model's maps (keep and energy for ERSM, CAM for all).
 
@@ -56,6 +57,8 @@ def evaluate_sparsity(
         std: its standard deviation.
         verify: check on the first batch that a wrapped model's split reproduces its logits.
         progress: called with the number of images of each batch evaluated.
+        store: a :class:`~ersm_eval.resume.RecordStore`: finished images' records are kept in it while
+            the loop runs, and those of an interrupted run it holds are joined in (``--resume``).
 
     Returns:
         Tables sparsity_summary.csv, per_image.csv, per_class_keep.csv (keep_histogram.csv for gated
@@ -70,8 +73,8 @@ def evaluate_sparsity(
         return SparsityEvaluator(wrapped, replace(st, label=st.label or ModelInfo.of(wrapped).name),
                                  class_names_for(class_names, loader, n_classes))
 
-    evaluator = run_evaluator(build, loader, device=model_device(model), progress=progress)
-    records = gather(evaluator)
+    evaluator = run_evaluator(build, loader, device=model_device(model), progress=progress, store=store)
+    records = gather(evaluator, store)
     if records is None:  # a torchrun process other than rank 0
         return None
     wrapped = evaluator.model

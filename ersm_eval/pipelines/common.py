@@ -13,7 +13,7 @@ from ersm_eval.context import EvalSetup, Progress, iterate_batches
 from ersm_eval.results import EvaluationResult
 
 __all__ = ["ProgressBar", "no_progress", "PipelineRun", "join_group", "leave_group", "dataset_batches",
-           "feature_cache", "cache_info", "save_result"]
+           "feature_cache", "cache_info", "save_result", "resume_store"]
 
 ProgressBar = Callable[[int, str], ContextManager[Progress]]  # (total images, description) -> bar yielding advance
 
@@ -32,6 +32,7 @@ class PipelineRun:
     result: EvaluationResult | None
     out: Path
     skipped_images: list[dict[str, Any]] = field(default_factory=list)
+    resumed_images: int = 0  # images whose records an interrupted run had finished (--resume)
 
 
 def join_group(device: str) -> str:
@@ -52,8 +53,12 @@ def leave_group() -> None:
 
 
 def dataset_batches(setup: EvalSetup, batch_size: int, workers: int, advance: Progress, skip_bad_images: bool,
-                    skipped: list[tuple[int, str]], features: bool = False, cache: Any = None) -> DatasetBatches:
+                    skipped: list[tuple[int, str]], features: bool = False, cache: Any = None,
+                    done: set[int] | frozenset[int] = frozenset()) -> DatasetBatches:
     """This process's batches of the evaluated images, as :class:`~ersm_eval.api.DatasetBatches`.
+
+    Images in ``done`` (finished by an interrupted run, see :mod:`ersm_eval.resume`) are not
+    loaded again; the batches' ``indices`` still list every evaluated image.
 
     ``features``: precomputed backbone features (feature-level deletion), through ``cache``
     (an :class:`ersm_eval.cache.FeatureCache`) when given; unreadable images are skipped into
@@ -61,12 +66,13 @@ def dataset_batches(setup: EvalSetup, batch_size: int, workers: int, advance: Pr
     """
     data = setup.dataset
     bad = {"skip_bad_images": skip_bad_images, "skipped": skipped}
+    todo = [i for i in setup.indices if i not in done] if done else setup.indices
     if features:
         from ersm_eval.features import feature_batches
 
-        batches = feature_batches(setup.model, data, setup.indices, batch_size, workers, setup.device, cache, advance, **bad)
+        batches = feature_batches(setup.model, data, todo, batch_size, workers, setup.device, cache, advance, **bad)
     else:
-        batches = iterate_batches(data, setup.indices, batch_size, workers, setup.device, advance, **bad)
+        batches = iterate_batches(data, todo, batch_size, workers, setup.device, advance, **bad)
     return DatasetBatches(batches, setup.indices, has_masks=bool(data.has_masks or data.has_boxes), dataset=data,
                           mean=tuple(data.transform.mean), std=tuple(data.transform.std))
 
@@ -107,3 +113,19 @@ def save_result(result: EvaluationResult, out: Path, overwrite: bool, options: d
     for name, value in fields.items():
         setattr(summary, name, value)
     return result.save(out, overwrite, after=after)
+
+
+def resume_store(out: Path, part: str, setup: EvalSetup, dataset: str, split: str, settings: Any, resume: bool,
+                 **extra: Any) -> Any:
+    """The :class:`~ersm_eval.resume.RecordStore` of one evaluation of a run writing ``out``, keyed by
+    the checkpoint's hash, the dataset, its transform and options, the images and the settings
+    (``extra``: anything else that decides the records, e.g. an external score file's hash)."""
+    from ersm_eval import distributed
+    from ersm_eval.resume import RecordStore
+
+    key = {"part": part, "checkpoint_sha256": setup.checkpoint.sha256, "dataset": dataset, "split": split,
+           "transform": asdict(setup.dataset.transform), "options": setup.options,
+           "settings": asdict(settings) if hasattr(settings, "__dataclass_fields__") else settings, **extra}
+    store = RecordStore(out, part, key, setup.indices, resume, rank=distributed.rank())
+    distributed.barrier()  # rank 0 discards an old store before any process writes
+    return store

@@ -11,7 +11,7 @@ from ersm_core.errors import ConfigError
 from ersm_eval.deletion import DeletionSettings
 from ersm_eval.pipelines.common import (
     PipelineRun, ProgressBar, cache_info, dataset_batches, feature_cache, join_group, leave_group, no_progress,
-    save_result,
+    resume_store, save_result,
 )
 
 __all__ = ["run_deletion"]
@@ -39,6 +39,7 @@ def run_deletion(
     after: Callable[[Path], None] | None = None,
     options: dict[str, Any] | None = None,
     started: float | None = None,
+    resume: bool = False,
 ) -> PipelineRun:
     """Deletion curves of one checkpoint on a dataset, written into ``out``.
 
@@ -68,6 +69,8 @@ def run_deletion(
         after: called with the temporary folder before it is renamed (e.g. to write report.html).
         options: the command's options, recorded in summary.json.
         started: when the command started (time.time()), for the run's timing.
+        resume: go on from the images an interrupted run of the same command finished
+            (:mod:`ersm_eval.resume`); the tables equal an uninterrupted run's.
 
     Raises:
         ConfigError: a bad option or output folder, before any work where it can be told.
@@ -88,15 +91,20 @@ def run_deletion(
                                          setup.checkpoint.config.image_size)} if scores is not None else None
     features = settings.level == "feature"
     cache_of = feature_cache(cache, setup, dataset, split) if features else None
+    from ersm_core.files import file_sha256
+
+    store = resume_store(out, f"deletion-{settings.label}", setup, dataset, split, settings, resume,
+                         scores_sha256=file_sha256(scores) if scores is not None else None, scores_name=scores_name)
     skipped: list[tuple[int, str]] = []
-    with progress(len(setup.indices), f"deletion ({settings.label})") as advance:
+    with progress(len(setup.indices) - store.resumed, f"deletion ({settings.label})") as advance:
         batches = dataset_batches(setup, batch_size, workers, advance, skip_bad_images, skipped, features=features,
-                                  cache=cache_of)
+                                  cache=cache_of, done=store.done_indices)
         result = evaluate_deletion(setup.model, batches, scores=external, settings=settings,
-                                   class_names=setup.checkpoint.class_names, verify=False)
+                                   class_names=setup.checkpoint.class_names, verify=False, store=store)
     bad = gather_skipped(skipped)
     if result is not None:  # rank 0 writes
         save_result(result, out, overwrite, dict(options or {}), started, setup.describe(), after,
                     skipped_images=bad, cache=cache_info(cache_of))
+        store.remove()
     leave_group()
-    return PipelineRun(result, Path(out), bad)
+    return PipelineRun(result, Path(out), bad, store.resumed)

@@ -8,7 +8,9 @@ from typing import Any, Callable, Sequence
 
 from ersm_core.errors import DatasetError
 from ersm_eval.occlusion import OcclusionSettings
-from ersm_eval.pipelines.common import PipelineRun, ProgressBar, dataset_batches, join_group, leave_group, no_progress, save_result
+from ersm_eval.pipelines.common import (
+    PipelineRun, ProgressBar, dataset_batches, join_group, leave_group, no_progress, resume_store, save_result,
+)
 
 __all__ = ["run_occlusion", "same_images"]
 
@@ -34,6 +36,7 @@ def run_occlusion(
     after: Callable[[Path], None] | None = None,
     options: dict[str, Any] | None = None,
     started: float | None = None,
+    resume: bool = False,
 ) -> PipelineRun:
     """Occlusion of every checkpoint under identical occluders on the same images, one folder.
 
@@ -45,7 +48,7 @@ def run_occlusion(
         out: the output folder (default runs/occlusion-<labels joined by -vs->).
         notify: called with each note as it arises (skipped patterns, another image size).
         overwrite, split, data_root, limit, subset_seed, device, batch_size, workers, skip_bad_images,
-        progress, after, options, started: as for :func:`~ersm_eval.pipelines.run_deletion`.
+        progress, after, options, started, resume: as for :func:`~ersm_eval.pipelines.run_deletion`.
 
     Raises:
         ConfigError: a bad option or output folder; DatasetError: checkpoints that see other images.
@@ -60,7 +63,7 @@ def run_occlusion(
     out = out if out is not None else default_out("occlusion", labels)
     check_output_dir(out, overwrite, inputs=[*checkpoints, data_root])  # before any work
     device_name = join_group(device)
-    results, described, bad, notes, reference = [], [], [], [], None
+    results, described, bad, notes, reference, stores = [], [], [], [], None, []
     for path, name in zip(checkpoints, labels):
         setup = prepare(path, dataset, split, data_root, limit, device_name, subset_seed=subset_seed)
         reference, note = same_images(setup, reference, path, name)
@@ -68,10 +71,13 @@ def run_occlusion(
             notes.append(note)
             tell(note)
         skipped: list[tuple[int, str]] = []
-        with progress(len(setup.indices), f"occlusion ({name})") as advance:
-            batches = dataset_batches(setup, batch_size, workers, advance, skip_bad_images, skipped)
+        store = resume_store(out, f"occlusion-{name}", setup, dataset, split, settings, resume, batch_size=batch_size)
+        stores.append(store)
+        with progress(len(setup.indices) - store.resumed, f"occlusion ({name})") as advance:
+            batches = dataset_batches(setup, batch_size, workers, advance, skip_bad_images, skipped,
+                                      done=store.done_indices)
             result = evaluate_occlusion(setup.model, batches, settings=settings, label=name, batch_size=batch_size,
-                                        class_names=setup.checkpoint.class_names, verify=False)
+                                        class_names=setup.checkpoint.class_names, verify=False, store=store)
         for skipped_note in (result.summary.notes if result is not None else []):
             tell(skipped_note)
         skipped_all = gather_skipped(skipped)
@@ -84,8 +90,9 @@ def run_occlusion(
         combined.summary.notes = [*combined.summary.notes, *notes]
         save_result(combined, out, overwrite, dict(options or {}), started, described[0], after, skipped_images=bad,
                     checkpoints=described)
+        stores[0].remove()
     leave_group()
-    return PipelineRun(combined, Path(out), bad)
+    return PipelineRun(combined, Path(out), bad, sum(store.resumed for store in stores))
 
 
 def same_images(setup: Any, reference: tuple | None, path: Path, name: str) -> tuple[tuple, str | None]:

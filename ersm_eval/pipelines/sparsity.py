@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ersm_core.errors import ConfigError
-from ersm_eval.pipelines.common import PipelineRun, ProgressBar, dataset_batches, join_group, leave_group, no_progress, save_result
+from ersm_eval.pipelines.common import (
+    PipelineRun, ProgressBar, dataset_batches, join_group, leave_group, no_progress, resume_store, save_result,
+)
 
 __all__ = ["run_sparsity"]
 
@@ -34,6 +36,7 @@ def run_sparsity(
     after: Callable[[Path], None] | None = None,
     options: dict[str, Any] | None = None,
     started: float | None = None,
+    resume: bool = False,
 ) -> PipelineRun:
     """Sparsity, coherence and localization of one checkpoint's maps on a dataset, written into ``out``.
 
@@ -46,7 +49,7 @@ def run_sparsity(
         gallery_indices: dataset indices always stored in maps.npz.
         out: the output folder (default runs/sparsity-<label>).
         overwrite, split, data_root, limit, subset_seed, device, batch_size, workers, skip_bad_images,
-        progress, after, options, started: as for :func:`~ersm_eval.pipelines.run_deletion`.
+        progress, after, options, started, resume: as for :func:`~ersm_eval.pipelines.run_deletion`.
 
     Raises:
         ConfigError: a bad option or output folder, before any work where it can be told.
@@ -62,13 +65,17 @@ def run_sparsity(
         raise ConfigError(f"--gallery-indices are dataset indices (0 or more), got {list(gallery_indices)}")
     check_output_dir(out, overwrite, inputs=[checkpoint, data_root])  # before any work
     setup = prepare(checkpoint, dataset, split, data_root, limit, join_group(device), subset_seed=subset_seed)
+    store = resume_store(out, f"sparsity-{label}", setup, dataset, split,
+                         {"localize": localize, "seed": seed, "gallery_indices": list(gallery_indices)}, resume)
     skipped: list[tuple[int, str]] = []
-    with progress(len(setup.indices), f"sparsity ({label})") as advance:
-        batches = dataset_batches(setup, batch_size, workers, advance, skip_bad_images, skipped)
+    with progress(len(setup.indices) - store.resumed, f"sparsity ({label})") as advance:
+        batches = dataset_batches(setup, batch_size, workers, advance, skip_bad_images, skipped, done=store.done_indices)
         result = evaluate_sparsity(setup.model, batches, label=label, class_names=setup.checkpoint.class_names,
-                                   localize=localize, seed=seed, gallery_indices=list(gallery_indices), verify=False)
+                                   localize=localize, seed=seed, gallery_indices=list(gallery_indices), verify=False,
+                                   store=store)
     bad = gather_skipped(skipped)
     if result is not None:  # rank 0 writes
         save_result(result, out, overwrite, dict(options or {}), started, setup.describe(), after, skipped_images=bad)
+        store.remove()
     leave_group()
-    return PipelineRun(result, Path(out), bad)
+    return PipelineRun(result, Path(out), bad, store.resumed)
