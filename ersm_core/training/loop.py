@@ -50,6 +50,7 @@ from ersm_core.training.features import FeatureSet, FromFeatures
 from ersm_core.training.history import HISTORY_COLUMNS, history_path, write_history
 from ersm_core.training.loader import make_loader
 from ersm_core.training.progress import TrainProgress
+from ersm_core.training.shared import SharedFeatures
 from ersm_core.training.state import check_resumable, load_state, restore_rng, save_state
 
 __all__ = ["TrainResult", "train"]
@@ -200,6 +201,7 @@ def train(
     history_file: str | Path | None = None,
     state_file: str | Path | None = None,
     resume: bool = False,
+    shared: SharedFeatures | None = None,
 ) -> TrainResult:
     """Train a model variant, validate after every epoch and score the test split once at the end.
 
@@ -216,6 +218,9 @@ def train(
             after every epoch (:mod:`ersm_core.training.state`); the caller removes it
             once the checkpoint is saved.
         resume: continue from ``state_file`` (same options required) instead of epoch 1.
+        shared: with a frozen backbone and the feature cache, reuse the features an earlier
+            run of this process kept there under the same key, and keep this run's for the
+            next (:mod:`ersm_core.training.shared`); the result is the same as without it.
 
     Returns:
         The trained model (eval mode, CPU), class names, per-epoch history, final
@@ -263,7 +268,7 @@ def train(
     try:
         if cached:
             train_set, val_set, cache_info, plan = cached_sets(model, data.eval_train, chosen.train, chosen.val,
-                                                               train_config, device, progress)
+                                                               train_config, device, progress, shared)
             loader_workers, net = 0, FromFeatures(model)  # features are at hand
         else:
             train_set = Subset(data.train, chosen.train)
