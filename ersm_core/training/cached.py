@@ -12,12 +12,12 @@ from torch.utils.data import Dataset
 from ersm_core.config import TrainConfig
 from ersm_core.feature_key import key_digest
 from ersm_core.model import ERSMModel
-from ersm_core.training.features import FeatureSet, compute_features, view_flips
+from ersm_core.training.features import FeatureSet, compute_features, fits_in_memory, view_flips
 from ersm_core.training.progress import TrainProgress
 from ersm_core.training.shared import SharedFeatures
 from ersm_core.training.storage import DiskEntry, FeaturePlan, entry_key, plan_storage, weights_sha256
 
-__all__ = ["cached_sets"]
+__all__ = ["cached_sets", "shared_test_set"]
 
 
 def cached_sets(
@@ -98,7 +98,7 @@ def cached_sets(
     if plan.storage == "disk":
         info.update({"folder": str(plan.root), "reused": reused})
     if shared is not None:
-        shared.put(shared_key, {name: (s.features, s.labels) for name, s in sets.items()}, info, plan)
+        shared.put(shared_key, {name: (s.features, s.labels) for name, s in sets.items()}, info, plan, info["seconds"])
         return sets["train"], sets.get("val"), info, None
     return sets["train"], sets.get("val"), info, plan
 
@@ -112,3 +112,29 @@ def _from_shared(kept, seed: int, started: float, progress: TrainProgress):
         info["reused"] = list(sets)
     info["seconds"] = round(time.time() - started, 3)
     return sets["train"], sets.get("val"), info, None
+
+
+def shared_test_set(model: ERSMModel, data: Dataset, indices: list[int], config: TrainConfig, device: torch.device,
+                    progress: TrainProgress, shared: SharedFeatures) -> FeatureSet | None:
+    """The test images' backbone features, kept in ``shared`` (computed by the first run that asks).
+
+    ``data`` is the test split (eval transform). The features are computed in the batches
+    the test pass reads (``config.batch_size``, in order), so scoring them gives the numbers
+    the whole model gives on the images. None (score the images) when they would not fit in memory.
+    """
+    started = time.time()
+    h, w = model.feature_hw
+    if not indices or not fits_in_memory(len(indices) * model.channels * h * w * 4):
+        return None
+    key = key_digest({"device": str(device), "test": entry_key(weights_sha256(model.backbone), data, "test", indices, None,
+                                                               device.type, config.dataset, config.dataset_options())})
+    kept = shared.get(key)
+    if kept is None:
+        features = torch.empty((1, len(indices), model.channels, h, w), dtype=torch.float32)
+        labels = torch.empty(len(indices), dtype=torch.long)
+        progress.features_start("test", len(indices))
+        compute_features(model, data, indices, device, config.batch_size, config.workers, None, progress, features, labels)
+        shared.put(key, {"test": (features, labels)}, {}, None, time.time() - started)
+    else:
+        features, labels = kept[0]["test"]
+    return FeatureSet(features, labels, seed=config.seed)

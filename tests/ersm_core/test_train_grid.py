@@ -9,8 +9,8 @@ from ersm_core.model import ModelConfig
 from ersm_core.training import (HISTORY_COLUMNS, GridMember, GridProgress, SharedFeatures, TrainConfig, TrainProgress,
                                 grid_members, time_left, train, train_grid)
 
-# 32 px compact_cnn (2×2 map), 40 training-split images, 16 test images, 2 epochs
-TINY = dict(dataset="synthetic", n_train=40, n_test=16, batch_size=16, epochs=2, device="cpu", augment=False)
+# 32 px compact_cnn (2×2 map), 40 training-split images, 21 test images (batches of 16 and 5), 2 epochs
+TINY = dict(dataset="synthetic", n_train=40, n_test=21, batch_size=16, epochs=2, device="cpu", augment=False)
 COLUMNS = [c for c in HISTORY_COLUMNS if c != "seconds"]
 TIMING = ("wall_seconds",)  # and feature_cache.seconds, and history[*].seconds
 
@@ -70,7 +70,7 @@ def test_grid_member_equals_its_separate_run_exactly(variant):
         _assert_same_run(results[member], alone)
         assert results[member].provenance["seed"] == member.seed and results[member].config.variant == member.variant
     # compact_cnn is randomly initialized from the seed: one backbone pass per seed, shared by its variants
-    assert watch.features == ["train", "val", "train", "val"]
+    assert watch.features == ["train", "val", "test", "train", "val", "test"]
     assert [e[:4] for e in watch.events] == [
         ("start", 1, 4, "baseline-s0"), ("end", 1, 4, "baseline-s0"), ("start", 2, 4, f"{variant}-s0"),
         ("end", 2, 4, f"{variant}-s0"), ("start", 3, 4, "baseline-s3"), ("end", 3, 4, "baseline-s3"),
@@ -87,7 +87,7 @@ def test_loaded_backbone_is_computed_once_for_every_seed(tmp_path):
     watch = _Watch()
     results = dict(train_grid(_model(), TrainConfig(**TINY), grid_members(["ersm_full"], [0, 1, 2]),
                               weights=weights, progress=watch))
-    assert watch.features == ["train", "val"]  # one pass for three seeds
+    assert watch.features == ["train", "val", "test"]  # one pass for three seeds
     alone = train(_model(), TrainConfig(**{**TINY, "seed": 2}), weights=weights)
     _assert_same_run(results[GridMember("ersm_full", 2)], alone)
     first, later = (results[GridMember("ersm_full", s)].provenance["feature_cache"] for s in (0, 2))
@@ -101,25 +101,31 @@ def test_unfrozen_grid_trains_each_member_as_alone():
     _assert_same_run(results[GridMember("baseline", 1)], alone)
 
 
-def test_shared_features_keep_one_key_and_close_its_plan():
+def test_shared_features_keep_the_two_latest_keys_and_close_their_plans():
     class Plan:
-        closed = 0
+        closed = []
+
+        def __init__(self, name):
+            self.name = name
 
         def close(self):
-            Plan.closed += 1
+            Plan.closed.append(self.name)
 
     shared = SharedFeatures()
     feats, labels = torch.zeros(1, 2, 3, 1, 1), torch.tensor([0, 1])
-    shared.put("a", {"train": (feats, labels)}, {"storage": "memory", "seconds": 1.5}, Plan())
+    shared.put("a", {"train": (feats, labels)}, {"storage": "memory"}, Plan("a"), 1.5)
+    shared.put("t", {"test": (feats, labels)}, {}, None, 0.5)
     assert shared.get("b") is None
-    splits, info = shared.get("a")
-    assert splits["train"][0] is feats and info == {"storage": "memory", "seconds": 1.5}
-    shared.put("b", {"train": (feats, labels)}, {"storage": "memory", "seconds": 2.0}, Plan())
-    assert Plan.closed == 1 and shared.get("a") is None and shared.get("b") is not None
-    assert shared.passes == 2 and shared.seconds == 3.5
+    splits, info = shared.get("a")  # "a" is now the most recently used
+    assert splits["train"][0] is feats and info == {"storage": "memory"}
+    shared.put("b", {"train": (feats, labels)}, {"storage": "memory"}, Plan("b"), 2.0)
+    assert shared.get("t") is None and shared.get("a") is not None and Plan.closed == []  # "t" went, it had no plan
+    shared.put("c", {"train": (feats, labels)}, {}, Plan("c"), 0.0)
+    assert Plan.closed == ["b"] and shared.get("b") is None
+    assert shared.passes == 4 and shared.seconds == 4.0
     with shared:
         pass
-    assert Plan.closed == 2 and shared.get("b") is None
+    assert sorted(Plan.closed) == ["a", "b", "c"] and shared.get("a") is None and shared.get("c") is None
 
 
 def test_grid_members_order_and_names(tmp_path):
