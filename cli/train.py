@@ -421,6 +421,8 @@ def _grid_display(display: "ProgressDisplay"):
 
 def _run_grid(o: dict[str, Any], data, model_config, train_config, todo, resuming) -> list[Path]:
     """Train and save the members; on Ctrl-C / SIGTERM say what was written and how to continue."""
+    from contextlib import closing
+
     from cli.progress import ProgressDisplay
     from ersm_core.training import history_path, state_path, train_grid
 
@@ -431,9 +433,10 @@ def _run_grid(o: dict[str, Any], data, model_config, train_config, todo, resumin
                 display.message(f"input: {data.image_size} px, crop {data.crop_pct:.4g}, {data.interpolation} ({data.source})")
             grid = train_grid(model_config, train_config, todo, weights=o["weights"], progress=_grid_display(display),
                               files=lambda m: (history_path(m.path(out)), state_path(m.path(out))), resume=resuming)
-            for member, result in grid:
-                _save_and_print(result, data, member.path(out))
-                written.append(member.path(out))
+            with closing(grid):  # a stopped grid drops its shared features (and spill folder) at once
+                for member, result in grid:
+                    _save_and_print(result, data, member.path(out))
+                    written.append(member.path(out))
     except KeyboardInterrupt as stop:
         how = "Stopped (SIGTERM)" if isinstance(stop, Terminated) else "Interrupted"
         err_console.print(f"[bold red]{how}:[/] {len(written)} of {len(todo)} models written in {out}; continue with "

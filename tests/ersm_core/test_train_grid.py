@@ -94,6 +94,22 @@ def test_loaded_backbone_is_computed_once_for_every_seed(tmp_path):
     assert {k: v for k, v in first.items() if k != "seconds"} == {k: v for k, v in later.items() if k != "seconds"}
 
 
+def test_grid_with_a_cache_folder_records_what_separate_runs_record(tmp_path):
+    weights, folder = tmp_path / "backbone.pt", tmp_path / "cache"
+    torch.manual_seed(7)
+    from ersm_core.model import build_model
+
+    torch.save(build_model(_model()).backbone.state_dict(), weights)
+    config = TrainConfig(**{**TINY, "epochs": 1, "feature_cache_dir": str(folder)})
+    results = dict(train_grid(_model(), config, grid_members(["ersm_full"], [0, 1]), weights=weights))
+    first, second = (results[GridMember("ersm_full", s)].provenance["feature_cache"] for s in (0, 1))
+    assert first["storage"] == second["storage"] == "disk" and first["reused"] == [] and second["reused"] == ["train", "val"]
+    from dataclasses import replace
+
+    alone = train(_model(), replace(config, seed=1), weights=weights)  # a later run reads the folder the grid filled
+    _assert_same_run(results[GridMember("ersm_full", 1)], alone)
+
+
 def test_unfrozen_grid_trains_each_member_as_alone():
     members = grid_members(["baseline"], [0, 1])
     results = dict(train_grid(_model(freeze=False), TrainConfig(**{**TINY, "epochs": 1}), members))
