@@ -30,7 +30,7 @@ def cached_sets(
     are reported (``progress.message``) before any feature is computed; the caller closes
     the plan when the run ends (a spill folder is then removed). With ``shared``, features
     an earlier run of this process computed under the same key (backbone weights, data,
-    transform, images, views, device) are used as they are, and the features computed here
+    transform, images, views, device, batch size) are used as they are, and the features computed here
     are kept there for the next run: the plan is then ``shared``'s to close (None is returned).
     The provenance record is the one the pass wrote (its ``seconds`` are this run's own).
     """
@@ -44,7 +44,7 @@ def cached_sets(
     shared_key = None
     if shared is not None:
         backbone_sha = weights_sha256(model.backbone)
-        shared_key = key_digest({"device": str(device), "splits": {
+        shared_key = key_digest({"device": str(device), "batch_size": config.batch_size, "splits": {
             name: entry_key(backbone_sha, data, "train", idx, fl, device.type, config.dataset, config.dataset_options())
             for name, idx, fl, _ in splits}})
         kept = shared.get(shared_key)
@@ -126,8 +126,9 @@ def shared_test_set(model: ERSMModel, data: Dataset, indices: list[int], config:
     h, w = model.feature_hw
     if not indices or not fits_in_memory(len(indices) * model.channels * h * w * 4):
         return None
-    key = key_digest({"device": str(device), "test": entry_key(weights_sha256(model.backbone), data, "test", indices, None,
-                                                               device.type, config.dataset, config.dataset_options())})
+    test_key = entry_key(weights_sha256(model.backbone), data, "test", indices, None, device.type, config.dataset,
+                         config.dataset_options())
+    key = key_digest({"device": str(device), "batch_size": config.batch_size, "test": test_key})
     kept = shared.get(key)
     if kept is None:
         features = torch.empty((1, len(indices), model.channels, h, w), dtype=torch.float32)

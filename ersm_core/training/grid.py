@@ -125,11 +125,13 @@ def train_grid(
     with SharedFeatures() as shared:
         for index, member in enumerate(members, start=1):
             elapsed = time.monotonic() - started
-            progress.member_start(index, total, member, elapsed, time_left(elapsed, shared.seconds, index - 1, total - index + 1))
+            left = time_left(elapsed, shared.seconds, index - 1, total - index + 1)
+            progress.member_start(index, total, member, elapsed, left)
             history_file, state_file = files(member) if files is not None else (None, None)
             result = train(replace(model_config, variant=member.variant), replace(train_config, seed=member.seed),
                            weights=weights, progress=progress.run(member), history_file=history_file,
                            state_file=state_file, resume=member in resume, shared=shared)
             elapsed = time.monotonic() - started
-            progress.member_end(index, total, member, result, elapsed, time_left(elapsed, shared.seconds, index, total - index))
+            progress.member_end(index, total, member, result, elapsed, time_left(elapsed, shared.seconds, index,
+                                                                                  total - index))
             yield member, result
