@@ -12,7 +12,7 @@ pretrained or loaded with ``--weights``. A backbone built with ``pretrained=Fals
 is initialized from the seed, so by default this script writes one such backbone's
 weights to a file first and passes it with ``--weights`` (standing in for pretrained
 weights, offline). ``--random-backbone`` leaves it out: each seed then has its own
-random backbone and its own backbone pass (the ratio is then about 3).
+random backbone and pays its own backbone pass.
 
     .venv/bin/python benchmarks/train_seeds_speed.py
     .venv/bin/python benchmarks/train_seeds_speed.py --images 200 --epochs 3 --image-size 96
