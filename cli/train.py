@@ -164,6 +164,8 @@ def train_command(
     batch_size: BatchSize = TRAIN_DEFAULTS["batch_size"],
     epochs: Annotated[int, typer.Option("--epochs", help="Passes over the training images.")] = TRAIN_DEFAULTS["epochs"],
     seed: Annotated[int, typer.Option("--seed", help="Seed of initialization, shuffling and flips.")] = TRAIN_DEFAULTS["seed"],
+    seeds: Annotated[Optional[str], typer.Option("--seeds", help="Train one model per seed, e.g. 0,1,2 (with --variants: every variant × seed) in one process; a frozen backbone's features are computed once for all. --out is then a folder of <variant>-s<seed>.pt.", show_default=False)] = None,
+    variants: Annotated[Optional[str], typer.Option("--variants", help="Train one model per variant, e.g. baseline,ersm_full (see --seeds); --out is then a folder.", show_default=False)] = None,
     workers: Workers = TRAIN_DEFAULTS["workers"],
     device: Device = "auto",
     pretrained: Annotated[bool, typer.Option("--pretrained", help="Start from timm's pretrained weights (timm backbones only).")] = False,
@@ -181,7 +183,7 @@ def train_command(
     limit: Annotated[Optional[int], typer.Option("--limit", help="Use N images of each split: a seeded, class-stratified subset, the same images as the evaluators' --limit N with the same --subset-seed.")] = None,
     subset_seed: SubsetSeed = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing checkpoint file and its history CSV.")] = False,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue a stopped run from NAME.state.pt beside --out (give the same options); it ends as the run would have ended unstopped.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue a stopped run from NAME.state.pt beside --out (give the same options); it ends as the run would have ended unstopped. With --seeds/--variants: finished models are kept, stopped ones continued, the rest trained.")] = False,
     quiet: Quiet = False,
 ) -> None:
     """Train a model variant (AdamW, cosine schedule, cross-entropy + regularizer) and write a checkpoint."""
@@ -190,6 +192,9 @@ def train_command(
 
     options = dict(locals())
     check_train_ranges(options)
+    members = _grid_members(options)
+    if members is not None:
+        return _train_grid_command(options, members)
     check_owned_file(out, overwrite, inputs=[data_root, weights])  # first: also checks that the name fits
     check_output_file(out, overwrite, resume=resume)  # the folder takes a file
     if overwrite and not resume:
@@ -308,3 +313,134 @@ def _save_and_print(result, data, out: Path) -> None:
     )
     console.print(f"checkpoint: {ckpt}", highlight=False, soft_wrap=True)
     console.print(f"history:    {history}", highlight=False, soft_wrap=True)
+
+
+# -- a grid of variants × seeds (--seeds / --variants) ---------------------------------------------------------------
+def _grid_members(o: dict[str, Any]):
+    """The grid's members when --seeds or --variants is given, else None (one model, --out a file)."""
+    from ersm_core.training import grid_members
+    from cli.common import parse_int_list
+
+    if o["seeds"] is None and o["variants"] is None:
+        return None
+    if o["seeds"] is not None and o["seed"] != TRAIN_DEFAULTS["seed"]:
+        raise ConfigError("give --seed (one model) or --seeds (one model per seed), not both")
+    if o["variants"] is not None and o["variant"] != Variant.ersm_full:
+        raise ConfigError("give --variant (one model) or --variants (one model per variant), not both")
+    seeds = parse_int_list(o["seeds"], "--seeds") if o["seeds"] is not None else [o["seed"]]
+    names = [v.strip() for v in o["variants"].split(",") if v.strip()] if o["variants"] is not None else [o["variant"].value]
+    return grid_members(names, seeds)
+
+
+def _check_grid_out(out: Path, n_models: int) -> None:
+    """--out of a grid names a folder (made when the first model is written)."""
+    from ersm_core.training import check_writable
+
+    if out.suffix.lower() in (".pt", ".pth", ".safetensors") or out.is_file():
+        raise ConfigError(f"--seeds/--variants train {n_models} models: --out must be a folder to hold them "
+                          f"(<variant>-s<seed>.pt each, e.g. --out {out.with_suffix('')}), not the file {out}")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError("--seeds/--variants train their models in one process; under torchrun train one model at a time")
+    check_writable(out / "probe.pt")
+
+
+def _plan_grid(out: Path, members, o: dict[str, Any], model_config, train_config):
+    """(members to train, members to resume) after checking every member's files; finished ones are skipped on --resume."""
+    from ersm_core.training import check_output_file, state_path
+    from ersm_eval.output import check_output_file as check_owned_file
+
+    resuming = {m for m in members if o["resume"] and state_path(m.path(out)).is_file()}
+    finished = [m for m in members if o["resume"] and m not in resuming and m.path(out).is_file()]
+    if o["resume"] and not resuming and not finished:
+        raise ConfigError(f"nothing to resume in {out}: no model of this grid was started there; start without --resume")
+    for member in finished:
+        _check_finished(member, member.path(out), model_config, train_config)
+    todo = [m for m in members if m not in finished]
+    for member in todo:
+        check_owned_file(member.path(out), o["overwrite"], inputs=[o["data_root"], o["weights"]])
+        check_output_file(member.path(out), o["overwrite"], resume=member in resuming)
+    return todo, resuming, finished
+
+
+def _check_finished(member, path: Path, model_config, train_config) -> None:
+    """On --resume a finished member is kept only when it was trained with the options given now."""
+    from dataclasses import replace
+
+    from ersm_core.checkpoint import read_payload
+    from ersm_core.plain import to_plain
+    from ersm_core.training.state import comparable_train_config
+
+    payload = read_payload(path)
+    saved_config = dict(payload["config"])
+    want = to_plain(replace(model_config, variant=member.variant, num_classes=saved_config.get("num_classes")).to_dict())
+    want_train = comparable_train_config(to_plain(replace(train_config, seed=member.seed).to_dict()))
+    saved_train = comparable_train_config(to_plain((payload.get("provenance") or {}).get("train_config") or {}))
+    if to_plain(saved_config) != want or saved_train != want_train:
+        raise ConfigError(f"cannot resume the grid: {path} was trained with other options; repeat the original "
+                          "options, or start afresh with --overwrite")
+
+
+def _train_grid_command(o: dict[str, Any], members) -> None:
+    """Check everything, then train the members one after another and save each as it finishes."""
+    from ersm_core.training import state_path
+
+    out: Path = o["out"]
+    _check_grid_out(out, len(members))
+    data, model_config, train_config = _configs(o)
+    todo, resuming, finished = _plan_grid(out, members, o, model_config, train_config)
+    if o["overwrite"] and not o["resume"]:
+        for member in todo:
+            state_path(member.path(out)).unlink(missing_ok=True)
+    if finished:
+        console.print(f"kept (finished): {', '.join(m.name for m in finished)}", highlight=False, soft_wrap=True)
+    written = _run_grid(o, data, model_config, train_config, todo, resuming)
+    console.print(f"{len(written) + len(finished)} of {len(members)} models in {out}", highlight=False, soft_wrap=True)
+
+
+def _grid_display(display: "ProgressDisplay"):
+    """GridProgress printing one line per member start and finish with the grid's elapsed time and time left."""
+    from cli.progress import format_duration
+    from ersm_core.training import GridProgress
+
+    def _times(elapsed: float, left: float | None) -> str:
+        return f"grid elapsed {format_duration(elapsed)}, left {format_duration(left) if left is not None else '-'}"
+
+    class GridDisplay(GridProgress):
+        def member_start(self, index, total, member, elapsed, left) -> None:
+            display.message(f"[{index}/{total}] {member.variant} seed {member.seed}: training | {_times(elapsed, left)}")
+
+        def member_end(self, index, total, member, result, elapsed, left) -> None:
+            display.message(f"[{index}/{total}] {member.variant} seed {member.seed}: done, test "
+                            f"{_pct(result.metrics['test_acc'])} | {_times(elapsed, left)}")
+
+        def run(self, member):
+            return _train_display(display)
+
+    return GridDisplay()
+
+
+def _run_grid(o: dict[str, Any], data, model_config, train_config, todo, resuming) -> list[Path]:
+    """Train and save the members; on Ctrl-C / SIGTERM say what was written and how to continue."""
+    from contextlib import closing
+
+    from cli.progress import ProgressDisplay
+    from ersm_core.training import history_path, state_path, train_grid
+
+    out, written = o["out"], []
+    try:
+        with ProgressDisplay(enabled=not o["quiet"]) as display:
+            if not o["quiet"]:
+                display.message(f"input: {data.image_size} px, crop {data.crop_pct:.4g}, {data.interpolation} ({data.source})")
+            grid = train_grid(model_config, train_config, todo, weights=o["weights"], progress=_grid_display(display),
+                              files=lambda m: (history_path(m.path(out)), state_path(m.path(out))), resume=resuming)
+            with closing(grid):  # a stopped grid drops its shared features (and spill folder) at once
+                for member, result in grid:
+                    _save_and_print(result, data, member.path(out))
+                    written.append(member.path(out))
+    except KeyboardInterrupt as stop:
+        how = "Stopped (SIGTERM)" if isinstance(stop, Terminated) else "Interrupted"
+        err_console.print(f"[bold red]{how}:[/] {len(written)} of {len(todo)} models written in {out}; continue with "
+                          "the same options and --resume (finished models are kept, a stopped one continues).",
+                          highlight=False, soft_wrap=True)
+        raise typer.Exit(code=143 if isinstance(stop, Terminated) else 130) from None
+    return written

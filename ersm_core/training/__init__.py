@@ -4,6 +4,8 @@
 - :mod:`~ersm_core.training.evaluate`: accuracy and mean keep probability on a loader
 - :mod:`~ersm_core.training.features`, :mod:`~ersm_core.training.cached`,
   :mod:`~ersm_core.training.storage`: frozen-backbone features computed once, in memory or on disk
+- :mod:`~ersm_core.training.grid`: :func:`train_grid`, a grid of variants × seeds in one process,
+  sharing the frozen backbone's features (:mod:`~ersm_core.training.shared`)
 - :mod:`~ersm_core.training.state`: the resume state written after every epoch
 - :mod:`~ersm_core.training.history`: the history CSV and the checks made before a run
 - :mod:`~ersm_core.training.progress`: the hooks a run calls as it goes
@@ -17,8 +19,10 @@ from ersm_core.training.evaluate import evaluate
 from ersm_core.training.features import view_flips
 from ersm_core.training.history import (HISTORY_COLUMNS, check_output_file, check_writable, history_path, state_path,
                                         write_history)
+from ersm_core.training.grid import GridMember, GridProgress, grid_members, time_left, train_grid
 from ersm_core.training.loop import TrainResult, train
 from ersm_core.training.progress import TrainProgress
+from ersm_core.training.shared import SharedFeatures
 from ersm_core.training.state import load_state
 
 __all__ = [
@@ -35,4 +39,10 @@ __all__ = [
     "write_history",
     "view_flips",
     "load_state",
+    "GridMember",
+    "GridProgress",
+    "SharedFeatures",
+    "grid_members",
+    "time_left",
+    "train_grid",
 ]

@@ -44,12 +44,13 @@ from ersm_core.device import select_device
 from ersm_core.errors import ConfigError, ERSMError
 from ersm_core.files import file_sha256
 from ersm_core.model import ERSMModel, build_model
-from ersm_core.training.cached import cached_sets
+from ersm_core.training.cached import cached_sets, shared_test_set
 from ersm_core.training.evaluate import evaluate
 from ersm_core.training.features import FeatureSet, FromFeatures
 from ersm_core.training.history import HISTORY_COLUMNS, history_path, write_history
 from ersm_core.training.loader import make_loader
 from ersm_core.training.progress import TrainProgress
+from ersm_core.training.shared import SharedFeatures
 from ersm_core.training.state import check_resumable, load_state, restore_rng, save_state
 
 __all__ = ["TrainResult", "train"]
@@ -200,6 +201,7 @@ def train(
     history_file: str | Path | None = None,
     state_file: str | Path | None = None,
     resume: bool = False,
+    shared: SharedFeatures | None = None,
 ) -> TrainResult:
     """Train a model variant, validate after every epoch and score the test split once at the end.
 
@@ -216,6 +218,9 @@ def train(
             after every epoch (:mod:`ersm_core.training.state`); the caller removes it
             once the checkpoint is saved.
         resume: continue from ``state_file`` (same options required) instead of epoch 1.
+        shared: with a frozen backbone and the feature cache, reuse the features an earlier
+            run of this process kept there under the same key, and keep this run's for the
+            next (:mod:`ersm_core.training.shared`); the result is the same as without it.
 
     Returns:
         The trained model (eval mode, CPU), class names, per-epoch history, final
@@ -259,18 +264,20 @@ def train(
         )
     bs, workers, seed = train_config.batch_size, train_config.workers, train_config.seed
 
-    plan = None
+    plan = test_set = None
     try:
         if cached:
             train_set, val_set, cache_info, plan = cached_sets(model, data.eval_train, chosen.train, chosen.val,
-                                                               train_config, device, progress)
+                                                               train_config, device, progress, shared)
             loader_workers, net = 0, FromFeatures(model)  # features are at hand
+            if shared is not None:
+                test_set = shared_test_set(model, data.test, chosen.test, train_config, device, progress, shared)
         else:
             train_set = Subset(data.train, chosen.train)
             val_set = Subset(data.eval_train, chosen.val) if chosen.val else None
             cache_info, loader_workers, net = {"used": False}, workers, model
         result = _fit(model, net, data, chosen, train_config, device, world, rank, train_set, val_set, loader_workers,
-                      progress, history_file, state_file, saved)
+                      progress, history_file, state_file, saved, test_set)
     finally:
         if plan is not None:
             plan.close()
@@ -279,8 +286,11 @@ def train(
 
 
 def _fit(model, net, data, chosen, train_config, device, world, rank, train_set, val_set, loader_workers, progress,
-         history_file, state_file, saved):
-    """The epochs (from the saved state's next one when resuming), then the one test pass: (rows, test metrics)."""
+         history_file, state_file, saved, test_set=None):
+    """The epochs (from the saved state's next one when resuming), then the one test pass: (rows, test metrics).
+
+    ``test_set``: the test images' cached features (a grid's shared ones), else the images are scored.
+    """
     bs, seed = train_config.batch_size, train_config.seed
     collate = FeatureSet.collate if isinstance(train_set, FeatureSet) else None
     train_loader = make_loader(train_set, bs, loader_workers, device, shuffle=True, seed=seed, world=world, rank=rank,
@@ -341,7 +351,10 @@ def _fit(model, net, data, chosen, train_config, device, world, rank, train_set,
         progress.epoch_end(rows[-1])
 
     # the test split, once, on the final model
-    test_loader = make_loader(Subset(data.test, chosen.test), bs, train_config.workers, device, shuffle=False, seed=seed)
+    if test_set is not None:
+        test_loader = make_loader(test_set, bs, 0, device, shuffle=False, seed=seed, collate_fn=FeatureSet.collate)
+    else:
+        test_loader = make_loader(Subset(data.test, chosen.test), bs, train_config.workers, device, shuffle=False, seed=seed)
     progress.test_start(len(test_loader))
     test = evaluate(model, test_loader, device, progress.test_step)
     rows[-1]["test_acc"], rows[-1]["test_keep"] = test["accuracy"], test["mean_keep"]
