@@ -43,6 +43,8 @@ IGNORED_FIELDS = frozenset({
     "history", "wall_seconds",  # what the run measured and how long it took
     "device", "world_size", "train_config.device", "train_config.workers",  # where and how it ran
     "feature_cache.bytes", "feature_cache.seconds",  # size and time of the cached features
+    # where the features were kept and whether an earlier run's were read: the same numbers either way
+    "feature_cache.storage", "feature_cache.folder", "feature_cache.reused",
     "weights",  # the path the backbone weights were read from (weights_sha256 names their content)
 })
 # Provenance fields starting with these never separate checkpoints either.
