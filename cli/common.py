@@ -26,7 +26,7 @@ __all__ = [
     "console", "err_console", "handle_errors", "Terminated", "check_common_options", "print_skipped", "bars", "write_report", "progress_bar", "parse_int_list", "parse_name_list",
     "option_values", "is_main", "print_notes",
     "Split", "Checkpoint", "Checkpoints", "DatasetName", "DataRoot", "SplitOpt", "Limit", "SubsetSeed", "BatchSize",
-    "Workers", "Device", "Seeds", "MAX_SEED", "check_int_range", "max_workers", "Out", "Overwrite", "NoReport", "Cache", "SkipBadImages", "Quiet",
+    "Workers", "Device", "Seeds", "MAX_SEED", "check_int_range", "max_workers", "Out", "Overwrite", "Resume", "print_resumed", "NoReport", "Cache", "SkipBadImages", "Quiet",
 ]
 
 def _console(stderr: bool = False) -> Console:
@@ -62,6 +62,10 @@ Device = Annotated[str, typer.Option("--device", help="auto (cuda if present, el
 Seeds = Annotated[str, typer.Option("--seeds", help="Comma-separated seeds for random orders / occluders, e.g. 0,1,2,3,4.")]
 Out = Annotated[Path, typer.Option("--out", "-o", help="Output folder (written under a temporary name, then renamed).")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing, non-empty output folder.")]
+Resume = Annotated[bool, typer.Option(
+    "--resume", help="Go on from the images an interrupted run of the same command finished (kept beside --out as "
+    ".<out>.resume/); the tables equal an uninterrupted run's. Other options than the interrupted run's are refused.",
+)]
 NoReport = Annotated[bool, typer.Option("--no-report", help="Do not write report.html into the output folder.")]
 Cache = Annotated[Optional[Path], typer.Option("--cache", help="Folder caching backbone features between runs (feature-level evaluations).")]
 SkipBadImages = Annotated[bool, typer.Option("--skip-bad-images", help="Skip unreadable images (counted and listed) instead of stopping.")]
@@ -255,6 +259,14 @@ def write_report(out_dir: Path) -> None:
         build_report([load_run(out_dir)], out_dir / REPORT_HTML)
     except ERSMError as err:
         err_console.print(f"[yellow]Warning:[/] report.html not written: {err}", highlight=False)
+
+
+def print_resumed(run: Any) -> None:
+    """Say how many images of a pipeline's run an interrupted run had finished (``--resume``), once."""
+    if run.resumed_images and is_main():
+        of = f" of {run.result.summary.n_images}" if run.result is not None else ""
+        err_console.print(f"Resumed {run.resumed_images}{of} image(s) that an interrupted run had finished; "
+                          "evaluated the rest.", highlight=False)
 
 
 def print_skipped(skipped: list[dict[str, object]]) -> None:

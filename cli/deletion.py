@@ -13,9 +13,9 @@ from rich.table import Table
 
 from cli.app import app
 from cli.common import (
-    BatchSize, Cache, Checkpoint, DataRoot, DatasetName, Device, Limit, NoReport, Overwrite, Quiet, Seeds, SkipBadImages,
+    BatchSize, Cache, Checkpoint, DataRoot, DatasetName, Device, Limit, NoReport, Overwrite, Quiet, Resume, Seeds, SkipBadImages,
     Split, SplitOpt, SubsetSeed, Workers, bars, console, err_console, handle_errors, option_values, parse_int_list,
-    parse_name_list, print_skipped, write_report,
+    parse_name_list, print_resumed, print_skipped, write_report,
 )
 from ersm_core.errors import ConfigError
 
@@ -152,6 +152,7 @@ def deletion(
     subset_seed: SubsetSeed = 0,
     out: DeletionOut = None,
     overwrite: Overwrite = False,
+    resume: Resume = False,
     label: Label = None,
     save_token_scores: SaveTokenScores = False,
     cache: Cache = None,
@@ -168,12 +169,13 @@ def deletion(
     settings = deletion_settings(rankings, seeds, steps, soft_gate, no_rescale, level, fill, save_token_scores,
                                  label or Path(checkpoint).stem)
     run = run_deletion(
-        checkpoint, dataset, settings, out=out, overwrite=overwrite, split=split.value, data_root=data_root, limit=limit,
+        checkpoint, dataset, settings, out=out, overwrite=overwrite, resume=resume, split=split.value, data_root=data_root, limit=limit,
         subset_seed=subset_seed, device=device, batch_size=batch_size, workers=workers, cache=cache, scores=scores,
         scores_name=scores_name, skip_bad_images=skip_bad_images, progress=bars(quiet),
         after=None if no_report else write_report, options=options, started=started,
     )
     print_skipped(run.skipped_images)
+    print_resumed(run)
     if run.result is not None:
         _print(run.result, f"Deletion, {settings.label} on {dataset}/{split.value}", run.out)
 

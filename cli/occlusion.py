@@ -11,9 +11,9 @@ from rich.table import Table
 
 from cli.app import app
 from cli.common import (
-    BatchSize, Checkpoints, DataRoot, DatasetName, Device, Limit, NoReport, Overwrite, Quiet, Seeds, SkipBadImages, Split,
+    BatchSize, Checkpoints, DataRoot, DatasetName, Device, Limit, NoReport, Overwrite, Quiet, Resume, Seeds, SkipBadImages, Split,
     SplitOpt, SubsetSeed, Workers, bars, console, err_console, handle_errors, option_values, parse_int_list,
-    parse_name_list, print_skipped, write_report,
+    parse_name_list, print_resumed, print_skipped, write_report,
 )
 from ersm_core.errors import ConfigError
 
@@ -107,6 +107,7 @@ def occlusion(
     subset_seed: SubsetSeed = 0,
     out: OcclusionOut = None,
     overwrite: Overwrite = False,
+    resume: Resume = False,
     label: Labels = None,
     skip_bad_images: SkipBadImages = False,
     no_report: NoReport = False,
@@ -124,13 +125,14 @@ def occlusion(
         grid_size=grid_size,
     )
     run = run_occlusion(
-        list(checkpoints), dataset, settings, labels, out=out, overwrite=overwrite, split=split.value,
+        list(checkpoints), dataset, settings, labels, out=out, overwrite=overwrite, resume=resume, split=split.value,
         data_root=data_root, limit=limit, subset_seed=subset_seed, device=device, batch_size=batch_size,
         workers=workers, skip_bad_images=skip_bad_images, progress=bars(quiet),
         notify=lambda note: err_console.print(f"[yellow]Note:[/] {note}", highlight=False),
         after=None if no_report else write_report, options=options, started=started,
     )
     print_skipped(run.skipped_images)
+    print_resumed(run)
     if run.result is not None:
         console.print(_summary_table(
             run.result.tables["occlusion_summary.csv"], f"Occlusion on {dataset}/{split.value}: "

@@ -13,9 +13,9 @@ from rich.table import Table
 
 from cli.app import app
 from cli.common import (
-    BatchSize, Checkpoint, DataRoot, DatasetName, Device, Limit, NoReport, Overwrite, Quiet, Seeds, SkipBadImages, Split,
+    BatchSize, Checkpoint, DataRoot, DatasetName, Device, Limit, NoReport, Overwrite, Quiet, Resume, Seeds, SkipBadImages, Split,
     SplitOpt, SubsetSeed, Workers, bars, console, handle_errors, option_values, parse_int_list, print_notes,
-    print_skipped, write_report,
+    print_resumed, print_skipped, write_report,
 )
 
 __all__ = ["sparsity"]
@@ -103,6 +103,7 @@ def sparsity(
         "--out", "-o", help="Output folder (written under a temporary name, then renamed). Default: runs/sparsity-<label>.",
     )] = None,
     overwrite: Overwrite = False,
+    resume: Resume = False,
     label: Annotated[Optional[str], typer.Option(
         "--label", help="Name of the model in the tables' checkpoint column. Default: the checkpoint's file name stem.",
     )] = None,
@@ -120,12 +121,13 @@ def sparsity(
     extra = parse_int_list(gallery_indices, "--gallery-indices") if gallery_indices.strip() else []
     run = run_sparsity(
         checkpoint, dataset, label=label, localize=localization, seed=parse_int_list(seeds, "--seeds")[0],
-        gallery_indices=extra, out=out, overwrite=overwrite, split=split.value, data_root=data_root, limit=limit,
+        gallery_indices=extra, out=out, overwrite=overwrite, resume=resume, split=split.value, data_root=data_root, limit=limit,
         subset_seed=subset_seed, device=device, batch_size=batch_size, workers=workers,
         skip_bad_images=skip_bad_images, progress=bars(quiet), after=None if no_report else write_report,
         options=options, started=started,
     )
     print_skipped(run.skipped_images)
+    print_resumed(run)
     if run.result is not None:
         summary = run.result.summary
         _print(run.result, f"Sparsity, {summary.label} ({summary.model.variant}) on {dataset}/{split.value}", run.out)
