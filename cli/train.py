@@ -187,16 +187,16 @@ def train_command(
     quiet: Quiet = False,
 ) -> None:
     """Train a model variant (AdamW, cosine schedule, cross-entropy + regularizer) and write a checkpoint."""
-    from ersm_core.training import check_output_file
-    from ersm_eval.output import check_output_file as check_owned_file  # replaces only checkpoints, never an input
+    from ersm_core.training import check_run_files
+    from ersm_eval.output import check_output_file  # replaces only checkpoints, never an input
 
     options = dict(locals())
     check_train_ranges(options)
     members = _grid_members(options)
     if members is not None:
         return _train_grid_command(options, members)
-    check_owned_file(out, overwrite, inputs=[data_root, weights])  # first: also checks that the name fits
-    check_output_file(out, overwrite, resume=resume)  # the folder takes a file
+    check_output_file(out, overwrite, inputs=[data_root, weights])  # first: also checks that the name fits
+    check_run_files(out, overwrite, resume=resume)  # the history and resume state beside it
     if overwrite and not resume:
         _drop_stale_state(out)
     data, model_config, train_config = _configs(options)
@@ -346,8 +346,8 @@ def _check_grid_out(out: Path, n_models: int) -> None:
 
 def _plan_grid(out: Path, members, o: dict[str, Any], model_config, train_config):
     """(members to train, members to resume) after checking every member's files; finished ones are skipped on --resume."""
-    from ersm_core.training import check_output_file, state_path
-    from ersm_eval.output import check_output_file as check_owned_file
+    from ersm_core.training import check_run_files, state_path
+    from ersm_eval.output import check_output_file
 
     resuming = {m for m in members if o["resume"] and state_path(m.path(out)).is_file()}
     finished = [m for m in members if o["resume"] and m not in resuming and m.path(out).is_file()]
@@ -357,8 +357,8 @@ def _plan_grid(out: Path, members, o: dict[str, Any], model_config, train_config
         _check_finished(member, member.path(out), model_config, train_config)
     todo = [m for m in members if m not in finished]
     for member in todo:
-        check_owned_file(member.path(out), o["overwrite"], inputs=[o["data_root"], o["weights"]])
-        check_output_file(member.path(out), o["overwrite"], resume=member in resuming)
+        check_output_file(member.path(out), o["overwrite"], inputs=[o["data_root"], o["weights"]])
+        check_run_files(member.path(out), o["overwrite"], resume=member in resuming)
     return todo, resuming, finished
 
 

@@ -17,7 +17,7 @@
 from ersm_core.config import TrainConfig
 from ersm_core.training.evaluate import evaluate
 from ersm_core.training.features import view_flips
-from ersm_core.training.history import (HISTORY_COLUMNS, check_output_file, check_writable, history_path, state_path,
+from ersm_core.training.history import (HISTORY_COLUMNS, check_run_files, check_writable, history_path, state_path,
                                         write_history)
 from ersm_core.training.grid import GridMember, GridProgress, grid_members, time_left, train_grid
 from ersm_core.training.loop import TrainResult, train
@@ -34,7 +34,7 @@ __all__ = [
     "evaluate",
     "history_path",
     "state_path",
-    "check_output_file",
+    "check_run_files",
     "check_writable",
     "write_history",
     "view_flips",

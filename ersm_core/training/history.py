@@ -14,7 +14,7 @@ from pathlib import Path
 from ersm_core.errors import ConfigError
 from ersm_core.files import atomic_path
 
-__all__ = ["HISTORY_COLUMNS", "history_path", "state_path", "write_history", "check_output_file", "check_writable"]
+__all__ = ["HISTORY_COLUMNS", "history_path", "state_path", "write_history", "check_run_files", "check_writable"]
 
 # train_* are means over the epoch's training images (model in training mode, as it learnt);
 # val_acc and val_keep (NaN without a gate or without a validation share) come from the
@@ -72,8 +72,11 @@ def check_writable(path: str | Path, option: str = "--out") -> None:
         raise ConfigError(f"cannot write {option} {path}: {reason} in {folder}; choose another {option}") from None
 
 
-def check_output_file(path: str | Path, overwrite: bool = False, resume: bool = False) -> Path:
-    """Refuse an existing checkpoint, or a history CSV of another run beside it, unless ``overwrite``.
+def check_run_files(path: str | Path, overwrite: bool = False, resume: bool = False) -> Path:
+    """Refuse an existing checkpoint, or a history CSV or resume state of another run beside it, unless ``overwrite``.
+
+    The training run's own files (checkpoint, history, state); where the checkpoint may go at all
+    (never over an input, only over a checkpoint) is :func:`ersm_eval.output.check_output_file`'s rule.
 
     With ``resume`` the history and state of the interrupted run are expected, not refused.
     The folder must exist and be writable. Call before training starts.

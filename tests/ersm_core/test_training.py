@@ -14,7 +14,7 @@ from ersm_core.training import (
     HISTORY_COLUMNS,
     TrainConfig,
     TrainProgress,
-    check_output_file,
+    check_run_files,
     history_path,
     train,
 )
@@ -229,18 +229,18 @@ def test_missing_dataset_is_a_dataset_error(tmp_path):
 
 def test_check_output_file(tmp_path):
     path = tmp_path / "model.pt"
-    assert check_output_file(path) == path
+    assert check_run_files(path) == path
     path.write_bytes(b"x")
     with pytest.raises(ConfigError, match="already exists; pass --overwrite"):
-        check_output_file(path)
-    assert check_output_file(path, overwrite=True) == path
+        check_run_files(path)
+    assert check_run_files(path, overwrite=True) == path
     with pytest.raises(ConfigError, match="is a folder"):
-        check_output_file(tmp_path)
+        check_run_files(tmp_path)
     # another run's history beside a new checkpoint name is not silently replaced
     (tmp_path / "other.history.csv").write_text("epoch\n1\n")
     with pytest.raises(ConfigError, match=r"other.history.csv already exists \(the history of another run\)"):
-        check_output_file(tmp_path / "other.pt")
-    assert check_output_file(tmp_path / "other.pt", overwrite=True) == tmp_path / "other.pt"
+        check_run_files(tmp_path / "other.pt")
+    assert check_run_files(tmp_path / "other.pt", overwrite=True) == tmp_path / "other.pt"
 
 
 # -- validation split, history file, feature cache ------------------------------------------
