@@ -47,35 +47,6 @@ from ersm_eval.verdicts.run import (  # noqa: F401
     deletion_verdicts,
 )
 
-__all__ = [
-    "DELETION_VERDICTS",
-    "LOCALIZATION_VERDICTS",
-    "POSITION_THRESHOLD",
-    "LARGE_OBJECT_FRACTION",
-    "ChanceTest",
-    "chance_test",
-    "deletion_verdict",
-    "step_counts",
-    "localization_verdict",
-    "boxes_uninformative",
-    "follows_position",
-    "chance_sentence",
-    "accuracy_sentence",
-    "deletion_sentence",
-    "localization_sentence",
-    "uninformative_boxes_sentence",
-    "position_sentence",
-    "NOT_MEASURED",
-    "AT_CHANCE",
-    "format_number",
-    "format_interval",
-    "format_estimate",
-    "verdict_words",
-    "verdict_names",
-    "chance_words",
-    "chance_test_from_record",
-    "localization_summary",
-    "zero_words",
-    "deletion_chance_test",
-    "deletion_verdicts",
-]
+from ersm_eval.verdicts import rules as _rules, run as _run, words as _words  # noqa: E402
+
+__all__ = [*_rules.__all__, *_run.__all__, *_words.__all__]
