@@ -187,18 +187,12 @@ def train_command(
     quiet: Quiet = False,
 ) -> None:
     """Train a model variant (AdamW, cosine schedule, cross-entropy + regularizer) and write a checkpoint."""
-    from ersm_core.training import check_run_files
-    from ersm_eval.output import check_output_file  # replaces only checkpoints, never an input
-
     options = dict(locals())
     check_train_ranges(options)
     members = _grid_members(options)
     if members is not None:
         return _train_grid_command(options, members)
-    check_output_file(out, overwrite, inputs=[data_root, weights])  # first: also checks that the name fits
-    check_run_files(out, overwrite, resume=resume)  # the history and resume state beside it
-    if overwrite and not resume:
-        _drop_stale_state(out)
+    _check_out(out, overwrite, resume, [data_root, weights])
     data, model_config, train_config = _configs(options)
     result = _train(model_config, train_config, data, out, weights, quiet, resume)
     if result is not None:
@@ -330,6 +324,17 @@ def _grid_members(o: dict[str, Any]):
     seeds = parse_int_list(o["seeds"], "--seeds") if o["seeds"] is not None else [o["seed"]]
     names = [v.strip() for v in o["variants"].split(",") if v.strip()] if o["variants"] is not None else [o["variant"].value]
     return grid_members(names, seeds)
+
+
+def _check_out(out: Path, overwrite: bool, resume: bool, inputs: list[Any]) -> None:
+    """Before any work: where the checkpoint may go, and its history and resume state beside it."""
+    from ersm_core.training import check_run_files
+    from ersm_eval.output import check_output_file  # replaces only checkpoints, never an input
+
+    check_output_file(out, overwrite, inputs=inputs)  # first: also checks that the name fits
+    check_run_files(out, overwrite, resume=resume)
+    if overwrite and not resume:
+        _drop_stale_state(out)
 
 
 def _check_grid_out(out: Path, n_models: int) -> None:
