@@ -44,7 +44,7 @@ def backbone_key(model: Any, transform: Any = None) -> str:
     for name, tensor in model.backbone.state_dict().items():
         value = tensor.detach().cpu().contiguous()
         digest.update(f"{name}:{value.dtype}:{tuple(value.shape)}".encode())
-        digest.update(value.view(torch.uint8).numpy().tobytes() if value.numel() else b"")
+        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes() if value.numel() else b"")
     return digest.hexdigest()
 
 
@@ -70,7 +70,7 @@ class SharedBackbone:
     @staticmethod
     def _key(x: torch.Tensor) -> tuple:
         data = x.detach().contiguous().cpu()
-        raw = data.view(torch.uint8).numpy().tobytes() if data.numel() else b""
+        raw = data.reshape(-1).view(torch.uint8).numpy().tobytes() if data.numel() else b""
         return tuple(x.shape), str(x.dtype), str(x.device), hashlib.blake2b(raw, digest_size=16).digest()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
