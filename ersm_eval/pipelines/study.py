@@ -58,18 +58,36 @@ def study_labels(checkpoints: Sequence[Path]) -> list[str]:
     return stems
 
 
-def _groups(checkpoints: Sequence[Path], labels: Sequence[str], group_by: Sequence[str] | None) -> pd.DataFrame:
-    from ersm_core.checkpoint import load_checkpoint
+def _groups(loaded: dict[str, Any], group_by: Sequence[str] | None) -> pd.DataFrame:
     from ersm_eval.study import group_checkpoints
 
-    records = []
-    for path, label in zip(checkpoints, labels):
-        loaded = load_checkpoint(path)
-        records.append((label, loaded.config.to_dict(), loaded.provenance))
     try:
-        return group_checkpoints(records, group_by)
+        return group_checkpoints([(label, c.config.to_dict(), c.provenance) for label, c in loaded.items()], group_by)
     except ValueError as err:
         raise ConfigError(str(err)) from None
+
+
+def _setups(loaded: dict[str, Any], dataset: str, split: str, data_root: Path | None, limit: int | None, device: str,
+            subset_seed: int) -> dict[str, Any]:
+    """Every checkpoint's :class:`~ersm_eval.context.EvalSetup`, each checkpoint read once and each
+    dataset built once per image transform."""
+    import torch
+
+    from ersm_core.data import model_transform
+    from ersm_core.data.subset import subset_record
+    from ersm_eval.context import EvalSetup, load_eval_dataset
+
+    built: dict[str, tuple[Any, list[int]]] = {}
+    setups = {}
+    for label, checkpoint in loaded.items():
+        checkpoint.model.to(device).eval()
+        key = repr(model_transform(checkpoint.model))
+        if key not in built:
+            built[key] = load_eval_dataset(checkpoint, dataset, split, data_root, limit, None, subset_seed)
+        data, indices = built[key]
+        setups[label] = EvalSetup(checkpoint, data, indices, torch.device(device), dataset, {},
+                                  subset=subset_record(indices, limit, subset_seed, len(data)))
+    return setups
 
 
 def run_study(
@@ -133,11 +151,14 @@ def run_study(
         raise ConfigError("a study evaluates deletion at feature level (one backbone pass per image)")
     inputs = [*checkpoints, data_root]
     check_output_dir(out, overwrite, inputs=inputs)
-    check_same_classes(checkpoints)
-    groups = _groups(checkpoints, labels, group_by)
+    from ersm_core.checkpoint import load_checkpoint
+
+    loaded = {label: load_checkpoint(path) for label, path in zip(labels, checkpoints)}  # read once, weights only
+    check_same_classes(checkpoints, list(loaded.values()))
+    groups = _groups(loaded, group_by)
     started = time.time()
     with output_folder(out, overwrite, inputs=inputs) as tmp:
-        run = _evaluate(tmp, checkpoints, labels, groups, dataset, deletion, occlusion, skip, split, data_root, limit,
+        run = _evaluate(tmp, checkpoints, loaded, groups, dataset, deletion, occlusion, skip, split, data_root, limit,
                         subset_seed, join_group(device), batch_size, workers, n_boot, seed, progress,
                         dict(options or {}), started)
         if after is not None:
@@ -147,16 +168,15 @@ def run_study(
     return run
 
 
-def _evaluate(tmp: Path, checkpoints, labels, groups, dataset, deletion, occlusion, skip, split, data_root, limit,
+def _evaluate(tmp: Path, checkpoints, loaded, groups, dataset, deletion, occlusion, skip, split, data_root, limit,
               subset_seed, device, batch_size, workers, n_boot, seed, progress, options, started) -> StudyRun:
-    from ersm_eval.context import prepare
     from ersm_eval.pipelines.study_bundle import evaluate_bundle
     from ersm_eval.shared_features import backbone_key
     from ersm_eval.study import GROUPS_FILE, study_tables
     from ersm_eval.study.per_image import per_image_values
 
-    setups = {label: prepare(c, dataset, split, data_root, limit, device, subset_seed=subset_seed)
-              for c, label in zip(checkpoints, labels)}
+    labels = list(loaded)
+    setups = _setups(loaded, dataset, split, data_root, limit, device, subset_seed)
     bundles: dict[str, list[str]] = {}
     for label, setup in setups.items():
         bundles.setdefault(backbone_key(setup.model, asdict(setup.dataset.transform)), []).append(label)
