@@ -50,3 +50,12 @@ def test_backbone_key_tells_different_backbones_and_transforms_apart():
     a, b = build_model(config), build_model(config)
     assert backbone_key(a) != backbone_key(b)  # other random backbone weights
     assert backbone_key(a, {"image_size": 32}) != backbone_key(a, {"image_size": 40})
+
+
+def test_inputs_sharing_a_key_get_their_own_features():
+    shared = SharedBackbone(lambda x: x + 1)
+    x = torch.zeros(1, 3, 64, 64)
+    y = x.clone()
+    y[0, 0, 0, 1] = 5.0  # a value the key's sample skips: same key, other content
+    assert shared._key(x) == shared._key(y)
+    assert torch.equal(shared(x), x + 1) and torch.equal(shared(y), y + 1) and shared.passes == 2
