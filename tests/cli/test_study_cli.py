@@ -46,3 +46,14 @@ def test_repeated_checkpoint_names_are_refused(tiny_checkpoint, tmp_path):
     done = _study(str(tiny_checkpoint), str(tiny_checkpoint), "--dataset", "synthetic", "--out", str(tmp_path / "s"))
     assert done.returncode != 0 and "distinct file names" in done.stderr + done.stdout
     assert "Traceback" not in done.stderr and not (tmp_path / "s").exists()
+
+
+def test_help_imports_nothing_heavy():
+    import json
+
+    from tests.cli.test_help import _help
+
+    result = _help("study")
+    assert result.returncode == 0, result.stderr[-2000:]
+    *text, imported = result.stdout.rstrip().splitlines()
+    assert json.loads(imported) == [] and "--group-by" in "\n".join(text)
