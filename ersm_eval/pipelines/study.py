@@ -19,6 +19,7 @@ temporary folder before it becomes ``out``.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -140,6 +141,9 @@ def run_study(
     from ersm_eval.pipelines.compare import check_same_classes, check_skip
 
     checkpoints = [Path(c) for c in checkpoints]
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        raise ConfigError("a study runs in one process (its checkpoints share each backbone pass); run it without "
+                          "torchrun")
     if not checkpoints:
         raise ConfigError("a study needs at least one checkpoint")
     for path in checkpoints:
