@@ -16,7 +16,7 @@ import typer
 from cli.app import app
 from cli.common import (
     BatchSize, Checkpoints, DataRoot, DatasetName, Device, Limit, Out, Overwrite, Quiet, Split, SplitOpt, SubsetSeed,
-    Workers, bars, console, handle_errors, option_values, parse_int_list, parse_name_list,
+    Workers, bars, console, err_console, handle_errors, option_values, parse_int_list, parse_name_list,
 )
 from cli.compare import Skippable
 from cli.deletion import Fill, Level, deletion_settings
@@ -26,13 +26,19 @@ __all__ = ["study", "write_study_reports"]
 
 
 def write_study_reports(tmp: Path, run) -> None:
-    """Each checkpoint's report.html, study.html and the paper tables, from the tables just written."""
+    """Each checkpoint's report.html, study.html and the paper tables, from the tables just written.
+
+    A page that cannot be built is a warning: the tables are the result."""
+    from ersm_core.errors import ERSMError
     from reports.paper_tables import write_paper_tables
     from reports.study_page import write_member_reports, write_study_page
 
-    write_member_reports(run.run_folders)
-    write_study_page(tmp)
-    write_paper_tables(tmp)
+    for what, write in (("checkpoint reports", lambda: write_member_reports(run.run_folders)),
+                        ("study.html", lambda: write_study_page(tmp)), ("paper tables", lambda: write_paper_tables(tmp))):
+        try:
+            write()
+        except (ERSMError, ValueError) as err:
+            err_console.print(f"[yellow]Warning:[/] {what} not written: {err}", highlight=False)
 
 
 @app.command()
