@@ -31,6 +31,9 @@ def test_study_writes_tables_reports_and_paper_tables(tiny_checkpoint, tiny_base
     page = (out / "study.html").read_text()
     assert 'href="runs/ersm_full/report.html"' in page and (out / "runs" / "ersm_full" / "report.html").is_file()
     assert "1 seed" in page
+    assert sorted(p.name for p in (out / "figures").glob("study_curves_*.png")) == [
+        "study_curves_baseline.png", "study_curves_ersm_full.png"]  # one curve figure per group
+    assert 'src="figures/study_curves_ersm_full.png"' in page
 
 
 def test_unknown_group_by_is_one_message_and_no_folder(tiny_checkpoint, tiny_baseline_checkpoint, tmp_path):
