@@ -8,6 +8,7 @@ from cli import deletion  # noqa: E402,F401
 from cli import occlusion, sparsity  # noqa: E402,F401
 from cli import report, compare, demo  # noqa: E402,F401
 from cli import convert  # noqa: E402,F401
+from cli import study  # noqa: E402,F401
 
 __all__ = ["app"]
 

@@ -38,6 +38,8 @@ _EXPORTS = {
     "RunSummary": "ersm_eval.results",
     "check_summary": "ersm_eval.results",
     "load_summary": "ersm_eval.results",
+    "run_study": "ersm_eval.pipelines.study",
+    "StudyRun": "ersm_eval.pipelines.study",
 }
 
 
@@ -77,4 +79,6 @@ __all__ = [
     "SUMMARY_SCHEMA_VERSION",
     "check_summary",
     "load_summary",
+    "run_study",
+    "StudyRun",
 ]

@@ -91,15 +91,19 @@ def check_skip(skip: Sequence[Any]) -> tuple[str, ...]:
     return names
 
 
-def check_same_classes(checkpoints: Sequence[Path]) -> None:
+def check_same_classes(checkpoints: Sequence[Path], loaded: Sequence[Any] | None = None) -> None:
     """Compared models must name the same classes in the same order (they are scored on the same
-    images and labels); checked before any work, naming the first difference."""
+    images and labels); checked before any work, naming the first difference.
+
+    ``loaded``: the checkpoints already loaded (:func:`~ersm_core.checkpoint.load_checkpoint`), in order,
+    so that they are not read again."""
     from ersm_core.checkpoint import load_checkpoint
     from ersm_core.data.base import first_class_difference
 
-    first = load_checkpoint(checkpoints[0]).class_names
-    for path in checkpoints[1:]:
-        names = load_checkpoint(path).class_names
+    names_of = [c.class_names for c in loaded] if loaded is not None else None
+    first = names_of[0] if names_of else load_checkpoint(checkpoints[0]).class_names
+    for position, path in enumerate(checkpoints[1:], start=1):
+        names = names_of[position] if names_of else load_checkpoint(path).class_names
         if list(names) != list(first):
             where = first_class_difference(first, names, str(checkpoints[0]), str(path))
             raise ConfigError(

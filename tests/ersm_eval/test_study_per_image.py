@@ -1,0 +1,48 @@
+"""Per-image study metrics from deletion and sparsity records, against hand computations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ersm_eval.study.per_image import deletion_per_image, sparsity_per_image
+
+
+def test_deletion_accuracy_and_auc_diff_by_hand():
+    # 2 images (given out of order), curves: energy, random seed 0, random seed 1; k = 0, 1, 2 of 2 tokens
+    correct = np.array([
+        [[1, 1, 0], [1, 0, 0], [1, 1, 1]],  # index 5
+        [[0, 0, 0], [0, 1, 0], [0, 0, 0]],  # index 2
+    ])
+    records = {"index": np.array([5, 2]), "correct": correct}
+    evaluation = {"curves": [{"ranking": "energy", "seed": -1}, {"ranking": "random", "seed": 0},
+                             {"ranking": "random", "seed": 1}], "k_values": [0, 1, 2], "n_tokens": 2}
+    out = deletion_per_image(records, evaluation)
+    np.testing.assert_array_equal(out["accuracy"], [0.0, 1.0])  # index 2 first
+    # areas over fraction 0, .5, 1 (trapezoid / 1): energy 5: (1+1)/4+(1+0)/4 = .75; random 5: mean curve
+    # [1, .5, .5] -> .375 + .25 = .625; index 2: energy 0, random [0, .5, 0] -> .125 + .125 = .25
+    np.testing.assert_allclose(out["energy_auc_diff"], [0.0 - 0.25, 0.75 - 0.625])
+    assert set(out) == {"accuracy", "energy_auc_diff"}
+
+
+def test_sparsity_loss_keep_and_localization_excess_by_hand():
+    records = {"index": np.array([1, 0]), "true_prob": np.array([0.5, 0.25]), "has_mask": np.array([True, True]),
+               "keep_mass": np.array([0.6, 0.9]), "uniform_mass": np.array([0.5, 0.5]),
+               "center_mass": np.array([0.7, 0.2])}
+    tables = {
+        "per_image.csv": pd.DataFrame({"index": [1, 0], "mean_keep": [0.3, 0.8]}),
+        "localization.csv": pd.DataFrame({"map": ["keep"], "metric": ["mass_in_object"], "baseline": ["uniform"]}),
+    }
+    out = sparsity_per_image(records, tables)
+    np.testing.assert_allclose(out["loss"], [np.log(4), np.log(2)])
+    np.testing.assert_allclose(out["mean_keep"], [0.8, 0.3])
+    np.testing.assert_allclose(out["localization_excess"], [0.9 - 0.5, 0.6 - 0.5])
+
+
+def test_images_without_masks_or_keep_leave_those_metrics_out():
+    records = {"index": np.array([0, 1]), "true_prob": np.array([0.5, 0.0]), "has_mask": np.array([True, False]),
+               "cam_mass": np.array([0.6, np.nan]), "uniform_mass": np.array([0.5, np.nan]),
+               "center_mass": np.array([0.7, np.nan])}
+    tables = {"per_image.csv": pd.DataFrame({"index": [0, 1], "mean_keep": [np.nan, np.nan]}),
+              "localization.csv": pd.DataFrame({"map": ["cam"], "metric": ["mass_in_object"], "baseline": ["center"]})}
+    assert sparsity_per_image(records, tables) == {}  # infinite loss, no keep, an image without mask
