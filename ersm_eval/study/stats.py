@@ -12,6 +12,10 @@ aggregated where the variance is (a hierarchical bootstrap):
   seeds of each seed's mean over the drawn images. Every checkpoint sees the same
   images, so one image draw serves every checkpoint of a replicate (paired). With
   one seed the interval is the image-level one, and training variance is not measured.
+  The interval is then widened, if need be, to the widest margin below and above
+  its mean that any single seed's image-level interval has around that seed's mean:
+  the images are shared by every seed, so their sampling error is common to all
+  seeds and a group is never reported as surer about the images than one run.
 * **Differences** between groups: seeds are drawn independently for each group,
   images once for both (the same images, paired).
 
@@ -174,6 +178,11 @@ class TwoLevelBootstrap:
         low, high = percentile_interval(self.replicates(array, name), self.level)
         seed_low, seed_high = percentile_interval(per_seed, self.level)
         means = array.mean(1)
+        # never narrower than one seed's own interval: every seed sees the same images, so their
+        # sampling error is shared rather than averaged away; the group interval keeps, around the
+        # group mean, the widest margin below and above that any seed's interval has around its mean
+        low = min(float(low), float(means.mean() - np.max(means - seed_low)))
+        high = max(float(high), float(means.mean() + np.max(seed_high - means)))
         std = float(means.std(ddof=1)) if len(means) > 1 else float("nan")
         return GroupEstimate(
             mean=float(means.mean()), std=std, n_seeds=len(means), n_images=self.n_images,

@@ -87,12 +87,12 @@ def test_auc_diff_matches_each_run_and_group_interval_is_wide(study):
     checked = 0
     for (group, metric), rows in members.groupby(["group", "metric"]):
         widest = float((rows["ci_high"] - rows["ci_low"]).max())
-        if rows["value"].max() - rows["value"].min() <= widest:
-            continue  # seeds agree within the image-level noise: averaging them may narrow the interval
         g = summary[(summary["group"] == group) & (summary["metric"] == metric)].iloc[0]
-        assert g["ci_high"] - g["ci_low"] >= widest, (group, metric)  # training variance widens it
+        if not np.isfinite(widest):
+            continue
+        assert g["ci_high"] - g["ci_low"] >= widest - 1e-12, (group, metric)  # never surer than one run
         checked += 1
-    assert checked >= 1
+    assert checked >= 6
 
 
 def test_differences_and_paper_inputs(study):

@@ -125,3 +125,14 @@ def test_bad_values_are_refused_with_one_message():
         boot.difference(np.zeros((1, 5)), np.zeros((1, 5)), "g", "g")
     with pytest.raises(ValueError, match="n_boot must be at least 2"):
         TwoLevelBootstrap(5, n_boot=1)
+
+
+def test_group_interval_is_never_narrower_than_a_member_even_when_seeds_agree():
+    rng = np.random.default_rng(3)
+    shared = rng.normal(0.0, 1.0, 400)  # what the images do to every seed alike
+    values = np.stack([shared + rng.normal(0.0, 1.0, 400) for _ in range(3)])  # seeds agree on average
+    estimate = group_estimate(values, "g", n_boot=500, seed=0)
+    widths = np.asarray(estimate.seed_ci_high) - np.asarray(estimate.seed_ci_low)
+    assert estimate.ci_high - estimate.ci_low >= widths.max() - 1e-12
+    below = max(m - lo for m, lo in zip(estimate.seed_means, estimate.seed_ci_low))
+    assert estimate.ci_low <= estimate.mean - below + 1e-12
