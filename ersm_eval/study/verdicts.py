@@ -24,10 +24,10 @@ and every sentence says training variance was not measured.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Mapping
 
 from ersm_eval.verdicts import deletion_verdict, localization_verdict
+from ersm_eval.verdicts.rules import _finite, _num
 
 __all__ = [
     "ACCURACY_VERDICTS",
@@ -73,17 +73,6 @@ _INDISTINGUISHABLE = {
     "deletion": "cannot tell the ranking from random deletion",
     "order": "cannot tell whether the ranking's order is right",
 }
-
-
-def _finite(value: Any) -> bool:
-    try:
-        return math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return False
-
-
-def _num(value: Any) -> float:
-    return float(value) if _finite(value) else float("nan")
 
 
 # -- the rules ---------------------------------------------------------------------------
