@@ -205,7 +205,13 @@ def test_ctrl_c_leaves_no_folder_looking_complete(tmp_path, ckpt2, monkeypatch):
     assert r.exit_code == 130
     assert "Interrupted" in _message(r)
     assert not out.exists()
-    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    # only the hidden, marked resume folder with the finished image's records stays (for --resume)
+    from ersm_eval.output import is_marked
+    from ersm_eval.resume import store_folder
+
+    left = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert left == [store_folder(out).name] and is_marked(store_folder(out))
+    assert [p.suffix for p in store_folder(out).iterdir() if p.suffix == ".npz"] == [".npz"]
 
 
 def test_non_finite_weights_are_reported(tmp_path, ckpt2):
