@@ -118,7 +118,7 @@ def order_sentence(ranking: str, gain: Any, at_chance: bool, label: str = "") ->
                 "deletion: not_testable.")
     numbers = ""
     if gain is not None:
-        numbers = (f" (symmetric gain {_signed(gain.mean)}, {_interval(gain.ci_low, gain.ci_high)}{_p(gain.p_value)},"
+        numbers = (f" (symmetric gain {_signed(gain.mean)} ({_interval(gain.ci_low, gain.ci_high)}{_p(gain.p_value)}),"
                    f" {gain.n_images} images)")
     return (f"{who}{ranking}: deleting what {ranking} calls least important first (LeRF) {_ORDER_WORDS[verdict]}: "
             f"{verdict}{numbers}.")
@@ -149,5 +149,5 @@ def order_gap_sentence(ranking: str, order: str, row: Mapping, label: str = "") 
         how = "loses accuracy faster than deleting in a random order"
     else:
         how = "cannot be told apart from deleting in a random order"
-    return (f"{who}{order_words(ranking, order)} {how} (ΔAUC {_signed(value)}, {_interval(low, high)}"
-            f"{_p(row.get(f'auc_diff{suffix}_p_value'))}).")
+    return (f"{who}{order_words(ranking, order)} {how} (ΔAUC {_signed(value)} ({_interval(low, high)}"
+            f"{_p(row.get(f'auc_diff{suffix}_p_value'))})).")

@@ -161,7 +161,7 @@ def test_sentences_say_the_direction_and_the_verdict():
                            "(symmetric gain +0.120")
     assert "95% CI +0.050 to +0.200" in text and "p = 0.002" in text
     worse = order_sentence("cam", GainSummary(-0.1, -0.2, -0.01, 0.0004, 40), at_chance=False)
-    assert "loses accuracy faster" in worse and worse.endswith("p < 0.001, 40 images).") and ": contradicts" in worse
+    assert "loses accuracy faster" in worse and worse.endswith("p < 0.001), 40 images).") and ": contradicts" in worse
     assert ": indistinguishable" in order_sentence("unary", GainSummary(0.0, -0.1, 0.1, 0.9, 10), False)
     assert "not_testable" in order_sentence("energy", gain, at_chance=True)
     assert "0 by construction" in order_sentence("random", None, at_chance=False)
