@@ -17,7 +17,7 @@ from reports.figures_sparsity import plot_keep_histogram
 from reports.figures_style import save_figure
 
 CLAIMS = [
-    {"claim": "Energy-guided deletion stays above random", "supported": "yes", "evidence": "15 of 15 steps"},
+    {"claim": "Energy ranking: deleting its least important tokens first outlasts deleting its most important first", "supported": "yes", "evidence": "15 of 15 steps"},
     {"claim": "Removing the first patches improves accuracy", "supported": "partly", "evidence": "peak +3.5 points"},
     {"claim": "ERSM localizes objects better", "supported": None, "evidence": ""},
     {"claim": "Semantic cliff after patch 55", "supported": False, "evidence": "no cliff"},
