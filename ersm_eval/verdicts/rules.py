@@ -275,7 +275,7 @@ def deletion_sentence(row: Mapping, test: ChanceTest | None, label: str) -> str:
 
     who = f"{label}: " if label else ""
     ranking = str(row.get("ranking", "?"))
-    at_chance = bool(test is not None and test.at_chance)
+    at_chance = bool(test is not None and test.at_chance) or row.get("verdict") == "not_testable"
     if ranking == "random":
         return f"{who}random is the reference the other rankings are compared with; it has one order and no symmetric gain."
     n_images = row.get("n_images") if _int(row.get("n_images")) is not None else "?"

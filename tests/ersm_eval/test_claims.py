@@ -98,14 +98,15 @@ def test_deletion_claim_follows_the_auc_difference_not_the_largest_gap():
     # the energy curve lies far below random (AUC 0.309 vs 0.522) but one step is 1.8 points above it
     claim = _deletion_claim(_deletion(0.309, 0.522, gap=0.018, gap_low=0.004))
     assert claim["supported"] == "no"
-    assert "below random" in claim["evidence"] and "ΔAUC of accuracy -0.213" in claim["evidence"]
-    assert claim["evidence"].index("ΔAUC") < claim["evidence"].index("+1.8 points")  # the gap is secondary
+    assert ": contradicts (symmetric gain -0.213" in claim["evidence"]
+    assert "(LeRF) loses accuracy faster than deleting in a random order (ΔAUC -0.213" in claim["evidence"]
+    assert claim["evidence"].index("symmetric gain") < claim["evidence"].index("+1.8 points")  # the gap is secondary
 
 
 def test_deletion_claim_indistinguishable_and_touching_zero_are_not_support():
     assert _deletion_claim(_deletion(0.51, 0.50, 0.05, 0.01))["supported"] == "no"  # interval -0.01..+0.03
     touching = _deletion(0.52, 0.50, 0.05, 0.01, half_width=0.02)  # interval exactly 0.00..+0.04
-    touching.loc[0, ["auc_diff_ci_low", "verdict"]] = [0.0, np.nan]  # no verdict column value: the rule here
+    touching.loc[0, ["sg_ci_low", "verdict"]] = [0.0, np.nan]  # no verdict column value: the rule here
     assert _deletion_claim(touching)["supported"] == "no"
     assert _deletion_claim(_deletion(0.60, 0.50, 0.05, 0.01))["supported"] == "yes"
 
