@@ -76,6 +76,10 @@ TABLES: dict[str, list[str]] = {
         "checkpoint", "map", "metric", "value", "ci_low", "ci_high", "excess", "excess_ci_low",
         "excess_ci_high", "verdict",
     ],
+    # randomization check of the maps (ersm_eval.randomization), written by the sparsity run: per map and
+    # cumulative step (head, spatial, backbone_last), the mean per-image Spearman correlation of the map
+    # with the original model's, bootstrap 95% interval over the n_images with a defined correlation
+    "map_randomization.csv": ["checkpoint", "map", "randomized", "n_images", "spearman", "ci_low", "ci_high"],
     "keep_histogram.csv": ["checkpoint", "bin_low", "bin_high", "count"],
     "per_class_keep.csv": ["checkpoint", "class_index", "class_name", "n", "mean_keep", "accuracy"],
     "per_image.csv": [

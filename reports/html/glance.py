@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from ersm_eval import verdicts
+from ersm_eval.randomization import randomization_warning
 from reports.figures_localization import BASELINE_MAPS
 from reports.figures_style import ranking_order
 from reports.html.blocks import TableBlock, words
@@ -119,6 +120,13 @@ def model_glance(label: str, group: Group, tables: dict[str, pd.DataFrame]) -> G
     position = recorded_sentences.get("position")
     if isinstance(energy, dict) and position:
         (warnings if energy.get("follows_position") else sentences).append(position)
+    randomized = tables.get("map_randomization.csv")
+    if randomized is not None and not randomized.empty:
+        own = randomized[randomized["series"] == label]
+        for map_name in pd.unique(own["map"]):
+            warning = randomization_warning(own, str(map_name))
+            if warning:
+                warnings.append(warning)
     boxes = recorded(group, "evaluation", "localization")
     if isinstance(boxes, dict) and boxes.get("uninformative") is True:
         warnings.append(verdicts.uninformative_boxes_sentence(boxes.get("large_object_share")))

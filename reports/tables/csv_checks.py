@@ -23,7 +23,7 @@ __all__ = ["KNOWN_TABLES", "read_table", "check_recorded"]
 KNOWN_TABLES: dict[str, list[str]] = dict(TABLES)  # every table a report reads, with its required columns
 
 # columns holding text; "correct" is boolean; every other known column is numeric
-_TEXT = {"checkpoint", "ranking", "order", "ranking_a", "ranking_b", "test", "fill", "pattern", "map", "metric", "class_name", "failure",
+_TEXT = {"checkpoint", "ranking", "order", "randomized", "ranking_a", "ranking_b", "test", "fill", "pattern", "map", "metric", "class_name", "failure",
          "verdict"}
 _BOOL = {"correct"}
 _NAN_WORDS = {"", "nan", "na", "n/a", "null", "none"}
@@ -60,6 +60,7 @@ _RANGES: dict[str, dict[str, tuple[str, float, float | None, bool]]] = {
     "occlusion.csv": {"n": _COUNT, "accuracy": _PROB, "ci_low": _PROB, "ci_high": _PROB, "mean_true_prob": _PROB},
     "occlusion_summary.csv": {"auc": _PROB, "acc0": _PROB, "diff_auc_to_first": _DIFF, "diff_ci_low": _DIFF,
                               "diff_ci_high": _DIFF},
+    "map_randomization.csv": {"n_images": _COUNT, "spearman": _DIFF, "ci_low": _DIFF, "ci_high": _DIFF},
     "keep_histogram.csv": {"bin_low": _PROB, "bin_high": _PROB, "count": _COUNT},
     "per_class_keep.csv": {"class_index": _COUNT, "n": _COUNT, "mean_keep": _PROB, "accuracy": _PROB},
     "per_image.csv": {"index": _COUNT, "label": _COUNT, "prediction": _COUNT, "confidence": _PROB,
