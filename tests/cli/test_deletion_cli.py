@@ -49,7 +49,7 @@ def test_writes_every_table_and_the_summary(run_dir, tiny_checkpoint):
         index = npz["index"].tolist()  # --limit draws a seeded, class-stratified subset
         assert npz["energy"].shape == (16, 16) and len(set(index)) == 16 and index == sorted(index)
     assert not (out / "report.html").exists()
-    assert "energy" in output and "LeRF − MoRF" in output  # the terminal summary
+    assert "energy" in output and "SG = LeRF" in output and "MoRF" in output  # the terminal summary
 
 
 def test_summary_json_carries_the_chance_test_and_the_verdicts(run_dir):
@@ -75,7 +75,7 @@ def test_summary_json_carries_the_chance_test_and_the_verdicts(run_dir):
     assert diag.metric.tolist() == ["pairwise_share", "spearman_center", "spearman_neighbours"]
     assert set(summary["energy_diagnostics"]) >= set(diag.metric)
     if chance["at_chance"]:  # said before the table
-        assert output.index("Model at chance") < output.index("LeRF − MoRF")
+        assert output.index("Model at chance") < output.index("SG = LeRF")
 
 
 def test_sg_and_auc_diff_equal_the_areas_of_the_written_curves(run_dir):
@@ -112,7 +112,7 @@ def test_agreement_compares_the_lerf_orders(run_dir):
         names = npz["curve_names"].tolist()
         orders = npz["orders"]
     rho = spearman_orders(orders[:, names.index("energy_lerf")], orders[:, names.index("center_lerf")])
-    assert row.spearman_mean == pytest.approx(rho.mean(), abs=1e-12)
+    assert row.spearman_mean == pytest.approx(rho.mean(), abs=1e-9)
     diag = pd.read_csv(out / "energy_diagnostics.csv").set_index("metric")["value"]
     assert 0 <= diag["pairwise_share"] <= 1 and -1 <= diag["spearman_neighbours"] <= 1
 
