@@ -32,6 +32,7 @@ class Fill(str, Enum):
     black = "black"
     noise = "noise"
     blur = "blur"
+    nli = "nli"
 
 
 def _parse_steps(text: str) -> int | None:
@@ -115,7 +116,8 @@ LevelOpt = Annotated[Level, typer.Option(
     "--level", help="feature: delete tokens of the feature map (the paper's protocol); input: fill the image regions and re-run the model.",
 )]
 FillOpt = Annotated[Fill, typer.Option(
-    "--fill", help="Input level: what replaces deleted regions (mean colour, black, seeded noise, blurred image).",
+    "--fill", help="Input level: what replaces deleted regions: mean colour, black, seeded noise, blurred image, or "
+    "nli (noisy linear imputation from the surrounding pixels, so the hole's shape does not leak the ranking).",
 )]
 DeletionOut = Annotated[Optional[Path], typer.Option(
     "--out", "-o", help="Output folder (written under a temporary name, then renamed). Default: runs/deletion-<label>.",

@@ -22,7 +22,7 @@ from ersm_eval.deletion.logits import deletion_logits_descending, deletion_steps
 from ersm_eval.deletion.settings import DeletionSettings
 from ersm_eval.deletion.tables import deletion_tables
 from ersm_eval.diagnostics import energy_diagnostic_values
-from ersm_eval.fills import fill, token_blur_sigma
+from ersm_eval.fills import MASKED_FILL_KINDS, fill, fill_deleted, token_blur_sigma
 from ersm_eval.forward import FORWARD_CHUNK
 from ersm_eval.orders import orders_from_scores
 from ersm_eval.rankings import Ranking, RankingInputs, resolve_rankings
@@ -147,8 +147,14 @@ class DeletionEvaluator:
             descending = True
         else:
             sigma = token_blur_sigma(tuple(images.shape[2:]), tuple(model.grid))
-            fills = fill(images, st.fill, tuple(model.mean), tuple(model.std), indices, st.fill_seed, sigma)
-            logits = input_deletion_logits(model, images, fills, orders, self.steps, st.input_chunk)
+            masked, fills = None, None
+            if st.fill in MASKED_FILL_KINDS:  # nli: the fill depends on which pixels are deleted
+                def masked(rows_images, deleted, rows):
+                    return fill_deleted(rows_images, deleted, st.fill, tuple(model.mean), tuple(model.std),
+                                        indices[rows.cpu().numpy()], st.fill_seed)
+            else:
+                fills = fill(images, st.fill, tuple(model.mean), tuple(model.std), indices, st.fill_seed, sigma)
+            logits = input_deletion_logits(model, images, fills, orders, self.steps, st.input_chunk, masked)
             descending = False
         # the model's own logits (k = 0 among them): one pass over the chunk's logits, real images only
         check_finite(logits, indices, "logits", count)

@@ -116,3 +116,29 @@ def test_old_ranking_names_map_to_one_order_with_a_note():
     assert "'border' is now the LERF order of 'center'" in ev.notes["border"]
     assert ev.curves == [("center", "morf", -1), ("center", "lerf", -1), ("magnitude", "morf", -1),
                          ("magnitude", "lerf", -1), ("random", "random", 0)]
+
+
+def test_input_level_runs_both_orders_with_the_nli_fill():
+    from ersm_core.errors import ConfigError
+    from ersm_eval.fills import fill_deleted
+
+    images, labels, masks = _object_images()
+    model = ersm_eval.wrap(_ObjectModel().eval(), layer="features")
+    result = ersm_eval.evaluate_deletion(
+        model, [(images[:4], labels[:4])], scores={"object": masks[:4]}, rankings=("object", "random"), seeds=(0,),
+        steps=3, level="input", fill="nli", n_boot=50, mean=(0, 0, 0), std=(1, 1, 1))
+    curves = result.tables["deletion_curves.csv"]
+    assert set(curves[curves.ranking == "object"].order) == {"morf", "lerf"}
+    # the slow obvious path for one image at k = 8 (half the tokens) of the MoRF order
+    orders = result.records["orders"]  # [n, curves, N]: object MoRF, LeRF, random
+    image, k = 1, 8
+    deleted_tokens = torch.as_tensor(orders[image, 0, :k].astype(np.int64))
+    token_of_pixel = (torch.arange(SIZE)[:, None] // PATCH) * GRID + torch.arange(SIZE)[None, :] // PATCH
+    deleted = torch.isin(token_of_pixel, deleted_tokens)[None]
+    x = fill_deleted(images[image:image + 1], deleted, "nli", (0, 0, 0), (1, 1, 1), [image], 0)
+    with torch.no_grad():
+        right = bool(model(x).argmax(1).item() == labels[image].item())
+    row = result.records["correct"][image, 0, list(result.summary.evaluation["k_values"]).index(k)]
+    assert bool(row) == right
+    with pytest.raises(ConfigError, match="needs --level input"):
+        DeletionSettings(fill="nli")
