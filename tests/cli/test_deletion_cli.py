@@ -1,6 +1,7 @@
 """`ersm-eval deletion`: outputs, skipped rankings, batch-size invariance and bad inputs."""
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -50,6 +51,10 @@ def test_writes_every_table_and_the_summary(run_dir, tiny_checkpoint):
         assert npz["energy"].shape == (16, 16) and len(set(index)) == 16 and index == sorted(index)
     assert not (out / "report.html").exists()
     assert "energy" in output and "SG = LeRF" in output and "MoRF" in output  # the terminal summary
+    text = " ".join(output.split())
+    for match in re.finditer(r"(above|below) random", text):  # never without the order it speaks of
+        assert re.search(r"LeRF|MoRF|least important first|most important first",
+                         text[max(0, match.start() - 300): match.end() + 300]), text
 
 
 def test_summary_json_carries_the_chance_test_and_the_verdicts(run_dir):
