@@ -9,7 +9,7 @@ from typing import Any, Callable, Sequence
 from ersm_core.errors import ConfigError
 from ersm_eval.pipelines.common import PipelineRun, ProgressBar, dataset_batches, join_group, leave_group, no_progress, save_result
 
-__all__ = ["run_sparsity"]
+__all__ = ["run_sparsity", "add_map_randomization"]
 
 
 def run_sparsity(
@@ -72,7 +72,7 @@ def run_sparsity(
         result = evaluate_sparsity(setup.model, batches, label=label, class_names=setup.checkpoint.class_names,
                                    localize=localize, seed=seed, gallery_indices=list(gallery_indices), verify=False)
     if randomization:
-        _randomization_check(setup, result, label, seed, batch_size, workers, skip_bad_images, progress)
+        add_map_randomization(setup, result, label, seed, batch_size, workers, skip_bad_images, progress)
     bad = gather_skipped(skipped)
     if result is not None:  # rank 0 writes
         save_result(result, out, overwrite, dict(options or {}), started, setup.describe(), after, skipped_images=bad)
@@ -80,7 +80,7 @@ def run_sparsity(
     return PipelineRun(result, Path(out), bad)
 
 
-def _randomization_check(setup: Any, result: Any, label: str, seed: int, batch_size: int, workers: int,
+def add_map_randomization(setup: Any, result: Any, label: str, seed: int, batch_size: int, workers: int,
                          skip_bad_images: bool, progress: ProgressBar) -> None:
     """Add map_randomization.csv (keep, energy and CAM maps; three cumulative steps) to ``result``, reading
     the images a second time; under torchrun it is skipped with a note (each process holds a share only)."""
