@@ -6,11 +6,13 @@ process, on the same random images:
 
 - plain inference: ``model(x)`` over the images;
 - ours: :class:`ersm_eval.deletion.DeletionEvaluator` with the default settings
-  (energy, unary, magnitude, cam and random with 5 seeds: 9 curves, every k) —
-  one backbone pass per image, then prefix sums and one batched head call;
+  (energy, unary, magnitude, cam and center in both orders, random with 5 seeds:
+  15 curves, every k) — one backbone pass per image, then prefix sums and one
+  batched head call; and, for the ratio, a one-ranking run (energy alone, both
+  orders: 2 curves) on the same images;
 - the per-step protocol (what the authors' code does): for every ranking and k,
   the full model re-runs on the batch with the first k tokens of the feature map
-  zeroed, GAP rescaled, then the head; 9 × 64 = 576 backbone passes per batch.
+  zeroed, GAP rescaled, then the head; 15 × 64 = 960 backbone passes per batch.
   Every pass costs the same, so only some (spread over rankings and k) are timed,
   on one batch, and the total is extrapolated (the output says how many); the
   timed passes are checked against ours.
@@ -50,8 +52,8 @@ def plain_inference(model, images, batch_size):
         model(images[start : start + batch_size])
 
 
-def ours(model, images, labels, batch_size, compute=True):
-    evaluator = DeletionEvaluator(model, DeletionSettings())
+def ours(model, images, labels, batch_size, compute=True, settings=None):
+    evaluator = DeletionEvaluator(model, settings or DeletionSettings())
     for start in range(0, len(images), batch_size):
         sl = slice(start, start + batch_size)
         evaluator.update({"image": images[sl], "label": labels[sl], "index": torch.arange(len(images))[sl]})
@@ -96,20 +98,23 @@ def main() -> None:
         images = torch.randn(n_images, 3, size, size)
         labels = torch.randint(0, args.num_classes, (n_images,))
         settings = DeletionSettings()
-        n_curves = len(settings.rankings) - 1 + len(settings.seeds)
+        n_curves = len(DeletionEvaluator(model, settings).curves)
+        one = DeletionSettings(rankings=("energy",))
         n_tokens = model.n_tokens
 
         # warm-up, then interleave plain and ours so drifts in machine load hit both
         plain_inference(model, images[: args.batch_size], args.batch_size)
         ours(model, images[: args.batch_size], labels[: args.batch_size], args.batch_size, compute=False)
-        t_plain, t_ours, t_ours_all = [], [], []
+        t_plain, t_ours, t_ours_all, t_one = [], [], [], []
         for _ in range(args.repeats):
             t_plain.append(_timed(lambda: plain_inference(model, images, args.batch_size)))
             t_ours.append(_timed(lambda: ours(model, images, labels, args.batch_size, compute=False)))
+            t_one.append(_timed(lambda: ours(model, images, labels, args.batch_size, False, one)))
             t_ours_all.append(_timed(lambda: ours(model, images, labels, args.batch_size, compute=True)))
         plain_s = statistics.median(t_plain)
         ours_s = statistics.median(t_ours)
         ours_all_s = statistics.median(t_ours_all)
+        one_s = statistics.median(t_one)
 
         # the per-step protocol on a small batch, extrapolated per image
         b = min(args.per_step_images or args.batch_size, n_images)
@@ -134,6 +139,8 @@ def main() -> None:
         print(f"  ours (update)                 {ours_s:8.3f} s  ({1e3 * ours_s / n_images:7.2f} ms/image)  "
               f"= {ours_s / plain_s:.2f}x plain")
         print(f"  ours (update + compute)       {ours_all_s:8.3f} s  = {ours_all_s / plain_s:.2f}x plain")
+        print(f"  ours, one ranking (update)    {one_s:8.3f} s  (energy, both orders); default / one ranking = "
+              f"{ours_s / one_s:.2f}x")
         print(f"  per-step protocol             {per_step_total:8.1f} s  ({1e3 * per_step_total / n_images:7.1f} ms/image)  "
               f"= {per_step_total / ours_s:.0f}x ours")
         print(f"    ({len(timed_jobs)} of {len(jobs)} passes on {b} images timed, {1e3 * per_pass:.1f} ms each, "

@@ -32,6 +32,7 @@ class Fill(str, Enum):
     black = "black"
     noise = "noise"
     blur = "blur"
+    nli = "nli"
 
 
 def _parse_steps(text: str) -> int | None:
@@ -71,30 +72,35 @@ def _points(value, low=None, high=None) -> str:
 
 
 def _summary_table(summary, title: str) -> Table:
-    """The console's summary: ΔAUC to random with its interval and the verdict first, then the curve's own numbers."""
+    """The console's summary: the symmetric gain (LeRF − MoRF) with its interval and the verdict first, then
+    each order's ΔAUC to random and the LeRF curve's own numbers."""
     table = Table(title=title, title_justify="left")
-    for name in ("ranking", "ΔAUC, pts [95% CI]", "verdict", "AUC %", "acc@k=0 %", "steps above / below random",
-                 "smallest .. largest gap, pts (k)", "half-acc k", "seeds"):
+    for name in ("ranking", "SG = LeRF − MoRF, pts [95% CI]", "verdict", "ΔAUC LeRF vs random, pts",
+                 "ΔAUC MoRF vs random, pts", "AUC LeRF / MoRF %", "acc@k=0 %", "LeRF steps above / below random",
+                 "half-acc k (LeRF)"):
         table.add_column(name, justify="left" if name in ("ranking", "verdict") else "right")
     for row in summary.itertuples(index=False):
-        steps, gaps = "–", "–"
+        steps = "–"
         if _fmt(row.steps_above_random, percent=False) != "–":
             steps = f"{row.steps_above_random} / {row.steps_below_random} of {row.n_steps}"
-        if _fmt(row.max_gap_to_random) != "–":
-            gaps = f"{_points(row.min_gap_to_random)} ({row.min_gap_k}) .. {_points(row.max_gap_to_random)} ({row.max_gap_k})"
         half = "–" if str(row.half_accuracy_k) in ("<NA>", "nan") else str(row.half_accuracy_k)
+        reference = row.ranking == "random"
         table.add_row(
-            row.ranking, _points(row.auc_diff, row.auc_diff_ci_low, row.auc_diff_ci_high),
+            row.ranking, "–" if reference else _points(row.sg, row.sg_ci_low, row.sg_ci_high),
             row.verdict if isinstance(row.verdict, str) and row.verdict else "reference",
-            _fmt(row.auc), _fmt(row.acc_k0), steps, gaps, half, str(row.n_seeds),
+            _points(row.auc_diff_lerf, row.auc_diff_lerf_ci_low, row.auc_diff_lerf_ci_high),
+            _points(row.auc_diff_morf, row.auc_diff_morf_ci_low, row.auc_diff_morf_ci_high),
+            _fmt(row.auc_lerf) if reference else f"{_fmt(row.auc_lerf)} / {_fmt(row.auc_morf)}",
+            _fmt(row.acc_k0), steps, half,
         )
     return table
 
 
 Rankings = Annotated[str, typer.Option(
     "--rankings", "-r",
-    help="Comma-separated rankings: energy, unary, random, magnitude, magnitude_desc, cam, energy_reversed, "
-    "center (nearest the grid centre first), border (farthest first). "
+    help="Comma-separated rankings: energy, unary, magnitude, cam, center (position only), random. Each but random "
+    "is deleted in both orders: most important first (MoRF) and least important first (LeRF). The old names "
+    "border, magnitude_desc and energy_reversed run center, magnitude and energy with a note. "
     "Those that do not apply to the model (energy and unary need an ERSM model) are skipped with a note.",
 )]
 Steps = Annotated[str, typer.Option(
@@ -110,7 +116,8 @@ LevelOpt = Annotated[Level, typer.Option(
     "--level", help="feature: delete tokens of the feature map (the paper's protocol); input: fill the image regions and re-run the model.",
 )]
 FillOpt = Annotated[Fill, typer.Option(
-    "--fill", help="Input level: what replaces deleted regions (mean colour, black, seeded noise, blurred image).",
+    "--fill", help="Input level: what replaces deleted regions: mean colour, black, seeded noise, blurred image, or "
+    "nli (noisy linear imputation from the surrounding pixels, so the hole's shape does not leak the ranking).",
 )]
 DeletionOut = Annotated[Optional[Path], typer.Option(
     "--out", "-o", help="Output folder (written under a temporary name, then renamed). Default: runs/deletion-<label>.",
@@ -123,8 +130,8 @@ SaveTokenScores = Annotated[bool, typer.Option(
 )]
 Scores = Annotated[Optional[Path], typer.Option(
     "--scores", help="External score maps (.npy, [n_images, h, w] on the token grid or [n_images, H, W] in pixels), "
-    "one per evaluated image in ascending dataset-index order (the --limit subset's order); deleted highest score "
-    "first, as ranking --scores-name beside the built-in ones.",
+    "one per evaluated image in ascending dataset-index order (the --limit subset's order); a high value marks a "
+    "token as important; evaluated in both orders as ranking --scores-name beside the built-in ones.",
 )]
 ScoresName = Annotated[str, typer.Option(
     "--scores-name", help="Name of the --scores ranking in the tables.",
@@ -138,7 +145,7 @@ def deletion(
     dataset: DatasetName,
     data_root: DataRoot = None,
     split: SplitOpt = Split.test,
-    rankings: Rankings = "energy,unary,magnitude,cam,center,border,random",
+    rankings: Rankings = "energy,unary,magnitude,cam,center,random",
     seeds: Seeds = "0,1,2,3,4",
     steps: Steps = "all",
     soft_gate: SoftGate = False,
@@ -162,7 +169,7 @@ def deletion(
     no_report: NoReport = False,
     quiet: Quiet = False,
 ) -> None:
-    """Deletion curves: accuracy as tokens are deleted in the order of each ranking, every k, one backbone pass per image."""
+    """Deletion curves: accuracy as tokens are deleted in both orders of each ranking, every k, one backbone pass per image."""
     from ersm_eval.pipelines import run_deletion
 
     options, started = option_values(locals()), time.time()
@@ -197,6 +204,8 @@ def _print(result, title: str, out: Path) -> None:
     summary = result.summary
     for name, reason in summary.evaluation["skipped_rankings"].items():
         err_console.print(f"[yellow]Skipped ranking {name}:[/] {reason}", highlight=False)
+    for name, note in summary.evaluation.get("ranking_notes", {}).items():
+        err_console.print(f"[yellow]Note:[/] {note}", highlight=False)
     chance, sentences = summary.chance_test, summary.verdict_sentences
     if chance["at_chance"]:  # said first: no curve or table below means anything
         console.print(f"[bold red]Model at chance.[/] {sentences['chance']}", highlight=False)

@@ -159,7 +159,7 @@ def _print_findings(found: dict[str, Any], spurious: float) -> None:
                       f"{100 * test['chance']:.1f}%)", highlight=False)
         console.print(f"    deletion protocol (gate replaced by a hard mask): {entry['sentences']['deletion']}",
                       highlight=False, soft_wrap=True)
-        for ranking in ("energy", "unary", "cam", "magnitude"):
+        for ranking in ("energy", "unary", "cam", "magnitude", "center"):
             if ranking in entry["sentences"]:
                 console.print(f"    {entry['sentences'][ranking]}", highlight=False, soft_wrap=True)
         if "localization" in entry["sentences"]:

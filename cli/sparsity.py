@@ -108,6 +108,11 @@ def sparsity(
         "--label", help="Name of the model in the tables' checkpoint column. Default: the checkpoint's file name stem.",
     )] = None,
     skip_bad_images: SkipBadImages = False,
+    randomization: Annotated[bool, typer.Option(
+        "--randomization/--no-randomization",
+        help="Also check that each map depends on what the model learned: map_randomization.csv, the map's Spearman "
+        "correlation with itself after re-initializing the head, the spatial module and the backbone's last stage.",
+    )] = True,
     no_report: NoReport = False,
     quiet: Quiet = False,
 ) -> None:
@@ -123,7 +128,8 @@ def sparsity(
         checkpoint, dataset, label=label, localize=localization, seed=parse_int_list(seeds, "--seeds")[0],
         gallery_indices=extra, out=out, overwrite=overwrite, resume=resume, split=split.value, data_root=data_root, limit=limit,
         subset_seed=subset_seed, device=device, batch_size=batch_size, workers=workers,
-        skip_bad_images=skip_bad_images, progress=bars(quiet), after=None if no_report else write_report,
+        skip_bad_images=skip_bad_images, progress=bars(quiet), randomization=randomization,
+        after=None if no_report else write_report,
         options=options, started=started,
     )
     print_skipped(run.skipped_images)
@@ -145,5 +151,13 @@ def _print(result, title: str, out: Path) -> None:
     warning = localization["note"] if localization["uninformative"] else None
     if warning:
         console.print(f"[bold yellow]Warning:[/] {warning}", highlight=False)
+    randomized = result.tables.get("map_randomization.csv")
+    if randomized is not None:
+        from ersm_eval.randomization import randomization_warning
+
+        for map_name in dict.fromkeys(randomized["map"]):
+            text = randomization_warning(randomized, str(map_name))
+            if text:
+                console.print(f"[bold yellow]{text}[/]", highlight=False)
     print_notes([note for note in summary.notes if note != warning])
     console.print(f"Wrote {out}/", highlight=False)

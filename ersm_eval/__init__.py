@@ -23,6 +23,7 @@ _EXPORTS = {
     "mask_statistics": "ersm_eval.api",
     "run_evaluator": "ersm_eval.api",
     "tokens_from_maps": "ersm_eval.api",
+    "map_randomization": "ersm_eval.randomization",
     "Evaluator": "ersm_eval.contract",
     "SpatialClassifier": "ersm_eval.contract",
     "DeletionSettings": "ersm_eval.deletion",
@@ -56,6 +57,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "map_randomization",
     "wrap",
     "ModelAdapter",
     "evaluate_deletion",

@@ -11,9 +11,10 @@ string, and conservative: a claim is "yes" only when a 95% interval supports it.
    1 / number of classes).
 2. Emergent sparsity: mean keep probability at least 5 points below the layer's
    initial keep (``init_keep``), or ≥ 10% of tokens with π < 0.5.
-3. Energy-guided deletion stays above random: the energy ranking's deletion verdict
-   (from the paired interval of ΔAUC, its area under the correctness curve minus
-   random's) is ``above_random``; ``below_random`` or ``indistinguishable`` is "no",
+3. Energy ranking, both orders: the energy ranking's deletion verdict (from the
+   paired interval of its symmetric gain, the area deleting what energy calls least
+   important first (LeRF) minus the area deleting what it calls most important first
+   (MoRF)) is ``supports``; ``contradicts`` or ``indistinguishable`` is "no",
    ``not_testable`` (the model at chance) is "not measured". The largest per-step gap
    is never the criterion.
 4. Robustness to occlusion: the ERSM model's occlusion AUC minus the baseline's,
@@ -36,9 +37,11 @@ import numpy as np
 import pandas as pd
 
 from ersm_eval.stats import paired_bootstrap_diff
-from ersm_eval.verdicts import ChanceTest, chance_test, deletion_sentence, deletion_verdict, localization_sentence
+from ersm_eval.verdicts import ChanceTest, chance_test, deletion_sentence, localization_sentence, order_verdict
 
-__all__ = ["evaluate_claims"]
+__all__ = ["ENERGY_CLAIM", "evaluate_claims"]
+
+ENERGY_CLAIM = "Energy ranking: deleting its least important tokens first outlasts deleting its most important first"
 
 Tables = dict[str, pd.DataFrame]
 
@@ -137,25 +140,25 @@ def evaluate_claims(
             f"mean keep probability {mk:.3f} (initial {init_keep:.2f}); {100 * fb:.1f}% of tokens with keep < 0.5; "
             "sparse means ≥ 5 points below the initial keep or ≥ 10% of tokens below 0.5")
 
-    # 3. energy above random
+    # 3. energy: least important first outlasts most important first
     dsum = ersm.get("deletion_summary.csv")
     energy = None if dsum is None else dsum[dsum["ranking"] == "energy"]
-    rand = None if dsum is None else dsum[dsum["ranking"] == "random"]
-    if energy is None or energy.empty or rand is None or rand.empty:
-        add("Energy-guided deletion stays above random", "not measured", "needs the energy and random rankings in deletion_summary.csv")
+    if energy is None or energy.empty:
+        add(ENERGY_CLAIM, "not measured", "needs the energy ranking in deletion_summary.csv")
     else:
         er = energy.iloc[0].to_dict()
         verdict = er.get("verdict")
-        if not isinstance(verdict, str) or not verdict:  # tables without the column: the same rule, here
-            verdict = deletion_verdict(er.get("auc_diff_ci_low", float("nan")), er.get("auc_diff_ci_high", float("nan")),
-                                       False) if "auc_diff" in er else None
+        if "sg_ci_low" not in er:
+            verdict = None
+        elif not isinstance(verdict, str) or not verdict:  # tables without the column: the same rule, here
+            verdict = order_verdict(er.get("sg_ci_low"), er.get("sg_ci_high"), False)
         if verdict is None:
-            add("Energy-guided deletion stays above random", "not measured",
-                "deletion_summary.csv has no ΔAUC to random (written by an older ersm-eval); re-run the deletion")
+            add(ENERGY_CLAIM, "not measured",
+                "deletion_summary.csv has no symmetric gain (written by an older ersm-eval); re-run the deletion")
         else:
             er["verdict"] = verdict
-            supported = {"above_random": "yes", "not_testable": "not measured"}.get(verdict, "no")
-            add("Energy-guided deletion stays above random", supported, deletion_sentence(er, None, ersm_label))
+            supported = {"supports": "yes", "not_testable": "not measured"}.get(verdict, "no")
+            add(ENERGY_CLAIM, supported, deletion_sentence(er, None, ersm_label))
 
     # 4. occlusion robustness
     if occlusion_summary is None or occlusion_summary.empty:

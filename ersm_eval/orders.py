@@ -40,19 +40,17 @@ takes the tie's lower indices first, and LeRF deletes them first too).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
 import torch
 
-from ersm_eval.deletion import deletion_logits
+from ersm_eval.deletion.logits import deletion_logits
 from ersm_eval.stats import normalized_auc, paired_bootstrap_test
 
 __all__ = [
     "ORDERS",
-    "ORDER_VERDICTS",
     "Importance",
     "IMPORTANCE",
     "importance_scores",
@@ -63,16 +61,11 @@ __all__ = [
     "summarize_gain",
     "random_symmetric_gain",
     "sg_minus_center",
-    "order_verdict",
-    "beats_center",
-    "order_sentence",
-    "position_gain_sentence",
     "both_order_logits",
     "feature_insertion_logits",
 ]
 
 ORDERS = ("morf", "lerf")  # most relevant first, least relevant first
-ORDER_VERDICTS = ("supports", "contradicts", "indistinguishable", "not_testable")
 
 
 @dataclass(frozen=True)
@@ -208,90 +201,6 @@ def sg_minus_center(sg: np.ndarray, sg_center: np.ndarray, weights: np.ndarray |
     if sg.shape != sg_center.shape:
         raise ValueError(f"the ranking's and center's gains cover different images: {sg.shape} vs {sg_center.shape}")
     return summarize_gain(sg - sg_center, weights, n_boot, seed)
-
-
-# -- the rule and its words ------------------------------------------------------------
-
-_ORDER_WORDS = {
-    "supports": "keeps accuracy longer than deleting what it calls most important first",
-    "contradicts": "loses accuracy faster than deleting what it calls most important first",
-    "indistinguishable": "cannot be told apart from deleting what it calls most important first",
-}
-
-
-def _finite(value: Any) -> bool:
-    try:
-        return math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return False
-
-
-def order_verdict(ci_low: float, ci_high: float, at_chance: bool) -> str:
-    """The verdict of a ranking from the 95% interval of its symmetric gain.
-
-    ``not_testable`` at chance; ``supports`` when ci_low > 0 (what it calls unimportant
-    is less needed than what it calls important); ``contradicts`` when ci_high < 0;
-    otherwise (an interval touching or containing 0, or none) ``indistinguishable``.
-    """
-    if at_chance:
-        return "not_testable"
-    if _finite(ci_low) and float(ci_low) > 0:
-        return "supports"
-    if _finite(ci_high) and float(ci_high) < 0:
-        return "contradicts"
-    return "indistinguishable"
-
-
-def beats_center(ci_low: float) -> bool:
-    """True when the interval of SG − SG(center) lies above 0: the ranking carries more than position."""
-    return _finite(ci_low) and float(ci_low) > 0
-
-
-def _signed(value: Any) -> str:
-    return f"{float(value):+.3f}" if _finite(value) else "n/a"
-
-
-def _interval(low: Any, high: Any) -> str:
-    return f"95% CI {_signed(low)} to {_signed(high)}" if _finite(low) and _finite(high) else "no interval"
-
-
-def _p(value: Any) -> str:
-    if not _finite(value):
-        return ""
-    return f", p = {float(value):.3f}" if float(value) >= 0.001 else ", p < 0.001"
-
-
-def order_sentence(ranking: str, gain: GainSummary | None, at_chance: bool, label: str = "") -> str:
-    """The sentence a reader cannot invert: which way each order ran, what happened, the verdict.
-
-    e.g. "energy: deleting what energy calls least important first keeps accuracy longer
-    than deleting what it calls most important first: supports (symmetric gain +0.120, ...)."
-    """
-    who = f"{label}: " if label else ""
-    if ranking == "random":
-        return f"{who}random has one order and no importance to reverse; its symmetric gain is 0 by construction."
-    low, high = (gain.ci_low, gain.ci_high) if gain is not None else (float("nan"), float("nan"))
-    verdict = order_verdict(low, high, at_chance)
-    if verdict == "not_testable":
-        return (f"{who}{ranking}: deleting in either order cannot be judged, the model is at chance before any "
-                "deletion: not_testable.")
-    numbers = ""
-    if gain is not None:
-        numbers = (f" (symmetric gain {_signed(gain.mean)}, {_interval(gain.ci_low, gain.ci_high)}{_p(gain.p_value)},"
-                   f" {gain.n_images} images)")
-    return (f"{who}{ranking}: deleting what {ranking} calls least important first {_ORDER_WORDS[verdict]}: "
-            f"{verdict}{numbers}.")
-
-
-def position_gain_sentence(ranking: str, diff: GainSummary, label: str = "") -> str:
-    """Whether a ranking's symmetric gain exceeds the ``center`` ranking's (paired over images)."""
-    who = f"{label}: " if label else ""
-    numbers = f"SG − SG(center) {_signed(diff.mean)}, {_interval(diff.ci_low, diff.ci_high)}{_p(diff.p_value)}"
-    if beats_center(diff.ci_low):
-        return (f"{who}{ranking} carries more than position: its symmetric gain exceeds the center ranking's "
-                f"({numbers}).")
-    return (f"{who}{ranking} is not shown to carry more than position: its symmetric gain does not exceed the "
-            f"center ranking's ({numbers}).")
 
 
 # -- both orders from one backbone pass ---------------------------------------------------

@@ -1,28 +1,26 @@
-"""Token rankings for deletion curves: per image, an order of its N tokens.
+"""Token rankings for deletion curves: per image, an importance score s_i of its N tokens.
 
-The first token of an order is deleted first. Orders are stable: tokens with equal
-scores keep the lower token index first. Each ranking is registered in
-:data:`RANKINGS` with the per-token score it sorts and the direction; ``random``
-draws ``numpy.random.default_rng([seed, dataset_index]).permutation(N)``, so its
-orders depend only on the seed and the image, never on batch size, worker count
-or number of processes.
+Every ranking but ``random`` claims an *importance score* s_i per token (higher =
+more important to the prediction, as the ranking claims) and is evaluated in both
+orders (:func:`ersm_eval.orders.orders_from_scores`): MoRF deletes the highest s_i
+first, LeRF the lowest; both are stable, ties keep the lower token index first.
+``random`` has one order: ``numpy.random.default_rng([seed, dataset_index]).permutation(N)``,
+so it depends only on the seed and the image, never on batch size, worker count or
+number of processes.
 
-| ranking | deleted first |
+| ranking | s_i (higher = claimed more important) |
 |---|---|
-| ``energy`` | highest E_i |
-| ``unary`` | highest u_i (lowest keep probability π_i) |
-| ``random`` | a seeded permutation |
-| ``magnitude`` | lowest ‖t_i‖₂ |
-| ``magnitude_desc`` | highest ‖t_i‖₂ |
-| ``cam`` | lowest contribution to the predicted class's logit |
-| ``energy_reversed`` | lowest E_i (sanity check: should collapse fastest) |
-| ``center`` | the token nearest the grid centre (a trivial, position-only ranking) |
-| ``border`` | the token farthest from the grid centre (``center`` reversed) |
+| ``energy`` | −E_i |
+| ``unary`` | −u_i (the order of the keep probability π_i) |
+| ``magnitude`` | ‖t_i‖₂ |
+| ``cam`` | the token's contribution to the predicted class's logit |
+| ``center`` | −distance of the token centre to the grid centre (position only) |
+| an external map | the map's value |
+| ``random`` | none: a seeded permutation, the reference |
 
-``center`` and ``border`` look at nothing but the token's place on the grid: the
-Euclidean distance from the token's centre to the grid's centre, ties by lower
-token index, and ``border`` is exactly the reverse of that order. A ranking that
-does no better than these carries position, not content.
+Older names are kept as aliases of one order of a ranking (:data:`ALIASES`):
+``border`` is ``center``, ``magnitude_desc`` is ``magnitude`` and ``energy_reversed``
+is ``energy``; asking for one runs its ranking (both orders) with a note.
 """
 
 from __future__ import annotations
@@ -39,6 +37,7 @@ from ersm_core.registry import Registry
 __all__ = [
     "Ranking",
     "RankingInputs",
+    "ALIASES",
     "RANKINGS",
     "DEFAULT_RANKINGS",
     "register_score_ranking",
@@ -50,9 +49,16 @@ __all__ = [
     "skip_reason",
     "resolve_rankings",
     "ResolvedRankings",
+    "alias_note",
 ]
 
-DEFAULT_RANKINGS = ("energy", "unary", "magnitude", "cam", "center", "border", "random")
+DEFAULT_RANKINGS = ("energy", "unary", "magnitude", "cam", "center", "random")
+# old names: (the ranking now holding that order, which order, the note shown when one is asked for)
+ALIASES: dict[str, tuple[str, str]] = {
+    "border": ("center", "lerf"),
+    "magnitude_desc": ("magnitude", "morf"),
+    "energy_reversed": ("energy", "morf"),
+}
 
 
 @dataclass
@@ -91,10 +97,15 @@ class Ranking:
     """One registered ranking."""
 
     name: str  # registry name, used in tables
-    description: str  # one line: what is deleted first
-    order: Callable[[RankingInputs, int], torch.Tensor]  # (inputs, seed) -> [B, N] int64 order
+    description: str  # one line: what s_i is (or, for random, how the order is drawn)
+    order: Callable[[RankingInputs, int], torch.Tensor] | None = None  # random: (inputs, seed) -> [B, N] int64
     needs: tuple[str, ...] = ()  # score keys it reads: token_scores keys, or "cam"
     seeded: bool = False  # one curve per seed (random); otherwise seed is ignored and reported as -1
+    importance: Callable[[RankingInputs], torch.Tensor] | None = None  # s [B, N]: both orders come from it
+
+    def __post_init__(self) -> None:
+        if (self.order is None) == (self.importance is None):
+            raise ValueError(f"ranking {self.name!r} needs exactly one of an importance score or an order")
 
 
 RANKINGS: Registry[Ranking] = Registry("ranking")
@@ -137,16 +148,21 @@ def border_order(grid: tuple[int, int]) -> np.ndarray:
 
 
 def score_ranking(name: str, key: str, descending: bool, description: str) -> Ranking:
-    """A ranking that sorts the per-token score ``key`` (not registered: pass it to an evaluator)."""
+    """A ranking whose importance is the per-token score ``key`` (not registered: pass it to an evaluator).
 
-    def order(inputs: RankingInputs, seed: int) -> torch.Tensor:
-        return stable_order(inputs.score(key), descending)
+    ``descending=True``: a high value of ``key`` claims a token *un*important (s_i = −value,
+    as for energy); ``False``: a high value claims it important (s_i = value).
+    """
 
-    return Ranking(name=name, description=description, order=order, needs=(key,))
+    def importance(inputs: RankingInputs) -> torch.Tensor:
+        value = inputs.score(key)
+        return -value if descending else value
+
+    return Ranking(name=name, description=description, needs=(key,), importance=importance)
 
 
 def register_score_ranking(name: str, key: str, descending: bool, description: str) -> Ranking:
-    """Register a built-in ranking that sorts the per-token score ``key``."""
+    """Register a built-in ranking whose importance is the per-token score ``key`` (see :func:`score_ranking`)."""
     ranking = score_ranking(name, key, descending, description)
     RANKINGS.register(name)(ranking)
     return ranking
@@ -156,28 +172,23 @@ def _random(inputs: RankingInputs, seed: int) -> torch.Tensor:
     return torch.from_numpy(random_orders(inputs.indices, seed, inputs.n_tokens)).to(inputs.device())
 
 
-def _position(order_of_grid: Callable[[tuple[int, int]], np.ndarray]) -> Callable[[RankingInputs, int], torch.Tensor]:
-    def order(inputs: RankingInputs, seed: int) -> torch.Tensor:
-        one = torch.from_numpy(order_of_grid(inputs.grid_shape()))
-        return one.expand(len(inputs.indices), -1).contiguous().to(inputs.device())
+def _center_importance(inputs: RankingInputs) -> torch.Tensor:
+    """s_i = −(2·distance)² of the token centre to the grid centre (exact integers), [B, N]."""
+    grid_h, grid_w = inputs.grid_shape()
+    rows, cols = np.divmod(np.arange(grid_h * grid_w, dtype=np.int64), grid_w)
+    d2 = ((2 * rows - (grid_h - 1)) ** 2 + (2 * cols - (grid_w - 1)) ** 2).astype(np.float64)
+    return (-torch.from_numpy(d2)).expand(len(inputs.indices), -1).contiguous().to(inputs.device())
 
-    return order
 
-
-register_score_ranking("energy", "energy", True, "highest energy E_i first")
-register_score_ranking("unary", "unary", True, "highest unary potential u_i (lowest keep probability) first")
+register_score_ranking("energy", "energy", True, "s = −E_i: low energy marks what the model needs")
+register_score_ranking("unary", "unary", True, "s = −u_i: a high keep probability marks what the model needs")
 RANKINGS.register("random")(
     Ranking("random", "a permutation drawn from default_rng([seed, dataset_index])", _random, (), seeded=True)
 )
-register_score_ranking("magnitude", "magnitude", False, "lowest token norm first (magnitude pruning)")
-register_score_ranking("magnitude_desc", "magnitude", True, "highest token norm first")
-register_score_ranking("cam", "cam", False, "lowest contribution to the predicted class's logit first")
-register_score_ranking("energy_reversed", "energy", False, "lowest energy first (sanity check)")
+register_score_ranking("magnitude", "magnitude", False, "s = ‖t_i‖₂: large token norms mark what the model needs")
+register_score_ranking("cam", "cam", False, "s = the token's contribution to the predicted class's logit")
 RANKINGS.register("center")(Ranking(
-    "center", "the token nearest the grid centre first (position only; ties by lower index)", _position(center_order)
-))
-RANKINGS.register("border")(Ranking(
-    "border", "the token farthest from the grid centre first (the center ranking reversed)", _position(border_order)
+    "center", "s = −distance to the grid centre (position only; ties by lower index)", importance=_center_importance,
 ))
 
 _ENERGY_KEYS = ("energy", "unary", "energy_unary", "energy_pairwise")
@@ -199,6 +210,15 @@ class ResolvedRankings:
 
     rankings: list[Ranking]
     skipped: dict[str, str] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)  # old name -> what it now means
+
+
+def alias_note(name: str) -> str:
+    """What an old ranking name now means (see :data:`ALIASES`)."""
+    target, order = ALIASES[name]
+    which = "most important" if order == "morf" else "least important"
+    return (f"{name!r} is now the {order.upper()} order of {target!r} (deleting what {target} calls {which} "
+            f"first); {target} is evaluated in both orders")
 
 
 def resolve_rankings(names: Sequence[str], model: Any, extra: Mapping[str, Ranking] | None = None) -> ResolvedRankings:
@@ -207,8 +227,11 @@ def resolve_rankings(names: Sequence[str], model: Any, extra: Mapping[str, Ranki
     those that do not apply to ``model``; raises when none is left."""
     extra = dict(extra or {})
     valid = ", ".join([*RANKINGS.names(), *[n for n in extra if n not in RANKINGS]])
+    valid += " (old names, now one order of a ranking: " + ", ".join(f"{a} → {t}" for a, (t, _) in ALIASES.items()) + ")"
     if not names:
         raise ConfigError(f"no rankings given; valid names: {valid}")
+    notes = {n: alias_note(n) for n in names if n in ALIASES and n not in extra}
+    names = [ALIASES[n][0] if n in notes else n for n in names]
     unknown = [n for n in names if n not in RANKINGS and n not in extra]
     if unknown:
         raise ConfigError(
@@ -229,4 +252,4 @@ def resolve_rankings(names: Sequence[str], model: Any, extra: Mapping[str, Ranki
             "none of the requested rankings applies to this model: "
             + "; ".join(f"{n}: {r}" for n, r in skipped.items())
         )
-    return ResolvedRankings(kept, skipped)
+    return ResolvedRankings(kept, skipped, notes)

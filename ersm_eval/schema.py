@@ -14,31 +14,41 @@ MAPS_NPZ = "maps.npz"  # keep/energy/cam maps of the images chosen for galleries
 REPORT_HTML = "report.html"
 
 TABLES: dict[str, list[str]] = {
-    # deletion (ersm_eval.deletion); seed is -1 for deterministic rankings
+    # deletion (ersm_eval.deletion); order is morf (most important first), lerf (least important first)
+    # or random; seed is -1 for the deterministic orders
     "deletion_curves.csv": [
-        "checkpoint", "ranking", "seed", "k", "fraction_removed", "n_images",
+        "checkpoint", "ranking", "order", "seed", "k", "fraction_removed", "n_images",
         "accuracy", "ci_low", "ci_high", "mean_true_prob",
     ],
-    # one row per ranking; random's row is its mean over seeds and has NaN / empty comparison columns.
-    # auc_diff: mean over images of (the ranking's area under the correctness curve − random's, random
-    # first averaged over seeds), paired bootstrap 95% interval and two-sided p; prob_*: the same for the
-    # true-class probability; max/min gap: the largest and smallest per-k difference with its k and
-    # interval; steps_above/below_random: k whose paired interval lies above/below 0 (of n_steps);
-    # verdict: above_random, below_random, indistinguishable or not_testable (ersm_eval.verdicts)
+    # one row per ranking. auc_lerf / auc_morf: normalized area under the accuracy curve of each order
+    # (random's row: its one order, in both). auc_diff_<order>: mean over images of that order's area minus
+    # random's (random averaged over seeds), paired bootstrap 95% interval and two-sided p. sg: the symmetric
+    # gain, mean over images of AUC(LeRF) − AUC(MoRF), with interval and p (random: 0 by construction);
+    # sg_minus_center: paired sg − the center ranking's (needs center in the run). prob_*: the same for the
+    # true-class probability. peak, half-accuracy k, max/min gap to random and steps_above/below_random
+    # (k whose paired interval lies above/below 0, of n_steps) are those of the LeRF order. verdict:
+    # supports, contradicts, indistinguishable or not_testable from the sg interval (ersm_eval.verdicts).
     "deletion_summary.csv": [
-        "checkpoint", "ranking", "n_seeds", "auc", "acc_k0", "peak_accuracy", "peak_k",
-        "auc_diff", "auc_diff_ci_low", "auc_diff_ci_high", "auc_diff_p_value",
-        "prob_auc", "prob_auc_diff", "prob_auc_diff_ci_low", "prob_auc_diff_ci_high", "prob_auc_diff_p_value",
+        "checkpoint", "ranking", "n_seeds", "n_images", "acc_k0", "auc_lerf", "auc_morf",
+        "auc_diff_lerf", "auc_diff_lerf_ci_low", "auc_diff_lerf_ci_high", "auc_diff_lerf_p_value",
+        "auc_diff_morf", "auc_diff_morf_ci_low", "auc_diff_morf_ci_high", "auc_diff_morf_p_value",
+        "sg", "sg_ci_low", "sg_ci_high", "sg_p_value",
+        "sg_minus_center", "sg_minus_center_ci_low", "sg_minus_center_ci_high",
+        "prob_auc_lerf", "prob_auc_morf",
+        "prob_auc_diff_lerf", "prob_auc_diff_lerf_ci_low", "prob_auc_diff_lerf_ci_high", "prob_auc_diff_lerf_p_value",
+        "prob_auc_diff_morf", "prob_auc_diff_morf_ci_low", "prob_auc_diff_morf_ci_high", "prob_auc_diff_morf_p_value",
+        "prob_sg", "prob_sg_ci_low", "prob_sg_ci_high", "prob_sg_p_value",
+        "peak_accuracy", "peak_k",
         "max_gap_to_random", "max_gap_k", "max_gap_ci_low", "max_gap_ci_high",
         "min_gap_to_random", "min_gap_k", "min_gap_ci_low", "min_gap_ci_high",
         "steps_above_random", "steps_below_random", "n_steps", "half_accuracy_k", "verdict",
     ],
-    # each ranking against random (seed-pooled) at each k, paired over images
+    # each order of each ranking against random (seed-pooled) at each k, paired over images
     "deletion_tests.csv": [
-        "checkpoint", "ranking", "k", "test", "accuracy", "random_accuracy", "difference",
+        "checkpoint", "ranking", "order", "k", "test", "accuracy", "random_accuracy", "difference",
         "ci_low", "ci_high", "statistic", "p_value",
     ],
-    # ranking pairs compared per image
+    # ranking pairs compared per image, each ranking by its LeRF order (random: its first seed)
     "ranking_agreement.csv": [
         "checkpoint", "ranking_a", "ranking_b", "n_images", "spearman_mean", "spearman_sd",
         "kendall_mean", "kendall_sd", "overlap25_mean", "overlap50_mean",
@@ -66,6 +76,10 @@ TABLES: dict[str, list[str]] = {
         "checkpoint", "map", "metric", "value", "ci_low", "ci_high", "excess", "excess_ci_low",
         "excess_ci_high", "verdict",
     ],
+    # randomization check of the maps (ersm_eval.randomization), written by the sparsity run: per map and
+    # cumulative step (head, spatial, backbone_last), the mean per-image Spearman correlation of the map
+    # with the original model's, bootstrap 95% interval over the n_images with a defined correlation
+    "map_randomization.csv": ["checkpoint", "map", "randomized", "n_images", "spearman", "ci_low", "ci_high"],
     "keep_histogram.csv": ["checkpoint", "bin_low", "bin_high", "count"],
     "per_class_keep.csv": ["checkpoint", "class_index", "class_name", "n", "mean_keep", "accuracy"],
     "per_image.csv": [

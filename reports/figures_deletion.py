@@ -1,7 +1,7 @@
 """Deletion figures: accuracy against patches removed, and the per-ranking summary bars.
 
 The curves are the paper's Fig. 3/4 (ERSM, "robustness curve"): top-1 accuracy as
-the highest-ranked tokens are deleted, one line per ranking with its 95% band,
+tokens are deleted in both orders of each ranking (least and most important first), each with its 95% band,
 random drawn as the mean over seeds with the min–max spread across seeds.
 """
 
@@ -53,9 +53,13 @@ def _k0_accuracy(rows: pd.DataFrame) -> float | None:
     return float(at0.median()) if len(at0) else None
 
 
+_ORDER_LABELS = {"lerf": "least important first (LeRF, solid)", "morf": "most important first (MoRF, dashed)"}
+
+
 @styled
 def plot_deletion_curves(curves: pd.DataFrame, no_information: frozenset[str] | set[str] = frozenset()) -> Figure:
-    """Accuracy (%) against patches removed: one panel per series, one line per ranking.
+    """Accuracy (%) against patches removed: one panel per series, two lines per ranking (LeRF solid,
+    MoRF dashed) and random's mean with its band.
 
     Args:
         curves: deletion_curves.csv rows, optionally stacked over runs with a ``series`` column.
@@ -83,17 +87,26 @@ def plot_deletion_curves(curves: pd.DataFrame, no_information: frozenset[str] | 
                 x = mean.index.to_numpy()
                 y, lo, hi = mean.to_numpy(), low.to_numpy(), high.to_numpy()
                 ax.fill_between(x, lo * 100, hi * 100, color="#888888", alpha=0.3, linewidth=0)
-            else:
-                rows = rows.groupby("k")[["accuracy", "ci_low", "ci_high"]].mean()
-                x = rows.index.to_numpy()
-                y, lo, hi = rows["accuracy"].to_numpy(), rows["ci_low"].to_numpy(), rows["ci_high"].to_numpy()
-                label = style.label
+                (line,) = ax.plot(
+                    x, y * 100, color=style.colour, linestyle=style.linestyle, marker=style.marker or None,
+                    markevery=max(1, len(x) // 8), markersize=4, label=label, zorder=3,
+                )
+                handles.setdefault(label, line)
+                continue
+            orders = rows["order"] if "order" in rows.columns else pd.Series("lerf", index=rows.index)
+            for order in ("lerf", "morf"):
+                part = rows[orders == order].groupby("k")[["accuracy", "ci_low", "ci_high"]].mean()
+                if part.empty:
+                    continue
+                x = part.index.to_numpy()
+                y, lo, hi = part["accuracy"].to_numpy(), part["ci_low"].to_numpy(), part["ci_high"].to_numpy()
+                label = f"{style.label}, {_ORDER_LABELS[order]}"
                 ax.fill_between(x, lo * 100, hi * 100, color=style.colour, alpha=0.14, linewidth=0)
-            (line,) = ax.plot(
-                x, y * 100, color=style.colour, linestyle=style.linestyle, marker=style.marker or None,
-                markevery=max(1, len(x) // 8), markersize=4, label=label, zorder=3,
-            )
-            handles.setdefault(label, line)
+                (line,) = ax.plot(
+                    x, y * 100, color=style.colour, linestyle="-" if order == "lerf" else (0, (4, 2)),
+                    marker=style.marker or None, markevery=max(1, len(x) // 8), markersize=4, label=label, zorder=3,
+                )
+                handles.setdefault(label, line)
         acc0 = _k0_accuracy(panel)
         title = name
         if acc0 is not None:
@@ -129,7 +142,8 @@ def plot_deletion_curves(curves: pd.DataFrame, no_information: frozenset[str] | 
 
 @styled
 def plot_deletion_summary(summary: pd.DataFrame) -> Figure:
-    """Bars of the deletion AUC per ranking and, where measured, ΔAUC to random with its 95% CI.
+    """Bars of the deletion AUC of each ranking's LeRF order (least important first; random: its one
+    order) and, where measured, the symmetric gain (LeRF area − MoRF area) with its 95% CI.
 
     The largest per-step gap is not drawn: picked at the best k it flatters any ranking; the
     report shows it only as a secondary number beside the smallest gap.
@@ -140,9 +154,9 @@ def plot_deletion_summary(summary: pd.DataFrame) -> Figure:
     summary = series_of(summary)
     series = list(pd.unique(summary["series"]))
     rankings = ranking_order(summary["ranking"])
-    has_diff = "auc_diff" in summary.columns
+    has_diff = "sg_ci_low" in summary.columns
     diff_rankings = [r for r in rankings if r != "random" and has_diff
-                     and summary.loc[summary["ranking"] == r, "auc_diff"].notna().any()]
+                     and summary.loc[summary["ranking"] == r, "sg_ci_low"].notna().any()]
     colours = series_colours(series)
     width = 0.8 / len(series)
     fig = new_figure(min(11.0, max(6.6, 0.8 * len(rankings) * max(1, len(series) / 1.5) + 0.7 * len(diff_rankings) + 1.5)), 3.6)
@@ -154,7 +168,7 @@ def plot_deletion_summary(summary: pd.DataFrame) -> Figure:
         rows = summary[summary["series"] == name].set_index("ranking")
         offset = (i - (len(series) - 1) / 2) * width
         x = np.arange(len(rankings)) + offset
-        auc = np.array([rows["auc"].get(r, np.nan) for r in rankings], dtype=float)
+        auc = np.array([rows["auc_lerf"].get(r, np.nan) for r in rankings], dtype=float)
         bar_colours = [ranking_style(r).colour for r in rankings] if len(series) == 1 else colours[name]
         bars = ax_auc.bar(x, auc, width * 0.92, color=bar_colours, hatch=_HATCHES[i % len(_HATCHES)],
                           edgecolor="white" if len(series) == 1 else "#333333", linewidth=0.4, label=name)
@@ -163,23 +177,23 @@ def plot_deletion_summary(summary: pd.DataFrame) -> Figure:
         if ax_diff is None:
             continue
         xd = np.arange(len(diff_rankings)) + offset
-        diff = np.array([rows["auc_diff"].get(r, np.nan) for r in diff_rankings], dtype=float)
-        low = np.array([rows["auc_diff_ci_low"].get(r, np.nan) for r in diff_rankings], dtype=float)
-        high = np.array([rows["auc_diff_ci_high"].get(r, np.nan) for r in diff_rankings], dtype=float)
+        diff = np.array([rows["sg"].get(r, np.nan) for r in diff_rankings], dtype=float)
+        low = np.array([rows["sg_ci_low"].get(r, np.nan) for r in diff_rankings], dtype=float)
+        high = np.array([rows["sg_ci_high"].get(r, np.nan) for r in diff_rankings], dtype=float)
         err = np.nan_to_num(np.vstack([np.clip(diff - low, 0, None), np.clip(high - diff, 0, None)]))
         point_colours = [ranking_style(r).colour for r in diff_rankings] if len(series) == 1 else [colours[name]] * len(diff_rankings)
         for xx, yy, e0, e1, c in zip(xd, diff, err[0], err[1], point_colours):
             ax_diff.errorbar(xx, yy, yerr=[[e0], [e1]], fmt="o", color=c, ecolor=c, capsize=3, markersize=5)
     ax_auc.set_xticks(np.arange(len(rankings)), [r.replace("_", "\n") for r in rankings])
     ax_auc.set_ylabel("Deletion AUC (normalized)")
-    ax_auc.set_title("Area under the deletion curve", loc="left")
-    ax_auc.set_ylim(0, max(1.0, float(np.nanmax(summary["auc"])) * 1.1) if summary["auc"].notna().any() else 1.0)
+    ax_auc.set_title("Area under the curve, least important first (LeRF)", loc="left")
+    ax_auc.set_ylim(0, max(1.0, float(np.nanmax(summary["auc_lerf"])) * 1.1) if summary["auc_lerf"].notna().any() else 1.0)
     if ax_diff is not None:
         ax_diff.axhline(0, color="#555555", linewidth=0.8)
         ax_diff.set_xticks(np.arange(len(diff_rankings)), [r.replace("_", "\n") for r in diff_rankings])
         ax_diff.set_xlim(-0.6, max(0.6, len(diff_rankings) - 0.4))
-        ax_diff.set_ylabel("ΔAUC to random (accuracy)")
-        ax_diff.set_title("ΔAUC to random (95% CI)", loc="left")
+        ax_diff.set_ylabel("symmetric gain: AUC(LeRF) − AUC(MoRF)")
+        ax_diff.set_title("Least minus most important first (95% CI)", loc="left")
         ax_diff.margins(y=0.12)
     if len(series) > 1:
         handles = [ax_auc.containers[i] for i in range(len(series))]

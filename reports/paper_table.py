@@ -85,9 +85,10 @@ def summary_table(runs: list[Run], labels: dict[tuple[str, str], str] | None = N
 
     Columns: ``run``, ``model`` (display label), ``checkpoint``, ``accuracy`` (fraction) and
     ``accuracy_source``, the chance test (``chance``, ``at_chance``: True, False or None when it
-    cannot be told), ``mean_keep``, ``auc_<ranking>`` per ranking, the headline of the first of
-    :data:`GAP_RANKINGS` present (``gap_ranking``, ``auc_diff``, ``auc_diff_ci_low``,
-    ``auc_diff_ci_high``, ``verdict``) with its secondary gaps (``min_gap_to_random``,
+    cannot be told), ``mean_keep``, ``auc_<ranking>`` per ranking (the area of its LeRF order,
+    least important first; random's one order), the headline of the first of
+    :data:`GAP_RANKINGS` present (``gap_ranking``, ``sg`` (the symmetric gain, AUC(LeRF) −
+    AUC(MoRF)), ``sg_ci_low``, ``sg_ci_high``, ``verdict``) with its LeRF order's secondary gaps to random (``min_gap_to_random``,
     ``min_gap_k``, ``min_gap_ci_low``, ``min_gap_ci_high`` and the same for ``max_gap``),
     ``occlusion_robustness`` (mean
     relative robustness over fills and patterns) and ``<metric>_<map>`` for the localization
@@ -117,9 +118,9 @@ def summary_table(runs: list[Run], labels: dict[tuple[str, str], str] | None = N
         }
         deletion = _rows_for(group, "deletion_summary.csv")
         for ranking in all_rankings:
-            hit = deletion.loc[deletion["ranking"] == ranking, "auc"] if deletion is not None else pd.Series(dtype=float)
+            hit = deletion.loc[deletion["ranking"] == ranking, "auc_lerf"] if deletion is not None else pd.Series(dtype=float)
             record[f"auc_{ranking}"] = float(hit.iloc[0]) if len(hit) else math.nan
-        record.update(gap_ranking="", auc_diff=math.nan, auc_diff_ci_low=math.nan, auc_diff_ci_high=math.nan, verdict="",
+        record.update(gap_ranking="", sg=math.nan, sg_ci_low=math.nan, sg_ci_high=math.nan, verdict="",
                       **{c: math.nan for c in gap_columns})
         if deletion is not None:
             for ranking in GAP_RANKINGS:
@@ -127,7 +128,7 @@ def summary_table(runs: list[Run], labels: dict[tuple[str, str], str] | None = N
                 if len(hit):
                     row = hit.iloc[0]
                     record.update(gap_ranking=ranking, verdict=row["verdict"],
-                                  **{c: float(row[c]) for c in ("auc_diff", "auc_diff_ci_low", "auc_diff_ci_high", *gap_columns)})
+                                  **{c: float(row[c]) for c in ("sg", "sg_ci_low", "sg_ci_high", *gap_columns)})
                     break
         occlusion = _rows_for(group, "occlusion_summary.csv")
         record["occlusion_robustness"] = float(occlusion["mean_relative_robustness"].mean()) if occlusion is not None else math.nan
@@ -161,13 +162,13 @@ def paper_table(runs: list[Run | str | Path]) -> pd.DataFrame:
 
     ``accuracy`` is a fraction; ``accuracy_source`` says which evaluation it comes from
     (the sparsity run's model accuracy when present, else the deletion protocol's k = 0);
-    ``at_chance`` is the chance test of :mod:`ersm_eval.verdicts`; ``auc_diff`` (with its
-    interval) and ``verdict`` are the deletion headline of ranking ``gap_ranking``.
+    ``at_chance`` is the chance test of :mod:`ersm_eval.verdicts`; ``sg`` (the symmetric gain,
+    with its interval) and ``verdict`` are the deletion headline of ranking ``gap_ranking``.
     """
     table = summary_table(as_runs(runs))
     keep = ["model", "checkpoint", "accuracy", "accuracy_source", "at_chance", "mean_keep"]
     keep += [c for c in table.columns if c.startswith("auc_") and not c.startswith("auc_diff")]
-    keep += ["gap_ranking", "auc_diff", "auc_diff_ci_low", "auc_diff_ci_high", "verdict", "occlusion_robustness"]
+    keep += ["gap_ranking", "sg", "sg_ci_low", "sg_ci_high", "verdict", "occlusion_robustness"]
     return table[keep]
 
 
@@ -176,22 +177,22 @@ _HEADERS = {"model": "Model", "accuracy": "Accuracy (%)", "mean_keep": "Mean kee
 
 def _formatted(df: pd.DataFrame) -> pd.DataFrame:
     """Display strings (:func:`ersm_eval.verdicts.format_number`): accuracy in %, other numbers with
-    three decimals, ΔAUC with its interval, the verdict in words."""
+    three decimals, the symmetric gain with its interval, the verdict in words."""
     fmt = verdicts.format_number
     out = pd.DataFrame(index=df.index)
     for column in df.columns:
-        if column in ("checkpoint", "accuracy_source", "run", "gap_ranking", "auc_diff_ci_low", "auc_diff_ci_high"):
+        if column in ("checkpoint", "accuracy_source", "run", "gap_ranking", "sg_ci_low", "sg_ci_high"):
             continue
         values = df[column]
         if column == "accuracy":
             out[_HEADERS[column]] = [fmt(v, "percent").rstrip("%") for v in values]
         elif column == "at_chance":
             out[verdicts.AT_CHANCE.capitalize()] = ["yes" if v is True else "no" if v is False else verdicts.NOT_MEASURED for v in values]
-        elif column == "auc_diff":
+        elif column == "sg":
             ranking = next((r for r in df.get("gap_ranking", []) if r), "")
-            header = f"ΔAUC {ranking.replace('_', ' ')}".strip()
+            header = f"SG {ranking.replace('_', ' ')} (LeRF − MoRF)".replace("  ", " ")
             out[header] = [verdicts.format_estimate(v, lo, hi, "signed")
-                           for v, lo, hi in zip(values, df["auc_diff_ci_low"], df["auc_diff_ci_high"])]
+                           for v, lo, hi in zip(values, df["sg_ci_low"], df["sg_ci_high"])]
         elif column == "verdict":
             out["Verdict"] = [verdicts.verdict_words(v) for v in values]
         elif pd.api.types.is_numeric_dtype(values):
@@ -208,9 +209,11 @@ def _note(df: pd.DataFrame) -> str:
     sources = sorted({s for s in df["accuracy_source"] if s})
     text = ("Accuracy: top-1 on the evaluated split (sparsity run)." if sources == ["sparsity"] or not sources else
             "Accuracy from " + "; ".join(f"{m}: {s}" for m, s in zip(df["model"], df["accuracy_source"]) if s) + ".")
-    text += " AUC: normalized area under the deletion curve."
-    if "auc_diff" in df:
-        text += (" ΔAUC: the ranking's area minus random's, mean over images, paired bootstrap 95% interval;"
+    text += (" AUC: normalized area under the deletion curve, deleting what the ranking calls least important"
+             " first (LeRF).")
+    if "sg" in df:
+        text += (" SG: symmetric gain, the area deleting least important first (LeRF) minus the area deleting most"
+                 " important first (MoRF), mean over images, paired bootstrap 95% interval;"
                  " verdict as the evaluation wrote it (ersm_eval.verdicts).")
     return text
 

@@ -53,8 +53,8 @@ def test_any_model_gives_tables_and_a_folder_that_report_renders(kind, tmp_path)
 
     folder = result.save(tmp_path / f"{kind}-deletion")
     assert sorted(p.name for p in folder.glob("*.csv")) == sorted(result.tables)
-    pd.testing.assert_frame_equal(pd.read_csv(folder / "deletion_summary.csv")[["ranking", "auc"]],
-                                  summary[["ranking", "auc"]].reset_index(drop=True))
+    pd.testing.assert_frame_equal(pd.read_csv(folder / "deletion_summary.csv")[["ranking", "auc_lerf", "auc_morf", "sg"]],
+                                  summary[["ranking", "auc_lerf", "auc_morf", "sg"]].reset_index(drop=True))
     report = tmp_path / "report.html"
     run = CliRunner().invoke(app, ["report", str(folder), "--out", str(report)])
     assert run.exit_code == 0, run.output

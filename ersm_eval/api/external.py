@@ -11,7 +11,7 @@ from torch import nn
 
 from ersm_core.errors import ConfigError
 from ersm_eval.deletion.logits import token_pixel_map
-from ersm_eval.rankings import RANKINGS, Ranking, score_ranking
+from ersm_eval.rankings import ALIASES, RANKINGS, Ranking, score_ranking
 
 __all__ = ["ScoreMaps", "RESERVED_KEYS", "check_external_name", "external_rankings", "tokens_from_maps",
            "external_batch"]
@@ -25,16 +25,17 @@ def check_external_name(name: Any) -> str:
     """``name`` when it can name an external ranking (a word, not a built-in ranking or score)."""
     if not isinstance(name, str) or not name.strip() or "," in name or name != name.strip():
         raise ConfigError(f"an external ranking name must be a non-empty word without commas, got {name!r}")
-    if name in RANKINGS or name in RESERVED_KEYS:
+    if name in RANKINGS or name in RESERVED_KEYS or name in ALIASES:
         raise ConfigError(f"the external ranking name {name!r} is taken by a built-in ranking or score; choose another, "
                           f"e.g. {name}_external")
     return name
 
 
 def external_rankings(names: Sequence[str]) -> dict[str, Ranking]:
-    """One ranking per external score name, deleting the highest score first (its score key is the
-    name): a mapping for one evaluator, so the registry of built-in rankings never changes."""
-    return {name: score_ranking(name, name, True, f"external scores {name!r}: highest score first")
+    """One ranking per external score name whose importance is the score (highest value = most
+    important; its score key is the name), evaluated in both orders: a mapping for one evaluator,
+    so the registry of built-in rankings never changes."""
+    return {name: score_ranking(name, name, False, f"external scores {name!r}: s = the map's value")
             for name in (check_external_name(n) for n in names)}
 
 

@@ -22,8 +22,9 @@ from ersm_eval.deletion.logits import deletion_logits_descending, deletion_steps
 from ersm_eval.deletion.settings import DeletionSettings
 from ersm_eval.deletion.tables import deletion_tables
 from ersm_eval.diagnostics import energy_diagnostic_values
-from ersm_eval.fills import fill, token_blur_sigma
+from ersm_eval.fills import MASKED_FILL_KINDS, fill, fill_deleted, token_blur_sigma
 from ersm_eval.forward import FORWARD_CHUNK
+from ersm_eval.orders import orders_from_scores
 from ersm_eval.rankings import Ranking, RankingInputs, resolve_rankings
 from ersm_eval.records import concat_records
 from ersm_eval.verdicts import deletion_verdicts
@@ -60,7 +61,7 @@ class DeletionEvaluator:
             external score maps), looked up before the built-in registry.
 
     Attributes:
-        curves: (ranking, seed) of every curve, seed −1 for deterministic rankings.
+        curves: (ranking, order, seed) of every curve: order ``morf``/``lerf`` (seed −1) or ``random``.
         steps: the k values, [S].
         skipped: ranking name → why it does not apply to this model.
     """
@@ -74,8 +75,12 @@ class DeletionEvaluator:
         self.skipped = resolved.skipped
         self.n_tokens = int(model.n_tokens)
         self.steps = deletion_steps(self.n_tokens, self.settings.steps)
-        self._specs = [(r, s) for r in self.rankings for s in (self.settings.seeds if r.seeded else (-1,))]
-        self.curves: list[tuple[str, int]] = [(r.name, s) for r, s in self._specs]
+        self.notes = resolved.notes  # old ranking names -> what they now mean
+        # every curve: (ranking, order, seed); a scored ranking runs MoRF then LeRF, random one curve per seed
+        self._specs = [(r, o, s) for r in self.rankings
+                       for o, s in ([("random", s) for s in self.settings.seeds] if r.importance is None
+                                    else [("morf", -1), ("lerf", -1)])]
+        self.curves: list[tuple[str, str, int]] = [(r.name, o, s) for r, o, s in self._specs]
         self._need_cam = any("cam" in r.needs for r in self.rankings) or self.settings.save_token_scores
         self.diagnose = bool(getattr(model, "has_energy", False))  # energy diagnostics need E^u and E^p
         self.reset()
@@ -135,15 +140,21 @@ class DeletionEvaluator:
         cam = cam_scores(model, deletion_map, values=values)[0] if self._need_cam else None
         inputs = RankingInputs(scores=scores, indices=indices, n_tokens=self.n_tokens, cam=cam,
                                grid=tuple(model.grid))
-        orders = torch.stack([r.order(inputs, s).to(device) for r, s in self._specs], 1)  # [B, R, N]
+        orders = torch.stack(self._orders(inputs, device), 1)  # [B, R, N]: both orders inside this fixed chunk
         if st.level == "feature":
             logits = deletion_logits_descending(model, deletion_map, orders, self.steps, st.rescale,
                                                  st.head_rows, values)
             descending = True
         else:
             sigma = token_blur_sigma(tuple(images.shape[2:]), tuple(model.grid))
-            fills = fill(images, st.fill, tuple(model.mean), tuple(model.std), indices, st.fill_seed, sigma)
-            logits = input_deletion_logits(model, images, fills, orders, self.steps, st.input_chunk)
+            masked, fills = None, None
+            if st.fill in MASKED_FILL_KINDS:  # nli: the fill depends on which pixels are deleted
+                def masked(rows_images, deleted, rows):
+                    return fill_deleted(rows_images, deleted, st.fill, tuple(model.mean), tuple(model.std),
+                                        indices[rows.cpu().numpy()], st.fill_seed)
+            else:
+                fills = fill(images, st.fill, tuple(model.mean), tuple(model.std), indices, st.fill_seed, sigma)
+            logits = input_deletion_logits(model, images, fills, orders, self.steps, st.input_chunk, masked)
             descending = False
         # the model's own logits (k = 0 among them): one pass over the chunk's logits, real images only
         check_finite(logits, indices, "logits", count)
@@ -153,6 +164,20 @@ class DeletionEvaluator:
         self._store(logits[real], labels[real], indices[real], orders[real],
                     {k: v[real] for k, v in scores.items()}, None if cam is None else cam[real], descending)
         self._parts[-1].update({f"diag_{k}": v[real].astype(np.float64) for k, v in diag.items()})
+
+    def _orders(self, inputs: RankingInputs, device: torch.device) -> list[torch.Tensor]:
+        """The deletion order [B, N] of every curve: MoRF and LeRF from each importance score
+        (:func:`ersm_eval.orders.orders_from_scores`), random's seeded permutations."""
+        both: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        out = []
+        for ranking, order, seed in self._specs:
+            if ranking.importance is None:
+                out.append(ranking.order(inputs, seed).to(device))
+                continue
+            if ranking.name not in both:
+                both[ranking.name] = orders_from_scores(ranking.importance(inputs).to(device))
+            out.append(both[ranking.name][0 if order == "morf" else 1])
+        return out
 
     def _store(self, logits, labels, indices, orders, scores, cam, descending=False) -> None:
         batch, n_curves, n_steps, width = logits.shape
@@ -224,7 +249,8 @@ class DeletionEvaluator:
             "rankings": [r.name for r in self.rankings],
             "ranking_descriptions": {r.name: r.description for r in self.rankings},
             "skipped_rankings": dict(self.skipped),
-            "curves": [{"ranking": n, "seed": s} for n, s in self.curves],
+            "ranking_notes": dict(self.notes),
+            "curves": [{"ranking": n, "order": o, "seed": s} for n, o, s in self.curves],
             "k_values": self.steps.tolist(),
             "n_tokens": self.n_tokens,
             "grid": list(self.model.grid),

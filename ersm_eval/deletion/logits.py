@@ -201,10 +201,13 @@ def input_deletion_logits(
     orders: torch.Tensor,
     steps: np.ndarray | torch.Tensor,
     chunk: int = 64,
+    masked_fill: Any = None,
 ) -> torch.Tensor:
     """Input level: logits [B, R, S, K] of the full model on images whose regions under the
     first k tokens of each order are replaced by ``fills``; (image, ranking, k) jobs are
-    batched ``chunk`` at a time."""
+    batched ``chunk`` at a time. ``masked_fill(images, deleted, rows)`` (a fill that looks at
+    which pixels are hidden, e.g. ``nli``) replaces ``fills`` when given: ``rows`` are the
+    jobs' image rows of the batch."""
     batch, n_curves, n_tokens = orders.shape
     device = images.device
     steps_t = torch.as_tensor(np.asarray(steps), dtype=torch.long, device=device)
@@ -219,7 +222,10 @@ def input_deletion_logits(
         job = jobs[start : start + chunk]
         b, r, s = job // (n_curves * n_steps), (job // n_steps) % n_curves, job % n_steps
         deleted = pix_rank[b, r] < steps_t[s][:, None, None]
-        x = torch.where(deleted[:, None], fills[b], images[b])
+        if masked_fill is not None:
+            x = masked_fill(images[b], deleted, b)
+        else:
+            x = torch.where(deleted[:, None], fills[b], images[b])
         out.append(model(x))
     return torch.cat(out).reshape(batch, n_curves, n_steps, -1)
 

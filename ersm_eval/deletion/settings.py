@@ -7,13 +7,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from ersm_core.errors import ConfigError
-from ersm_eval.fills import FILL_KINDS
+from ersm_eval.fills import FILL_KINDS, MASKED_FILL_KINDS
 from ersm_eval.rankings import DEFAULT_RANKINGS
 
 __all__ = ["LEVELS", "FILLS", "DeletionSettings"]
 
 LEVELS = ("feature", "input")
-FILLS = FILL_KINDS  # the fills of ersm_eval.fills
+FILLS = FILL_KINDS + MASKED_FILL_KINDS  # the fills of ersm_eval.fills (nli: input level only)
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class DeletionSettings:
     soft_gate: bool = False  # delete on the gated map Y (survivors keep π) instead of the ungated map X
     rescale: bool = True  # pool by the mean over the remaining positions (GAP·N/(N−k)); False: plain mean
     level: str = "feature"  # 'feature' (the paper's protocol) or 'input' (fill image regions, re-run the model)
-    fill: str = "mean"  # input level: 'mean', 'black', 'noise' or 'blur'
+    fill: str = "mean"  # input level: 'mean', 'black', 'noise', 'blur' or 'nli' (noisy linear imputation)
     fill_seed: int = 0  # input level: seed of the noise fill (with the dataset index)
     save_token_scores: bool = False  # keep every score of every image and token in the records
     label: str = ""  # value of the tables' checkpoint column
@@ -50,6 +50,8 @@ class DeletionSettings:
             raise ConfigError(f"unknown deletion level {self.level!r}; use one of: {', '.join(LEVELS)}")
         if self.fill not in FILLS:
             raise ConfigError(f"unknown fill {self.fill!r}; use one of: {', '.join(FILLS)}")
+        if self.fill in MASKED_FILL_KINDS and self.level != "input":
+            raise ConfigError(f"--fill {self.fill} fills image regions, so it needs --level input")
         if self.level == "input" and (self.soft_gate or not self.rescale):
             raise ConfigError(
                 "--soft-gate and --no-rescale apply to --level feature only; at --level input the model "

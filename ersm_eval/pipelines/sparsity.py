@@ -11,7 +11,7 @@ from ersm_eval.pipelines.common import (
     PipelineRun, ProgressBar, dataset_batches, join_group, leave_group, no_progress, resume_store, save_result,
 )
 
-__all__ = ["run_sparsity"]
+__all__ = ["run_sparsity", "add_map_randomization"]
 
 
 def run_sparsity(
@@ -33,6 +33,7 @@ def run_sparsity(
     workers: int = 0,
     skip_bad_images: bool = False,
     progress: ProgressBar = no_progress,
+    randomization: bool = True,
     after: Callable[[Path], None] | None = None,
     options: dict[str, Any] | None = None,
     started: float | None = None,
@@ -50,6 +51,9 @@ def run_sparsity(
         out: the output folder (default runs/sparsity-<label>).
         overwrite, split, data_root, limit, subset_seed, device, batch_size, workers, skip_bad_images,
         progress, after, options, started, resume: as for :func:`~ersm_eval.pipelines.run_deletion`.
+        randomization: also run the randomization check of the maps (map_randomization.csv: each map's
+            per-image Spearman correlation with itself after re-initializing the head, the spatial module
+            and the backbone's last stage, cumulatively; :func:`ersm_eval.randomization.map_randomization`).
 
     Raises:
         ConfigError: a bad option or output folder, before any work where it can be told.
@@ -73,9 +77,31 @@ def run_sparsity(
         result = evaluate_sparsity(setup.model, batches, label=label, class_names=setup.checkpoint.class_names,
                                    localize=localize, seed=seed, gallery_indices=list(gallery_indices), verify=False,
                                    store=store)
+    if randomization:
+        add_map_randomization(setup, result, label, seed, batch_size, workers, skip_bad_images, progress)
     bad = gather_skipped(skipped)
     if result is not None:  # rank 0 writes
         save_result(result, out, overwrite, dict(options or {}), started, setup.describe(), after, skipped_images=bad)
         store.remove()
     leave_group()
     return PipelineRun(result, Path(out), bad, store.resumed)
+
+
+def add_map_randomization(setup: Any, result: Any, label: str, seed: int, batch_size: int, workers: int,
+                         skip_bad_images: bool, progress: ProgressBar) -> None:
+    """Add map_randomization.csv (keep, energy and CAM maps; three cumulative steps) to ``result``, reading
+    the images a second time; under torchrun it is skipped with a note (each process holds a share only)."""
+    from ersm_eval.distributed import is_distributed
+    from ersm_eval.randomization import map_randomization
+
+    if is_distributed():
+        if result is not None:
+            result.summary.notes.append("no map_randomization.csv: the randomization check runs in one process "
+                                        "only (run sparsity without torchrun for it)")
+        return
+    with progress(len(setup.indices), f"randomization check ({label})") as advance:
+        batches = dataset_batches(setup, batch_size, workers, advance, skip_bad_images, [])
+        table = map_randomization(setup.model, batches.batches, checkpoint=label, boot_seed=seed, seed=seed)
+    if result is not None:
+        result.tables["map_randomization.csv"] = table
+        result.summary.notes.extend(table.attrs.get("notes", []))

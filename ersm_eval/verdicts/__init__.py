@@ -4,6 +4,7 @@ One package decides what the tool may claim, so the console, the HTML report, th
 tables and ``compare`` never disagree and never re-derive a verdict from rounded numbers:
 
 * :mod:`~ersm_eval.verdicts.rules`: the rules (chance test, deletion, localization, position) and sentences;
+* :mod:`~ersm_eval.verdicts.orders`: the rule of the two deletion orders (MoRF, LeRF, symmetric gain) and its words;
 * :mod:`~ersm_eval.verdicts.run`: what a deletion run concludes, from its tables;
 * :mod:`~ersm_eval.verdicts.words`: the display words and the one number format of every renderer.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from ersm_eval.verdicts.rules import (  # noqa: F401
     DELETION_VERDICTS,
+    RANDOM_VERDICTS,
     LOCALIZATION_VERDICTS,
     POSITION_THRESHOLD,
     LARGE_OBJECT_FRACTION,
@@ -42,11 +44,22 @@ from ersm_eval.verdicts.words import (  # noqa: F401
     localization_summary,
     zero_words,
 )
+from ersm_eval.verdicts.orders import (  # noqa: F401
+    ORDER_VERDICTS,
+    ORDER_NAMES,
+    order_verdict,
+    beats_center,
+    order_words,
+    order_sentence,
+    position_gain_sentence,
+    order_gap_sentence,
+    gain_from_row,
+)
 from ersm_eval.verdicts.run import (  # noqa: F401
     deletion_chance_test,
     deletion_verdicts,
 )
 
-from ersm_eval.verdicts import rules as _rules, run as _run, words as _words  # noqa: E402
+from ersm_eval.verdicts import orders as _orders, rules as _rules, run as _run, words as _words  # noqa: E402
 
-__all__ = [*_rules.__all__, *_run.__all__, *_words.__all__]
+__all__ = [*_rules.__all__, *_orders.__all__, *_run.__all__, *_words.__all__]

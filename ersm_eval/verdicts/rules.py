@@ -12,10 +12,15 @@ Rules:
   interval; when it contains chance (1 / number of classes) the model cannot tell
   the classes apart on these images, its deletion curves carry no information and
   every ranking is ``not_testable``.
-* **Deletion verdict.** From the paired 95% interval of ΔAUC (the ranking's area
-  under the per-image correctness curve minus random's): ``above_random`` when the
-  low end is > 0, ``below_random`` when the high end is < 0, otherwise (an interval
-  touching or containing 0, or no interval at all) ``indistinguishable``.
+* **Deletion verdict.** From the paired 95% interval of the symmetric gain
+  SG = AUC(LeRF) − AUC(MoRF) (:mod:`ersm_eval.verdicts.orders`): ``supports`` when the
+  low end is > 0, ``contradicts`` when the high end is < 0, otherwise
+  ``indistinguishable``.
+* **One order against random.** From the paired 95% interval of ΔAUC (one order's
+  area under the per-image correctness curve minus random's): ``above_random`` when
+  the low end is > 0, ``below_random`` when the high end is < 0, otherwise (an
+  interval touching or containing 0, or no interval at all) ``indistinguishable``
+  (:func:`deletion_verdict`; studies use it). Sentences name the order it concerns.
 * **Step counts.** A step counts as above (below) random only when its paired
   interval lies strictly above (below) 0; equal accuracies are ties, never wins.
 * **Localization verdict.** A map localizes the object only when the low end of the
@@ -44,6 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DELETION_VERDICTS",
+    "RANDOM_VERDICTS",
     "LOCALIZATION_VERDICTS",
     "POSITION_THRESHOLD",
     "LARGE_OBJECT_FRACTION",
@@ -62,17 +68,12 @@ __all__ = [
     "position_sentence",
 ]
 
-DELETION_VERDICTS = ("above_random", "below_random", "indistinguishable", "not_testable")
+DELETION_VERDICTS = ("supports", "contradicts", "indistinguishable", "not_testable")  # of the symmetric gain
+RANDOM_VERDICTS = ("above_random", "below_random", "indistinguishable", "not_testable")  # one order vs random
 LOCALIZATION_VERDICTS = ("localizes", "does_not_localize", "baseline")  # "baseline": rows of the uniform/center maps
 POSITION_THRESHOLD = 0.5  # |Spearman| of energy with a position score at which the ranking "follows position"
 LARGE_OBJECT_FRACTION = 0.8  # object area fraction from which a box says nothing about localization
 
-_DELETION_WORDS = {
-    "above_random": "keeps the model right longer than random deletion does (above random)",
-    "below_random": "loses accuracy faster than random deletion does (below random)",
-    "indistinguishable": "cannot be told apart from random",
-    "not_testable": "cannot be judged: the model is at chance before any deletion",
-}
 
 
 def _finite(value: Any) -> bool:
@@ -138,7 +139,7 @@ def chance_test(n_correct: int, n_images: int, n_classes: int) -> ChanceTest:
 
 
 def deletion_verdict(ci_low: float, ci_high: float, at_chance: bool) -> str:
-    """The verdict of a ranking from the 95% interval of its ΔAUC to random.
+    """The verdict of one deletion order from the 95% interval of its ΔAUC to random.
 
     ``not_testable`` at chance; ``above_random`` when ci_low > 0; ``below_random`` when
     ci_high < 0; otherwise (an interval touching or containing 0, or a NaN one)
@@ -262,37 +263,41 @@ def accuracy_sentence(test: ChanceTest, label: str, train_spurious: float | None
 
 
 def deletion_sentence(row: Mapping, test: ChanceTest | None, label: str) -> str:
-    """What a ranking's row of deletion_summary.csv says, headed by its ΔAUC and verdict.
+    """What a ranking's row of deletion_summary.csv says, headed by its symmetric gain and verdict.
 
     The verdict is the row's ``verdict`` (the evaluator's, computed once from the
-    unrounded interval); a ``test`` at chance overrides it with ``not_testable``.
-    The largest and smallest per-step gaps follow as secondary figures, together.
+    unrounded SG interval); a ``test`` at chance overrides it with ``not_testable``.
+    Each order's ΔAUC against random deletion follows, naming the order, then the
+    LeRF order's per-step gaps as secondary figures.
     """
+    from ersm_eval.verdicts.orders import (gain_from_row, order_gap_sentence, order_sentence, order_verdict,
+                                           order_words, position_gain_sentence)
+
     who = f"{label}: " if label else ""
     ranking = str(row.get("ranking", "?"))
+    at_chance = bool(test is not None and test.at_chance) or row.get("verdict") == "not_testable"
     if ranking == "random":
-        return f"{who}random is the reference the other rankings are compared with."
-    verdict = row.get("verdict")
-    if test is not None and test.at_chance:
-        verdict = "not_testable"
-    if verdict not in DELETION_VERDICTS:
-        verdict = deletion_verdict(row.get("auc_diff_ci_low"), row.get("auc_diff_ci_high"), False)
-    if verdict == "not_testable":
-        return f"{who}{ranking} deletion {_DELETION_WORDS['not_testable']}."
-    text = (f"{who}{ranking} deletion {_DELETION_WORDS[verdict]}: ΔAUC of accuracy "
-            f"{_signed(row.get('auc_diff'))} ({_interval(row.get('auc_diff_ci_low'), row.get('auc_diff_ci_high'))}"
-            f"{_p(row.get('auc_diff_p_value'))})")
-    if _finite(row.get("prob_auc_diff")):
-        text += (f", of the true-class probability {_signed(row.get('prob_auc_diff'))} "
-                 f"({_interval(row.get('prob_auc_diff_ci_low'), row.get('prob_auc_diff_ci_high'))})")
+        return f"{who}random is the reference the other rankings are compared with; it has one order and no symmetric gain."
+    n_images = row.get("n_images") if _int(row.get("n_images")) is not None else "?"
+    text = order_sentence(ranking, gain_from_row(row, "sg", n_images), at_chance, label).rstrip(".")
+    if order_verdict(row.get("sg_ci_low"), row.get("sg_ci_high"), at_chance) == "not_testable":
+        return text + "."
+    for order in ("lerf", "morf"):
+        if _finite(row.get(f"auc_diff_{order}")):
+            text += "; " + order_gap_sentence(ranking, order, row).rstrip(".")
+    center = gain_from_row(row, "sg_minus_center", n_images)
+    if center is not None:
+        text += "; " + position_gain_sentence(ranking, center).rstrip(".")
     above, below, total = (_int(row.get(c)) for c in ("steps_above_random", "steps_below_random", "n_steps"))
+    lerf = order_words(ranking, "lerf")
     if above is not None and below is not None:
         of = f" of {total}" if total is not None else ""
-        text += f"; significantly above random at {above}{of} steps and below at {below}"
+        text += (f"; {lerf} is significantly more accurate than random deletion at {above}{of} steps "
+                 f"and less accurate at {below}")
     gap_k, min_k = _int(row.get("max_gap_k")), _int(row.get("min_gap_k"))
     if _finite(row.get("max_gap_to_random")) and _finite(row.get("min_gap_to_random")):
-        text += (f"; per-step gap from {_pts(row.get('min_gap_to_random'))} points at k={min_k} "
-                 f"({_interval(row.get('min_gap_ci_low'), row.get('min_gap_ci_high'), _pts)}) to "
+        text += (f"; its per-step gap to random deletion runs from {_pts(row.get('min_gap_to_random'))} points "
+                 f"at k={min_k} ({_interval(row.get('min_gap_ci_low'), row.get('min_gap_ci_high'), _pts)}) to "
                  f"{_pts(row.get('max_gap_to_random'))} points at k={gap_k} "
                  f"({_interval(row.get('max_gap_ci_low'), row.get('max_gap_ci_high'), _pts)})")
     return text + "."

@@ -1,7 +1,7 @@
 """What a deletion run concludes, from its tables: the chance test and every ranking's verdict.
 
 One rule: deletion_summary.csv's verdict column and these both come from
-:func:`~ersm_eval.verdicts.rules.deletion_verdict`.
+:func:`~ersm_eval.verdicts.orders.order_verdict` (the symmetric gain's interval).
 """
 
 from __future__ import annotations
@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ersm_core.errors import DatasetError
-from ersm_eval.verdicts.rules import (ChanceTest, chance_sentence, chance_test, deletion_sentence, deletion_verdict,
-                                      follows_position, position_sentence)
+from ersm_eval.verdicts.orders import order_verdict
+from ersm_eval.verdicts.rules import (ChanceTest, chance_sentence, chance_test, deletion_sentence, follows_position,
+                                      position_sentence)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -46,7 +47,7 @@ def deletion_verdicts(tables: dict[str, pd.DataFrame], n_classes: int, label: st
     for row in summary.to_dict("records"):
         if row["ranking"] == "random":
             continue
-        row["verdict"] = deletion_verdict(row.get("auc_diff_ci_low"), row.get("auc_diff_ci_high"), test.at_chance)
+        row["verdict"] = order_verdict(row.get("sg_ci_low"), row.get("sg_ci_high"), test.at_chance)
         verdicts[row["ranking"]] = row["verdict"]
         sentences[row["ranking"]] = deletion_sentence(row, test, label)
     diag_table = tables.get("energy_diagnostics.csv")

@@ -33,9 +33,9 @@ NOT_MEASURED = "not measured"  # what a renderer shows where a table holds no va
 AT_CHANCE = "at chance"  # a model whose accuracy interval contains chance (ChanceTest.at_chance)
 
 _VERDICT_DISPLAY = {
-    "above_random": "above random",
-    "below_random": "below random",
-    "indistinguishable": "indistinguishable from random",
+    "supports": "supports (least important first outlasts most important first)",
+    "contradicts": "contradicts (most important first outlasts least important first)",
+    "indistinguishable": "indistinguishable (the two orders cannot be told apart)",
     "not_testable": "not testable (model at chance)",
     "localizes": "localizes",
     "does_not_localize": "does not localize",

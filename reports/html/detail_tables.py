@@ -65,11 +65,16 @@ def summary_blocks(summary: pd.DataFrame) -> list[TableBlock]:
 
 def deletion_table(summary: pd.DataFrame) -> TableBlock:
     """deletion_summary.csv's curve numbers per model and ranking."""
-    rows = [[r["series"], words(r["ranking"]), _fmt(r["auc"]), _fmt(r["acc_k0"], "percent"),
+    rows = [[r["series"], words(r["ranking"]), _fmt(r["auc_lerf"]),
+             _fmt(r["auc_morf"]) if r["ranking"] != "random" else "",
+             verdicts.format_estimate(r["sg"], r.get("sg_ci_low"), r.get("sg_ci_high"), "signed")
+             if r["ranking"] != "random" else "", _fmt(r["acc_k0"], "percent"),
              f"{_fmt(r['peak_accuracy'], 'percent')} at k={_fmt(r['peak_k'], 'count')}", _fmt(r["half_accuracy_k"], "count")]
             for r in summary.to_dict("records")]
     return TableBlock("Deletion summary per ranking (deletion_summary.csv)",
-                      ["Model", "Ranking", "AUC", "Acc. k=0", "Peak", "Half-accuracy k"], rows, text_columns=2)
+                      ["Model", "Ranking", "AUC least important first (LeRF)", "AUC most important first (MoRF)",
+                       "Symmetric gain LeRF − MoRF", "Acc. k=0", "Peak (LeRF)", "Half-accuracy k (LeRF)"], rows,
+                      "Random has one order; its area is in the LeRF column.", text_columns=2)
 
 
 def localization_table(loc: pd.DataFrame) -> TableBlock:

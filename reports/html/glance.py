@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from ersm_eval import verdicts
+from ersm_eval.randomization import randomization_warning
 from reports.figures_localization import BASELINE_MAPS
 from reports.figures_style import ranking_order
 from reports.html.blocks import TableBlock, words
@@ -45,17 +46,24 @@ def _accuracy_row(what: str, test: verdicts.ChanceTest) -> list[str]:
 def _deletion_details(rows: pd.DataFrame) -> TableBlock:
     out = []
     for r in rows.to_dict("records"):
+        against = [verdicts.format_estimate(r[f"auc_diff_{o}"], r[f"auc_diff_{o}_ci_low"], r[f"auc_diff_{o}_ci_high"],
+                                            "signed") for o in ("lerf", "morf")]
         gaps = [f"{verdicts.format_number(r[f'{w}_gap_to_random'], 'points')} at k={verdicts.format_number(r[f'{w}_gap_k'], 'count')} "
                 f"({verdicts.format_interval(r[f'{w}_gap_ci_low'], r[f'{w}_gap_ci_high'], 'points')})" for w in ("min", "max")]
         steps = (f"{verdicts.format_number(r['steps_above_random'], 'count')} / "
                  f"{verdicts.format_number(r['steps_below_random'], 'count')} of {verdicts.format_number(r['n_steps'], 'count')}")
-        out.append([words(r["ranking"]),
-                    verdicts.format_estimate(r["prob_auc_diff"], r["prob_auc_diff_ci_low"], r["prob_auc_diff_ci_high"], "signed"),
+        out.append([words(r["ranking"]), *against,
+                    verdicts.format_estimate(r["prob_sg"], r["prob_sg_ci_low"], r["prob_sg_ci_high"], "signed"),
+                    verdicts.format_estimate(r["sg_minus_center"], r["sg_minus_center_ci_low"],
+                                             r["sg_minus_center_ci_high"], "signed"),
                     *gaps, steps])
     return TableBlock(
-        "Deletion against random, secondary numbers per ranking",
-        ["Ranking", "ΔAUC true-class prob.", "Smallest gap (points)", "Largest gap (points)", "Steps with the interval above / under 0"],
-        out, "Per-step gaps are shown together; a step counts only when its paired 95% interval excludes 0.")
+        "Deletion, secondary numbers per ranking",
+        ["Ranking", "ΔAUC to random, least important first (LeRF)", "ΔAUC to random, most important first (MoRF)",
+         "Symmetric gain of the true-class prob.", "Symmetric gain − center's", "Smallest gap of LeRF to random (points)",
+         "Largest gap of LeRF to random (points)", "LeRF steps with the interval above / under random"],
+        out, "Per-step gaps are those of the LeRF order (least important first) against random deletion, shown "
+        "together; a step counts only when its paired 95% interval excludes 0.")
 
 
 def model_glance(label: str, group: Group, tables: dict[str, pd.DataFrame]) -> Glance:
@@ -88,8 +96,9 @@ def model_glance(label: str, group: Group, tables: dict[str, pd.DataFrame]) -> G
         order = ranking_order(dsum["ranking"])
         dsum = dsum.set_index("ranking").loc[order].reset_index()
         for r in dsum.to_dict("records"):
-            rows.append([f"Deletion order: {words(r['ranking'])}",
-                         "ΔAUC " + verdicts.format_estimate(r["auc_diff"], r["auc_diff_ci_low"], r["auc_diff_ci_high"], "signed"),
+            rows.append([f"Deletion, both orders: {words(r['ranking'])}",
+                         "symmetric gain (least − most important first) "
+                         + verdicts.format_estimate(r["sg"], r["sg_ci_low"], r["sg_ci_high"], "signed"),
                          verdicts.verdict_words(r["verdict"])])
         ranking_sentences = recorded_sentences.get("rankings") or {}
         sentences += [ranking_sentences[r] for r in order if ranking_sentences.get(r)]
@@ -111,6 +120,13 @@ def model_glance(label: str, group: Group, tables: dict[str, pd.DataFrame]) -> G
     position = recorded_sentences.get("position")
     if isinstance(energy, dict) and position:
         (warnings if energy.get("follows_position") else sentences).append(position)
+    randomized = tables.get("map_randomization.csv")
+    if randomized is not None and not randomized.empty:
+        own = randomized[randomized["series"] == label]
+        for map_name in pd.unique(own["map"]):
+            warning = randomization_warning(own, str(map_name))
+            if warning:
+                warnings.append(warning)
     boxes = recorded(group, "evaluation", "localization")
     if isinstance(boxes, dict) and boxes.get("uninformative") is True:
         warnings.append(verdicts.uninformative_boxes_sentence(boxes.get("large_object_share")))

@@ -27,7 +27,7 @@ def random_readings(summary: pd.DataFrame) -> list[Reading]:
             continue
         row = rows.iloc[0]
         seeds = int(row["n_seeds"]) if _fmt(row["n_seeds"]) != "n/a" else 1
-        text = f"Random deletion (mean of {seeds} seed{'s' if seeds != 1 else ''}) has AUC {_fmt(row['auc'])}"
+        text = f"Random deletion (mean of {seeds} seed{'s' if seeds != 1 else ''}) has AUC {_fmt(row['auc_lerf'])}"
         if _fmt(row["half_accuracy_k"]) != "n/a":
             text += f" and loses half of the k=0 accuracy at k={_fmt(row['half_accuracy_k'], 'count')}"
         out.append(Reading(str(series), [text + "."]))

@@ -23,7 +23,7 @@ __all__ = ["KNOWN_TABLES", "read_table", "check_recorded"]
 KNOWN_TABLES: dict[str, list[str]] = dict(TABLES)  # every table a report reads, with its required columns
 
 # columns holding text; "correct" is boolean; every other known column is numeric
-_TEXT = {"checkpoint", "ranking", "ranking_a", "ranking_b", "test", "fill", "pattern", "map", "metric", "class_name", "failure",
+_TEXT = {"checkpoint", "ranking", "order", "randomized", "ranking_a", "ranking_b", "test", "fill", "pattern", "map", "metric", "class_name", "failure",
          "verdict"}
 _BOOL = {"correct"}
 _NAN_WORDS = {"", "nan", "na", "n/a", "null", "none"}
@@ -42,10 +42,13 @@ _RANGES: dict[str, dict[str, tuple[str, float, float | None, bool]]] = {
                             "n_images": _COUNT, "accuracy": _PROB, "ci_low": _PROB, "ci_high": _PROB,
                             "mean_true_prob": _PROB},
     "deletion_summary.csv": {
-        "n_seeds": _COUNT, "auc": _PROB, "acc_k0": _PROB, "peak_accuracy": _PROB, "peak_k": _COUNT,
-        "auc_diff": _DIFF, "auc_diff_ci_low": _DIFF, "auc_diff_ci_high": _DIFF, "auc_diff_p_value": _PROB,
-        "prob_auc": _PROB, "prob_auc_diff": _DIFF, "prob_auc_diff_ci_low": _DIFF, "prob_auc_diff_ci_high": _DIFF,
-        "prob_auc_diff_p_value": _PROB, "max_gap_to_random": _DIFF, "max_gap_k": _COUNT, "max_gap_ci_low": _DIFF,
+        "n_seeds": _COUNT, "n_images": _COUNT, "acc_k0": _PROB, "peak_accuracy": _PROB, "peak_k": _COUNT,
+        **{f"{p}auc_{o}": _PROB for p in ("", "prob_") for o in ("lerf", "morf")},
+        **{f"{p}{m}{e}": _DIFF for p in ("", "prob_") for m in ("auc_diff_lerf", "auc_diff_morf", "sg")
+           for e in ("", "_ci_low", "_ci_high")},
+        **{f"{p}{m}_p_value": _PROB for p in ("", "prob_") for m in ("auc_diff_lerf", "auc_diff_morf", "sg")},
+        "sg_minus_center": ("diff", -2.0, 2.0, False), "sg_minus_center_ci_low": ("diff", -2.0, 2.0, False),
+        "sg_minus_center_ci_high": ("diff", -2.0, 2.0, False), "max_gap_to_random": _DIFF, "max_gap_k": _COUNT, "max_gap_ci_low": _DIFF,
         "max_gap_ci_high": _DIFF, "min_gap_to_random": _DIFF, "min_gap_k": _COUNT, "min_gap_ci_low": _DIFF,
         "min_gap_ci_high": _DIFF, "steps_above_random": _COUNT, "steps_below_random": _COUNT, "n_steps": _COUNT,
         "half_accuracy_k": _COUNT},
@@ -57,6 +60,7 @@ _RANGES: dict[str, dict[str, tuple[str, float, float | None, bool]]] = {
     "occlusion.csv": {"n": _COUNT, "accuracy": _PROB, "ci_low": _PROB, "ci_high": _PROB, "mean_true_prob": _PROB},
     "occlusion_summary.csv": {"auc": _PROB, "acc0": _PROB, "diff_auc_to_first": _DIFF, "diff_ci_low": _DIFF,
                               "diff_ci_high": _DIFF},
+    "map_randomization.csv": {"n_images": _COUNT, "spearman": _DIFF, "ci_low": _DIFF, "ci_high": _DIFF},
     "keep_histogram.csv": {"bin_low": _PROB, "bin_high": _PROB, "count": _COUNT},
     "per_class_keep.csv": {"class_index": _COUNT, "n": _COUNT, "mean_keep": _PROB, "accuracy": _PROB},
     "per_image.csv": {"index": _COUNT, "label": _COUNT, "prediction": _COUNT, "confidence": _PROB,
@@ -86,6 +90,7 @@ def _check_range(path: Path, name: str, column: str, raw: pd.Series, values: pd.
         bad |= present & out
         want = {"prob": "a number in [0, 1]", "diff": "a number in [-1, 1]", "sd": "a non-negative number",
                 "count": "a non-negative integer" if high is None else f"an integer in [0, {high:g}]",
+                **({"diff": "a number in [-2, 2]"} if high == 2.0 else {}),
                 "seed": "an integer of at least -1"}[kind]
     if bad.any():
         row = int(np.flatnonzero(bad)[0])

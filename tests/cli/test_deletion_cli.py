@@ -1,6 +1,7 @@
 """`ersm-eval deletion`: outputs, skipped rankings, batch-size invariance and bad inputs."""
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -35,7 +36,10 @@ def test_writes_every_table_and_the_summary(run_dir, tiny_checkpoint):
         assert list(table.columns) == TABLES[name], name
         assert (table.checkpoint == tiny_checkpoint.stem).all()
     curves = pd.read_csv(out / "deletion_curves.csv")
-    assert set(curves.ranking) == {"energy", "unary", "magnitude", "cam", "center", "border", "random"}
+    assert set(curves.ranking) == {"energy", "unary", "magnitude", "cam", "center", "random"}
+    for ranking in ("energy", "unary", "magnitude", "cam", "center"):  # every non-random ranking in both orders
+        assert set(curves[curves.ranking == ranking].order) == {"morf", "lerf"}, ranking
+    assert set(curves[curves.ranking == "random"].order) == {"random"}
     assert sorted(curves.k.unique()) == list(range(16)) and (curves.n_images == 16).all()
     summary = json.loads((out / "summary.json").read_text())
     assert summary["checkpoint_sha256"] and summary["n_images"] == 16 and summary["label"] == tiny_checkpoint.stem
@@ -46,7 +50,11 @@ def test_writes_every_table_and_the_summary(run_dir, tiny_checkpoint):
         index = npz["index"].tolist()  # --limit draws a seeded, class-stratified subset
         assert npz["energy"].shape == (16, 16) and len(set(index)) == 16 and index == sorted(index)
     assert not (out / "report.html").exists()
-    assert "energy" in output and "ΔAUC" in output  # the terminal summary
+    assert "energy" in output and "SG = LeRF" in output and "MoRF" in output  # the terminal summary
+    text = " ".join(output.split())
+    for match in re.finditer(r"(above|below) random", text):  # never without the order it speaks of
+        assert re.search(r"LeRF|MoRF|least important first|most important first",
+                         text[max(0, match.start() - 300): match.end() + 300]), text
 
 
 def test_summary_json_carries_the_chance_test_and_the_verdicts(run_dir):
@@ -62,40 +70,55 @@ def test_summary_json_carries_the_chance_test_and_the_verdicts(run_dir):
     compared = [r for r in table.index if r != "random"]
     assert summary["verdicts"] == {r: table.loc[r, "verdict"] for r in compared}
     assert set(summary["verdict_sentences"]["rankings"]) == set(compared)
-    assert pd.isna(table.loc["random", "verdict"]) and np.isnan(table.loc["random", "auc_diff"])
-    for r in compared:  # every verdict follows the rule from the unrounded interval
-        low, high = table.loc[r, "auc_diff_ci_low"], table.loc[r, "auc_diff_ci_high"]
-        expected = ("not_testable" if chance["at_chance"] else "above_random" if low > 0
-                    else "below_random" if high < 0 else "indistinguishable")
+    assert pd.isna(table.loc["random", "verdict"]) and np.isnan(table.loc["random", "auc_diff_lerf"])
+    for r in compared:  # every verdict follows the rule from the unrounded interval of the symmetric gain
+        low, high = table.loc[r, "sg_ci_low"], table.loc[r, "sg_ci_high"]
+        expected = ("not_testable" if chance["at_chance"] else "supports" if low > 0
+                    else "contradicts" if high < 0 else "indistinguishable")
         assert table.loc[r, "verdict"] == expected
     diag = pd.read_csv(out / "energy_diagnostics.csv")
     assert diag.metric.tolist() == ["pairwise_share", "spearman_center", "spearman_neighbours"]
     assert set(summary["energy_diagnostics"]) >= set(diag.metric)
     if chance["at_chance"]:  # said before the table
-        assert output.index("Model at chance") < output.index("ΔAUC")
+        assert output.index("Model at chance") < output.index("SG = LeRF")
 
 
-def test_auc_diff_equals_the_areas_of_the_written_curves(run_dir):
+def test_sg_and_auc_diff_equal_the_areas_of_the_written_curves(run_dir):
     out, _ = run_dir
     curves = pd.read_csv(out / "deletion_curves.csv")
     table = pd.read_csv(out / "deletion_summary.csv").set_index("ranking")
 
-    def area(ranking):  # seed-mean curve, then the normalized trapezoid
-        mean = curves[curves.ranking == ranking].groupby("fraction_removed")["accuracy"].mean()
+    def area(ranking, order):  # seed-mean curve, then the normalized trapezoid
+        rows = curves[(curves.ranking == ranking) & (curves.order == order)]
+        mean = rows.groupby("fraction_removed")["accuracy"].mean()
         x, y = mean.index.to_numpy(), mean.to_numpy()
         return float(np.sum((y[1:] + y[:-1]) / 2 * np.diff(x)) / (x[-1] - x[0]))
 
-    for ranking in ("energy", "center", "border", "cam"):
-        assert table.loc[ranking, "auc_diff"] == pytest.approx(area(ranking) - area("random"), abs=1e-6)
-        assert table.loc[ranking, "auc_diff_ci_low"] <= table.loc[ranking, "auc_diff"] <= table.loc[ranking, "auc_diff_ci_high"]
+    for ranking in ("energy", "unary", "magnitude", "center", "cam"):
+        lerf, morf, rand = area(ranking, "lerf"), area(ranking, "morf"), area("random", "random")
+        assert table.loc[ranking, "sg"] == pytest.approx(lerf - morf, abs=1e-9)
+        assert table.loc[ranking, "auc_lerf"] == pytest.approx(lerf, abs=1e-9)
+        assert table.loc[ranking, "auc_morf"] == pytest.approx(morf, abs=1e-9)
+        assert table.loc[ranking, "auc_diff_lerf"] == pytest.approx(lerf - rand, abs=1e-9)
+        assert table.loc[ranking, "auc_diff_morf"] == pytest.approx(morf - rand, abs=1e-9)
+        assert table.loc[ranking, "sg_ci_low"] <= table.loc[ranking, "sg"] <= table.loc[ranking, "sg_ci_high"]
+        assert table.loc[ranking, "auc_diff_lerf_ci_low"] <= table.loc[ranking, "auc_diff_lerf"]
+    sg_center = table.loc["energy", "sg"] - table.loc["center", "sg"]
+    assert table.loc["energy", "sg_minus_center"] == pytest.approx(sg_center, abs=1e-9)
 
 
-def test_spearman_center_equals_the_agreement_of_energy_and_center(run_dir):
+def test_agreement_compares_the_lerf_orders(run_dir):
+    from ersm_eval.agreement import spearman_orders
+
     out, _ = run_dir
-    diag = pd.read_csv(out / "energy_diagnostics.csv").set_index("metric")["value"]
     agreement = pd.read_csv(out / "ranking_agreement.csv")
     row = agreement[(agreement.ranking_a == "energy") & (agreement.ranking_b == "center")].iloc[0]
-    assert diag["spearman_center"] == pytest.approx(row.spearman_mean, abs=1e-12)
+    with np.load(out / "token_scores.npz", allow_pickle=False) as npz:
+        names = npz["curve_names"].tolist()
+        orders = npz["orders"]
+    rho = spearman_orders(orders[:, names.index("energy_lerf")], orders[:, names.index("center_lerf")])
+    assert row.spearman_mean == pytest.approx(rho.mean(), abs=1e-9)
+    diag = pd.read_csv(out / "energy_diagnostics.csv").set_index("metric")["value"]
     assert 0 <= diag["pairwise_share"] <= 1 and -1 <= diag["spearman_neighbours"] <= 1
 
 
@@ -120,7 +143,7 @@ def test_baseline_skips_energy_rankings_and_says_why(tiny_baseline_checkpoint, t
     assert result.exit_code == 0, result.output
     assert "Skipped ranking energy" in result.output and "baseline" in result.output
     curves = pd.read_csv(tmp_path / "b" / "deletion_curves.csv")
-    assert set(curves.ranking) == {"magnitude", "cam", "center", "border", "random"}
+    assert set(curves.ranking) == {"magnitude", "cam", "center", "random"}
     assert sorted(curves.k.unique()) == [0, 5, 10, 15]
     summary = json.loads((tmp_path / "b" / "summary.json").read_text())
     assert set(summary["evaluation"]["skipped_rankings"]) == {"energy", "unary"}

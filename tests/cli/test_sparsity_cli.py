@@ -80,7 +80,16 @@ def test_writes_every_table_with_the_schema(run_dir, tiny_checkpoint, chosen):
     verdicts = loc.loc[(loc["verdict"] != "baseline") & loc["metric"].isin(["mass_in_object", "iou@0.5",
                                                                            "box_accuracy", "pointing_game"]), "verdict"]
     assert text.count("does not localize") == (verdicts == "does_not_localize").sum()
-    assert "Warning" not in text
+    # the only warnings are the randomization check's, one per map that ignores its own module's re-initialization
+    randomized = pd.read_csv(out / "map_randomization.csv")
+    assert set(randomized["randomized"]) == {"head", "spatial", "backbone_last"}
+    assert set(randomized["map"]) == {"keep", "energy", "cam"}
+    warned = [m for m in ("keep", "energy", "cam") if f"Warning: the {m} map does not depend" in text]
+    own = {"keep": "spatial", "energy": "spatial", "cam": "head"}
+    for m in ("keep", "energy", "cam"):
+        rho = randomized[(randomized["map"] == m) & (randomized["randomized"] == own[m])]["spearman"].item()
+        assert (m in warned) == (rho >= 0.5), m
+    assert text.count("Warning") == len(warned)
 
 
 def test_maps_npz_holds_the_gallery(run_dir, chosen):

@@ -60,7 +60,8 @@ def test_tokens_from_maps_by_hand():
 
 # -- deletion ----------------------------------------------------------------------------------
 def test_external_scores_rank_highest_first(data, resnet):
-    """An external map equal to the token norms deletes exactly as magnitude_desc (highest norm first)."""
+    """An external map equal to the token norms deletes exactly as magnitude in both orders: MoRF the highest norm
+    (the map's highest value) first."""
     model = wrap(resnet, layer="layer4")
 
     def norms(net, x, y):
@@ -68,13 +69,16 @@ def test_external_scores_rank_highest_first(data, resnet):
             return model.token_scores(model.forward_features(x))["magnitude"].reshape(x.shape[0], 2, 2)
 
     result = ersm_eval.evaluate_deletion(model, _loader(data), scores={"norms": norms},
-                                         rankings=("magnitude_desc", "random"), **FAST)
-    curves = result.tables["deletion_curves.csv"].set_index(["ranking", "k"])
-    assert set(curves.index.get_level_values(0)) == {"magnitude_desc", "random", "norms"}
-    pd.testing.assert_series_equal(curves.loc["norms", "accuracy"], curves.loc["magnitude_desc", "accuracy"])
-    pd.testing.assert_series_equal(curves.loc["norms", "mean_true_prob"], curves.loc["magnitude_desc", "mean_true_prob"])
-    orders = result.records["orders"]  # [n, curves, N]: the same deletion orders
-    np.testing.assert_array_equal(orders[:, 2], orders[:, 0])
+                                         rankings=("magnitude", "random"), **FAST)
+    curves = result.tables["deletion_curves.csv"].set_index(["ranking", "order", "k"])
+    assert set(curves.index.get_level_values(0)) == {"magnitude", "random", "norms"}
+    for order in ("morf", "lerf"):
+        pd.testing.assert_series_equal(curves.loc[("norms", order), "accuracy"], curves.loc[("magnitude", order), "accuracy"])
+        pd.testing.assert_series_equal(curves.loc[("norms", order), "mean_true_prob"],
+                                       curves.loc[("magnitude", order), "mean_true_prob"])
+    orders = result.records["orders"]  # [n, curves, N]: magnitude MoRF, LeRF, random, norms MoRF, LeRF
+    np.testing.assert_array_equal(orders[:, 3], orders[:, 0])
+    np.testing.assert_array_equal(orders[:, 4], orders[:, 1])
     assert result.summary.evaluation["external_rankings"] == {"norms": "callable"}
 
 
@@ -91,7 +95,7 @@ def test_tensor_maps_batch_forms_and_batch_size_agree(data, resnet):
                                       b.drop(columns=["mean_true_prob"], errors="ignore"), check_exact=False, atol=1e-6)
     # the saliency ranking deletes the token whose pixels have the highest mean first
     tokens = tokens_from_maps(maps, (2, 2))
-    k1 = tuples.records["orders"][:, -1, 0]  # first token deleted by the last curve (saliency)
+    k1 = tuples.records["orders"][:, -2, 0]  # first token deleted by saliency's MoRF curve
     np.testing.assert_array_equal(k1, tokens.argmax(1).numpy())
 
 
@@ -232,7 +236,7 @@ def test_external_rankings_leave_the_registry_as_it_was(data, resnet):
     result = ersm_eval.evaluate_deletion(wrap(resnet, layer="layer4"), _loader(data), scores={"ext": torch.rand(6, 2, 2)},
                                          rankings=("random",), **FAST)
     assert RANKINGS.names() == before and "ext" not in RANKINGS
-    assert result.summary.evaluation["ranking_descriptions"]["ext"] == "external scores 'ext': highest score first"
+    assert result.summary.evaluation["ranking_descriptions"]["ext"] == "external scores 'ext': s = the map's value"
 
 
 def _tiny_module():

@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from ersm_eval.claims import evaluate_claims
+from ersm_eval.claims import ENERGY_CLAIM, evaluate_claims
 
 
 def _per_image(correct, n_classes=2):
@@ -21,25 +21,26 @@ def _sparsity(mean_keep, below, mass, area):
 
 
 def _deletion(energy_auc, random_auc, gap, gap_low, verdict=None, half_width=0.02):
-    diff = energy_auc - random_auc
+    diff = energy_auc - random_auc  # LeRF vs random; MoRF at random's area, so the gain is the same number
     low, high = diff - half_width, diff + half_width
     if verdict is None:
-        verdict = "above_random" if low > 0 else "below_random" if high < 0 else "indistinguishable"
+        verdict = "supports" if low > 0 else "contradicts" if high < 0 else "indistinguishable"
     return pd.DataFrame([
-        {"ranking": "energy", "auc": energy_auc, "auc_diff": diff, "auc_diff_ci_low": low, "auc_diff_ci_high": high,
-         "auc_diff_p_value": 0.01, "max_gap_to_random": gap, "max_gap_k": 10,
+        {"ranking": "energy", "n_images": 200, "auc_lerf": energy_auc, "auc_morf": random_auc, "sg": diff,
+         "sg_ci_low": low, "sg_ci_high": high, "sg_p_value": 0.01, "auc_diff_lerf": diff,
+         "auc_diff_lerf_ci_low": low, "auc_diff_lerf_ci_high": high,
+         "auc_diff_lerf_p_value": 0.01, "max_gap_to_random": gap, "max_gap_k": 10,
          "max_gap_ci_low": gap_low, "max_gap_ci_high": gap + 0.05, "min_gap_to_random": min(gap, diff) - 0.1,
          "min_gap_k": 40, "min_gap_ci_low": min(gap, diff) - 0.15, "min_gap_ci_high": min(gap, diff) - 0.05,
          "steps_above_random": 3, "steps_below_random": 20, "n_steps": 63, "verdict": verdict},
-        {"ranking": "random", "auc": random_auc, "auc_diff": np.nan, "auc_diff_ci_low": np.nan,
-         "auc_diff_ci_high": np.nan, "max_gap_to_random": np.nan, "max_gap_k": np.nan,
+        {"ranking": "random", "auc_lerf": random_auc, "auc_morf": random_auc, "sg": 0.0, "auc_diff_lerf": np.nan, "max_gap_to_random": np.nan, "max_gap_k": np.nan,
          "max_gap_ci_low": np.nan, "max_gap_ci_high": np.nan, "verdict": ""},
     ])
 
 
 def _deletion_claim(table):
     claims = evaluate_claims({}, {"deletion_summary.csv": table}, None, "b", "e")
-    return next(c for c in claims if c["claim"] == "Energy-guided deletion stays above random")
+    return next(c for c in claims if c["claim"] == ENERGY_CLAIM)
 
 
 def _verdicts(claims):
@@ -73,7 +74,7 @@ def test_none_supported_and_not_measured():
         occ, "b", "e", init_keep=0.9, spurious=0.0))
     assert v["Accuracy is kept"] == "no"
     assert v["Emergent sparsity"] == "no"
-    assert v["Energy-guided deletion stays above random"] == "no"
+    assert v[ENERGY_CLAIM] == "no"
     assert v["Robust to structured occlusion"] == "no"
     assert v["Masks lie on the object"] == "no"
     assert v["Ignores a spurious training background"] == "not measured"
@@ -97,14 +98,15 @@ def test_deletion_claim_follows_the_auc_difference_not_the_largest_gap():
     # the energy curve lies far below random (AUC 0.309 vs 0.522) but one step is 1.8 points above it
     claim = _deletion_claim(_deletion(0.309, 0.522, gap=0.018, gap_low=0.004))
     assert claim["supported"] == "no"
-    assert "below random" in claim["evidence"] and "ΔAUC of accuracy -0.213" in claim["evidence"]
-    assert claim["evidence"].index("ΔAUC") < claim["evidence"].index("+1.8 points")  # the gap is secondary
+    assert ": contradicts (symmetric gain -0.213" in claim["evidence"]
+    assert "(LeRF) loses accuracy faster than deleting in a random order (ΔAUC -0.213" in claim["evidence"]
+    assert claim["evidence"].index("symmetric gain") < claim["evidence"].index("+1.8 points")  # the gap is secondary
 
 
 def test_deletion_claim_indistinguishable_and_touching_zero_are_not_support():
     assert _deletion_claim(_deletion(0.51, 0.50, 0.05, 0.01))["supported"] == "no"  # interval -0.01..+0.03
     touching = _deletion(0.52, 0.50, 0.05, 0.01, half_width=0.02)  # interval exactly 0.00..+0.04
-    touching.loc[0, ["auc_diff_ci_low", "verdict"]] = [0.0, np.nan]  # no verdict column value: the rule here
+    touching.loc[0, ["sg_ci_low", "verdict"]] = [0.0, np.nan]  # no verdict column value: the rule here
     assert _deletion_claim(touching)["supported"] == "no"
     assert _deletion_claim(_deletion(0.60, 0.50, 0.05, 0.01))["supported"] == "yes"
 
@@ -115,7 +117,7 @@ def test_deletion_claim_at_chance_is_not_measured():
 
 
 def test_old_deletion_tables_without_auc_difference_are_not_measured():
-    old = _deletion(0.7, 0.5, 0.2, 0.1).drop(columns=["auc_diff", "auc_diff_ci_low", "auc_diff_ci_high", "verdict"])
+    old = _deletion(0.7, 0.5, 0.2, 0.1).drop(columns=["sg", "sg_ci_low", "sg_ci_high", "verdict"])
     assert _deletion_claim(old)["supported"] == "not measured"
 
 

@@ -112,29 +112,39 @@ def hand():
 
 def test_hand_model_gives_the_known_curves(hand):
     model, feats = hand
-    settings = DeletionSettings(rankings=("energy", "unary", "magnitude", "cam", "energy_reversed"), label="hand")
+    settings = DeletionSettings(rankings=("energy", "unary", "magnitude", "cam"), label="hand")
     ev = DeletionEvaluator(model, settings)
     ev.update({"features": feats, "label": torch.tensor([0]), "index": torch.tensor([0])})
     rec = ev.records()
-    orders = {name: rec["orders"][0, c].tolist() for c, (name, _) in enumerate(ev.curves)}
-    assert orders == {"energy": [3, 0, 1, 2], "unary": [3, 0, 1, 2], "magnitude": [1, 2, 0, 3],
-                      "cam": [3, 1, 2, 0], "energy_reversed": [0, 1, 2, 3]}
+    orders = {(name, order): rec["orders"][0, c].tolist() for c, (name, order, _) in enumerate(ev.curves)}
+    # LeRF deletes what a ranking calls least important first (highest energy, lowest norm), MoRF the opposite
+    assert orders == {("energy", "lerf"): [3, 0, 1, 2], ("energy", "morf"): [0, 1, 2, 3],
+                      ("unary", "lerf"): [3, 0, 1, 2], ("unary", "morf"): [0, 1, 2, 3],
+                      ("magnitude", "lerf"): [1, 2, 0, 3], ("magnitude", "morf"): [3, 0, 2, 1],
+                      ("cam", "lerf"): [3, 1, 2, 0], ("cam", "morf"): [0, 2, 1, 3]}
     # logit_0 = mean of kept (x0 − x1) − 0.5, by hand
-    kept_mean = {"energy": [0.75, 8 / 3, 2.0, 3.0], "magnitude": [0.75, 2 / 3, -0.5, -5.0], "cam": [0.75, 8 / 3, 3.5, 4.0]}
-    curves = ev.compute()["deletion_curves.csv"]
-    for name, values in kept_mean.items():
-        rows = curves[curves.ranking == name].sort_values("k")
+    kept_mean = {("energy", "lerf"): [0.75, 8 / 3, 2.0, 3.0], ("energy", "morf"): [0.75, -1 / 3, -1.0, -5.0],
+                 ("magnitude", "lerf"): [0.75, 2 / 3, -0.5, -5.0], ("cam", "lerf"): [0.75, 8 / 3, 3.5, 4.0]}
+    tables = ev.compute()
+    curves = tables["deletion_curves.csv"]
+    for (name, order), values in kept_mean.items():
+        rows = curves[(curves.ranking == name) & (curves.order == order)].sort_values("k")
         logit0 = np.array(values) - 0.5
         assert rows.accuracy.tolist() == (logit0 > 0).astype(float).tolist()
         assert rows.mean_true_prob.to_numpy() == pytest.approx(1 / (1 + np.exp(-logit0)), abs=1e-6)
         assert (rows.seed == -1).all()
+    # the symmetric gain of one image: LeRF area − MoRF area of its correctness curves (fraction 0, ¼, ½, ¾)
+    summary = tables["deletion_summary.csv"].set_index("ranking")
+    assert summary.loc["energy", "auc_lerf"] == pytest.approx(1.0) and summary.loc["energy", "auc_morf"] == pytest.approx(1 / 6)
+    assert summary.loc["energy", "sg"] == pytest.approx(5 / 6)
 
 
 def test_hand_model_without_rescale_pools_by_the_plain_mean(hand):
     model, feats = hand
     ev = DeletionEvaluator(model, DeletionSettings(rankings=("energy",), rescale=False))
     ev.update({"features": feats, "label": torch.tensor([0]), "index": torch.tensor([0])})
-    curve = ev.compute()["deletion_curves.csv"].sort_values("k")
+    curves = ev.compute()["deletion_curves.csv"]
+    curve = curves[curves.order == "lerf"].sort_values("k")
     logit0 = np.array([3.0, 8.0, 4.0, 3.0]) / 4 - 0.5  # kept sums over all 4 positions
     assert curve.mean_true_prob.to_numpy() == pytest.approx(1 / (1 + np.exp(-logit0)), abs=1e-6)
 
@@ -237,19 +247,26 @@ def test_tables_follow_the_schema(ersm, images):
     assert (curves.n_images == 32).all() and (curves.checkpoint == "ckpt").all()
     assert set(curves[curves.ranking == "random"].seed) == {0, 1, 2}
     assert (curves[curves.ranking != "random"].seed == -1).all()
+    assert set(curves[curves.ranking == "random"].order) == {"random"}
+    for name in ("energy", "unary", "magnitude", "cam", "center"):  # every non-random ranking has both orders
+        assert set(curves[curves.ranking == name].order) == {"morf", "lerf"}, name
     assert np.allclose(curves.fraction_removed, curves.k / 16)
     assert ((curves.ci_low <= curves.accuracy) & (curves.accuracy <= curves.ci_high)).all()
     summary = tables["deletion_summary.csv"].set_index("ranking")
     assert summary.loc["random", "n_seeds"] == 3 and np.isnan(summary.loc["random", "max_gap_to_random"])
+    assert summary.loc["random", "sg"] == 0 and summary.loc["random", "verdict"] == ""
+    assert set(summary.verdict) - {""} <= {"supports", "contradicts", "indistinguishable", "not_testable"}
+    assert np.isnan(summary.loc["center", "sg_minus_center"]) and np.isfinite(summary.loc["energy", "sg_minus_center"])
     assert summary.loc["energy", "max_gap_ci_low"] <= summary.loc["energy", "max_gap_to_random"] <= summary.loc["energy", "max_gap_ci_high"]
     tests = tables["deletion_tests.csv"]
-    compared = {"energy", "unary", "magnitude", "cam", "center", "border"}
+    compared = {"energy", "unary", "magnitude", "cam", "center"}
     assert set(tests.ranking) == compared and set(tests.test) == {"paired_bootstrap"}
+    assert set(zip(tests.ranking, tests.order)) == {(r, o) for r in compared for o in ("morf", "lerf")}
     assert ((tests.p_value > 0) & (tests.p_value <= 1)).all()
     agreement = tables["ranking_agreement.csv"]
-    assert len(agreement) == 21  # 7 rankings, random by its first seed: 7·6/2 pairs
+    assert len(agreement) == 15  # 6 rankings by their LeRF order, random by its first seed: 6·5/2 pairs
     pairs = set(zip(agreement.ranking_a, agreement.ranking_b))
-    for position in ("center", "border"):
+    for position in ("center",):
         others = (compared | {"random"}) - {position}
         assert all((position, o) in pairs or (o, position) in pairs for o in others)
 
@@ -267,8 +284,9 @@ def test_token_scores_and_describe(ersm, images):
     assert arrays["index"].tolist() == list(range(100, 132))
     for key in ("energy", "unary", "keep", "magnitude", "cam"):
         assert arrays[key].shape == (32, 16) and arrays[key].dtype == np.float32
-    assert arrays["orders"].shape == (32, 7, 16) and arrays["orders"].dtype == np.int16
-    assert arrays["curve_names"].tolist() == ["energy", "unary", "magnitude", "cam", "center", "border", "random_seed0"]
+    assert arrays["orders"].shape == (32, 11, 16) and arrays["orders"].dtype == np.int16
+    assert arrays["curve_names"].tolist() == [f"{r}_{o}" for r in ("energy", "unary", "magnitude", "cam", "center")
+                                              for o in ("morf", "lerf")] + ["random_seed0"]
     info = ev.describe()
     assert info["k_values"] == list(range(16)) and info["skipped_rankings"] == {}
 
@@ -357,7 +375,8 @@ def test_input_level_evaluator(ersm, images):
 
 
 def _hand_records(correct, n_tokens=16):
-    """Records for rankings (energy, random seeds 0 and 1): correctness [n, 3, S] given, probability = correctness."""
+    """Records for rankings (energy MoRF, energy LeRF, random seeds 0 and 1): correctness [n, 4, S] given,
+    probability = correctness."""
     correct = np.asarray(correct, dtype=bool)
     n = correct.shape[0]
     rng = np.random.default_rng(0)
@@ -366,15 +385,16 @@ def _hand_records(correct, n_tokens=16):
         "label": np.zeros(n, dtype=np.int64),
         "correct": correct,
         "true_prob": correct.astype(np.float32),
-        "orders": np.stack([[rng.permutation(n_tokens) for _ in range(3)] for _ in range(n)]).astype(np.int16),
+        "orders": np.stack([[rng.permutation(n_tokens) for _ in range(correct.shape[1])]
+                            for _ in range(n)]).astype(np.int16),
     }
 
 
-# 3 images, k = 0, 5, 10, 15 of N = 16: curves energy, random seed 0, random seed 1
+# 3 images, k = 0, 5, 10, 15 of N = 16: curves energy MoRF, energy LeRF, random seed 0, random seed 1
 HAND = [
-    [[1, 1, 1, 0], [1, 1, 0, 0], [1, 0, 0, 0]],
-    [[1, 0, 0, 0], [1, 1, 1, 1], [1, 1, 1, 0]],
-    [[0, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 0]],
+    [[1, 0, 0, 0], [1, 1, 1, 0], [1, 1, 0, 0], [1, 0, 0, 0]],
+    [[1, 0, 0, 0], [1, 0, 0, 0], [1, 1, 1, 1], [1, 1, 1, 0]],
+    [[0, 0, 0, 0], [0, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 0]],
 ]
 
 
@@ -383,46 +403,55 @@ def test_auc_difference_by_hand_on_three_images_and_four_steps(ersm):
     assert ev.steps.tolist() == [0, 5, 10, 15]
     tables = ev.compute(_hand_records(HAND))
     # equal fraction steps of 5/16 over a range of 15/16: normalized area = (y0/2 + y1 + y2 + y3/2) / 3
-    # image 0: energy 2.5/3, random (mean of seeds: 1, .5, 0, 0) 1/3       -> +0.5
-    # image 1: energy 0.5/3, random (1, 1, 1, .5) 5.5/6                     -> -0.75
-    # image 2: energy 0,     random (0, .5, 0, 0) 1/6                       -> -1/6
+    # image 0: energy LeRF 2.5/3, random (mean of seeds: 1, .5, 0, 0) 1/3       -> +0.5
+    # image 1: energy LeRF 0.5/3, random (1, 1, 1, .5) 5.5/6                     -> -0.75
+    # image 2: energy LeRF 0,     random (0, .5, 0, 0) 1/6                       -> -1/6
     expected = (0.5 - 0.75 - 1 / 6) / 3  # = -2.5/18
     row = tables["deletion_summary.csv"].set_index("ranking").loc["energy"]
-    assert row.auc_diff == pytest.approx(expected, abs=1e-12)
-    assert row.prob_auc_diff == pytest.approx(expected, abs=1e-12)  # probability = correctness here
-    assert row.auc_diff_ci_low <= row.auc_diff <= row.auc_diff_ci_high and 0 < row.auc_diff_p_value <= 1
+    assert row.auc_diff_lerf == pytest.approx(expected, abs=1e-12)
+    assert row.prob_auc_diff_lerf == pytest.approx(expected, abs=1e-12)  # probability = correctness here
+    assert row.auc_diff_lerf_ci_low <= row.auc_diff_lerf <= row.auc_diff_lerf_ci_high
+    assert 0 < row.auc_diff_lerf_p_value <= 1
+    # MoRF areas 0.5/3, 0.5/3, 0: ΔAUC (0.5/3 − 1/3 + 0.5/3 − 5.5/6 − 1/6) / 3; SG (2/3 + 0 + 0) / 3
+    assert row.auc_diff_morf == pytest.approx((0.5 / 3 - 1 / 3 + 0.5 / 3 - 5.5 / 6 - 1 / 6) / 3, abs=1e-12)
+    assert row.sg == pytest.approx(2 / 9, abs=1e-12) and row.prob_sg == pytest.approx(2 / 9, abs=1e-12)
+    assert row.auc_lerf - row.auc_morf == pytest.approx(row.sg, abs=1e-12)
+    assert row.sg_ci_low <= row.sg <= row.sg_ci_high and 0 <= row.sg_p_value <= 1
     # the same number from the written curves: seed-mean curve, then the area
     curves = tables["deletion_curves.csv"]
     x = np.array([0, 5, 10, 15]) / 16
 
-    def area(ranking):
-        y = curves[curves.ranking == ranking].groupby("k")["accuracy"].mean().to_numpy()
+    def area(ranking, order):
+        rows = curves[(curves.ranking == ranking) & (curves.order == order)]
+        y = rows.groupby("k")["accuracy"].mean().to_numpy()
         return trapezoid(y, x) / (x[-1] - x[0])  # np.trapezoid exists from numpy 2.0 only
 
-    assert area("energy") - area("random") == pytest.approx(expected, abs=1e-12)
+    assert area("energy", "lerf") - area("random", "random") == pytest.approx(expected, abs=1e-12)
+    assert area("energy", "lerf") - area("energy", "morf") == pytest.approx(row.sg, abs=1e-9)
     # per-k gaps: energy (2/3, 1/3, 1/3, 0) − random (2/3, 2/3, 1/3, 1/6)
     assert row.max_gap_to_random == 0 and row.max_gap_k == 0
     assert row.min_gap_to_random == pytest.approx(-1 / 3) and row.min_gap_k == 5
     assert row.min_gap_ci_low <= row.min_gap_to_random <= row.min_gap_ci_high
     # k = 0 is an exact tie on every image (interval [0, 0]) and k = 10 an equal accuracy (1/3 each):
     # neither counts as a step above or below random
-    tests = tables["deletion_tests.csv"].set_index("k")
+    tests = tables["deletion_tests.csv"]
+    tests = tests[tests.order == "lerf"].set_index("k")
     assert tests.loc[0, "ci_low"] == 0 and tests.loc[0, "ci_high"] == 0
     assert tests.loc[10, "difference"] == 0 and tests.loc[10, "ci_low"] <= 0 <= tests.loc[10, "ci_high"]
     above = int((tests.ci_low > 0).sum())
     below = int((tests.ci_high < 0).sum())
     assert (row.steps_above_random, row.steps_below_random, row.n_steps) == (above, below, 4)
     assert above == 0 and below <= 2
-    assert row.verdict == ("above_random" if row.auc_diff_ci_low > 0 else "below_random"
-                           if row.auc_diff_ci_high < 0 else "indistinguishable")
+    assert row.verdict == ("supports" if row.sg_ci_low > 0 else "contradicts"
+                           if row.sg_ci_high < 0 else "indistinguishable")
     random_row = tables["deletion_summary.csv"].set_index("ranking").loc["random"]
-    assert np.isnan(random_row.auc_diff) and random_row.verdict == "" and pd.isna(random_row.min_gap_k)
+    assert np.isnan(random_row.auc_diff_lerf) and random_row.verdict == "" and pd.isna(random_row.min_gap_k)
 
 
 def test_a_model_at_chance_makes_every_ranking_not_testable(ersm):
     # 1 of 5 images right before any deletion, 5 classes: chance 0.2 inside the Wilson interval
-    good = [[1, 1, 1, 1], [1, 0, 0, 0], [1, 0, 0, 0]]  # energy far above random, but it says nothing
-    correct = [good] + [[[0, 0, 0, 0]] * 3] * 4
+    good = [[1, 0, 0, 0], [1, 1, 1, 1], [1, 0, 0, 0], [1, 0, 0, 0]]  # a large gain, but it says nothing
+    correct = [good] + [[[0, 0, 0, 0]] * 4] * 4
     ev = DeletionEvaluator(ersm, DeletionSettings(rankings=("energy", "random"), seeds=(0, 1), steps=4, n_boot=200))
     tables = ev.compute(_hand_records(correct))
     summary = tables["deletion_summary.csv"].set_index("ranking")

@@ -15,15 +15,11 @@ from ersm_eval.deletion import deletion_logits
 from ersm_eval.orders import (
     IMPORTANCE,
     GainSummary,
-    beats_center,
     both_order_logits,
     feature_insertion_logits,
     importance_scores,
     order_areas,
-    order_sentence,
-    order_verdict,
     orders_from_scores,
-    position_gain_sentence,
     random_symmetric_gain,
     sg_minus_center,
     summarize_gain,
@@ -31,6 +27,7 @@ from ersm_eval.orders import (
 )
 from ersm_eval.rankings import RANKINGS, RankingInputs, border_order, center_order
 from ersm_eval.stats import bootstrap_weights
+from ersm_eval.verdicts import beats_center, order_sentence, order_verdict, position_gain_sentence
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -80,7 +77,7 @@ def test_importance_scores_by_hand():
         importance_scores("energy", {"magnitude": scores["magnitude"]})
 
 
-def test_existing_rankings_are_the_declared_orders_of_their_scores():
+def test_registered_rankings_carry_the_declared_importance_scores():
     torch.manual_seed(0)
     n, grid = 3, (4, 4)
     scores = {k: torch.randn(n, 16) for k in ("energy", "unary", "magnitude")}
@@ -89,8 +86,8 @@ def test_existing_rankings_are_the_declared_orders_of_their_scores():
     inputs = RankingInputs(scores=scores, indices=np.arange(n), n_tokens=16, cam=cam, grid=grid)
     for name in ("energy", "unary", "magnitude", "cam", "center"):
         morf, lerf = orders_from_scores(importance_scores(name, {**scores, "cam": cam}, grid=grid, batch=n))
-        declared = {"morf": morf, "lerf": lerf}[IMPORTANCE[name].current_order]
-        assert torch.equal(RANKINGS.get(name).order(inputs, 0), declared), name
+        got_morf, got_lerf = orders_from_scores(RANKINGS.get(name).importance(inputs))
+        assert torch.equal(got_morf, morf) and torch.equal(got_lerf, lerf), name
     for other in ((3, 5), (2, 7), (1, 4)):  # non-square grids: center is MoRF of −distance
         morf, _ = orders_from_scores(importance_scores("center", {}, grid=other, batch=1))
         assert morf[0].tolist() == center_order(other).tolist(), other
@@ -159,11 +156,12 @@ def test_order_verdict(low, high, chance, verdict):
 def test_sentences_say_the_direction_and_the_verdict():
     gain = GainSummary(0.12, 0.05, 0.2, 0.002, 40)
     text = order_sentence("energy", gain, at_chance=False, label="ersm")
-    assert text.startswith("ersm: energy: deleting what energy calls least important first keeps accuracy longer "
-                           "than deleting what it calls most important first: supports (symmetric gain +0.120")
+    assert text.startswith("ersm: energy: deleting what energy calls least important first (LeRF) keeps accuracy "
+                           "longer than deleting what it calls most important first (MoRF): supports "
+                           "(symmetric gain +0.120")
     assert "95% CI +0.050 to +0.200" in text and "p = 0.002" in text
     worse = order_sentence("cam", GainSummary(-0.1, -0.2, -0.01, 0.0004, 40), at_chance=False)
-    assert "loses accuracy faster" in worse and worse.endswith("p < 0.001, 40 images).") and ": contradicts" in worse
+    assert "loses accuracy faster" in worse and worse.endswith("p < 0.001), 40 images).") and ": contradicts" in worse
     assert ": indistinguishable" in order_sentence("unary", GainSummary(0.0, -0.1, 0.1, 0.9, 10), False)
     assert "not_testable" in order_sentence("energy", gain, at_chance=True)
     assert "0 by construction" in order_sentence("random", None, at_chance=False)

@@ -6,11 +6,13 @@ import torch
 
 from ersm_core.errors import ConfigError
 from ersm_core.model import ModelConfig, build_model
+from ersm_eval.orders import orders_from_scores
 from ersm_eval.rankings import (
-    DEFAULT_RANKINGS, RANKINGS, RankingInputs, border_order, center_order, random_orders, resolve_rankings, stable_order,
+    ALIASES, DEFAULT_RANKINGS, RANKINGS, RankingInputs, border_order, center_order, random_orders, resolve_rankings,
+    stable_order,
 )
 
-SPEC_NAMES = ["energy", "unary", "random", "magnitude", "magnitude_desc", "cam", "energy_reversed", "center", "border"]
+SPEC_NAMES = ["energy", "unary", "random", "magnitude", "cam", "center"]
 
 
 @pytest.fixture(scope="module")
@@ -24,11 +26,13 @@ def models():
 
 def test_registry_holds_the_spec_table():
     assert sorted(RANKINGS.names()) == sorted(SPEC_NAMES)
-    assert DEFAULT_RANKINGS == ("energy", "unary", "magnitude", "cam", "center", "border", "random")
+    assert DEFAULT_RANKINGS == ("energy", "unary", "magnitude", "cam", "center", "random")
+    assert ALIASES == {"border": ("center", "lerf"), "magnitude_desc": ("magnitude", "morf"),
+                       "energy_reversed": ("energy", "morf")}
 
 
 def test_unknown_ranking_lists_valid_names(models):
-    with pytest.raises(ConfigError, match=r"unknown ranking 'energi'.*valid names: .*energy.*magnitude_desc"):
+    with pytest.raises(ConfigError, match=r"unknown ranking 'energi'.*valid names: .*energy.*magnitude_desc → magnitude"):
         resolve_rankings(["energy", "energi"], models["ersm_full"])
 
 
@@ -50,14 +54,14 @@ def test_directions_of_each_score_ranking():
     inputs = RankingInputs(scores, np.array([0]), 3, cam=torch.tensor([[0.2, -0.4, 0.9]]))
 
     def order(name):
-        return RANKINGS.get(name).order(inputs, -1).tolist()[0]
+        morf, lerf = orders_from_scores(RANKINGS.get(name).importance(inputs))
+        return {"morf": morf.tolist()[0], "lerf": lerf.tolist()[0]}
 
-    assert order("energy") == [1, 2, 0]
-    assert order("energy_reversed") == [0, 2, 1]
-    assert order("unary") == [0, 2, 1]
-    assert order("magnitude") == [1, 2, 0]
-    assert order("magnitude_desc") == [0, 2, 1]
-    assert order("cam") == [1, 0, 2]
+    # LeRF deletes what the ranking calls least important first: the highest energy, the lowest norm
+    assert order("energy") == {"lerf": [1, 2, 0], "morf": [0, 2, 1]}  # the old energy / energy_reversed
+    assert order("unary") == {"lerf": [0, 2, 1], "morf": [1, 2, 0]}
+    assert order("magnitude") == {"lerf": [1, 2, 0], "morf": [0, 2, 1]}  # the old magnitude / magnitude_desc
+    assert order("cam") == {"lerf": [1, 0, 2], "morf": [2, 0, 1]}
 
 
 def test_unary_is_lowest_keep_first(models):
@@ -80,8 +84,9 @@ def test_random_orders_depend_only_on_seed_and_index():
 
 def test_models_without_energy_skip_energy_rankings(models):
     resolved = resolve_rankings(list(DEFAULT_RANKINGS) + ["energy_reversed"], models["baseline"])
-    assert [r.name for r in resolved.rankings] == ["magnitude", "cam", "center", "border", "random"]
-    assert set(resolved.skipped) == {"energy", "unary", "energy_reversed"}
+    assert [r.name for r in resolved.rankings] == ["magnitude", "cam", "center", "random"]
+    assert set(resolved.skipped) == {"energy", "unary"}
+    assert "MORF order of 'energy'" in resolved.notes["energy_reversed"]
     assert "baseline" in resolved.skipped["energy"] and "Energy-Mask" in resolved.skipped["energy"]
     l0 = resolve_rankings(list(DEFAULT_RANKINGS), models["l0"])
     assert "energy" in l0.skipped and "cam" in [r.name for r in l0.rankings]
@@ -112,17 +117,18 @@ def test_center_and_border_on_a_2x4_grid_by_hand():
 
 def test_center_and_border_rankings_use_the_grid_for_every_image():
     inputs = RankingInputs({"energy": torch.zeros(2, 8)}, np.array([3, 7]), 8, grid=(2, 4))
-    center = RANKINGS.get("center").order(inputs, -1)
-    border = RANKINGS.get("border").order(inputs, -1)
-    assert center.tolist() == [[1, 2, 5, 6, 0, 3, 4, 7]] * 2
-    assert border.tolist() == [[7, 4, 3, 0, 6, 5, 2, 1]] * 2
+    center, lerf = orders_from_scores(RANKINGS.get("center").importance(inputs))
+    assert center.tolist() == [[1, 2, 5, 6, 0, 3, 4, 7]] * 2  # MoRF: nearest the centre first
+    # LeRF: farthest first, ties by the lower index (the old border reversed the ties too)
+    assert lerf.tolist() == [[0, 3, 4, 7, 1, 2, 5, 6]] * 2
     assert center.dtype == torch.int64
     # no grid given: a square grid
     square = RankingInputs({}, np.array([0]), 9)
-    assert RANKINGS.get("center").order(square, -1).tolist() == [[4, 1, 3, 5, 7, 0, 2, 6, 8]]
+    assert orders_from_scores(RANKINGS.get("center").importance(square))[0].tolist() == [[4, 1, 3, 5, 7, 0, 2, 6, 8]]
 
 
 def test_center_and_border_apply_to_every_model(models):
     for model in models.values():
-        names = [r.name for r in resolve_rankings(["center", "border"], model).rankings]
-        assert names == ["center", "border"]
+        resolved = resolve_rankings(["center", "border"], model)
+        assert [r.name for r in resolved.rankings] == ["center"]  # border is center's LeRF order
+        assert "LERF order of 'center'" in resolved.notes["border"]

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from ersm_eval.verdicts import (
-    DELETION_VERDICTS, LOCALIZATION_VERDICTS, ChanceTest, boxes_uninformative, chance_sentence, chance_test,
+    DELETION_VERDICTS,
+    RANDOM_VERDICTS, LOCALIZATION_VERDICTS, ChanceTest, boxes_uninformative, chance_sentence, chance_test,
     deletion_sentence, deletion_verdict, follows_position, localization_sentence, localization_verdict,
     position_sentence, step_counts, uninformative_boxes_sentence,
 )
@@ -78,7 +79,7 @@ def test_chance_sentence_says_chance_first():
 ])
 def test_deletion_verdict(low, high, at_chance, expected):
     assert deletion_verdict(low, high, at_chance) == expected
-    assert expected in DELETION_VERDICTS
+    assert expected in RANDOM_VERDICTS
 
 
 def test_step_counts_never_count_ties():
@@ -92,39 +93,49 @@ def test_step_counts_never_count_ties():
 
 
 def _row(**kw):
-    row = {"ranking": "energy", "auc_diff": -0.213, "auc_diff_ci_low": -0.25, "auc_diff_ci_high": -0.18,
-           "auc_diff_p_value": 0.0005, "prob_auc_diff": -0.1, "prob_auc_diff_ci_low": -0.12,
-           "prob_auc_diff_ci_high": -0.08, "max_gap_to_random": 0.018, "max_gap_k": 3, "max_gap_ci_low": 0.004,
+    row = {"ranking": "energy", "n_images": 100, "sg": -0.15, "sg_ci_low": -0.2, "sg_ci_high": -0.1,
+           "sg_p_value": 0.0005, "auc_diff_lerf": -0.213, "auc_diff_lerf_ci_low": -0.25,
+           "auc_diff_lerf_ci_high": -0.18, "auc_diff_lerf_p_value": 0.0005, "auc_diff_morf": 0.01,
+           "auc_diff_morf_ci_low": -0.02, "auc_diff_morf_ci_high": 0.04, "auc_diff_morf_p_value": 0.4,
+           "max_gap_to_random": 0.018, "max_gap_k": 3, "max_gap_ci_low": 0.004,
            "max_gap_ci_high": 0.03, "min_gap_to_random": -0.4, "min_gap_k": 30, "min_gap_ci_low": -0.45,
            "min_gap_ci_high": -0.35, "steps_above_random": 1, "steps_below_random": 57, "n_steps": 63,
-           "verdict": "below_random"}
+           "verdict": "contradicts"}
     row.update(kw)
     return row
 
 
-def test_negative_auc_difference_with_a_positive_largest_gap_is_below_random():
+def test_negative_gain_with_a_positive_largest_gap_contradicts_and_names_each_order():
     text = deletion_sentence(_row(), chance_test(60, 100, 12), "ersm")
-    assert text.startswith("ersm: energy deletion loses accuracy faster than random deletion does (below random)")
-    assert "ΔAUC of accuracy -0.213 (95% CI -0.250 to -0.180, p < 0.001)" in text
-    assert "above random at 1 of 63 steps and below at 57" in text
+    assert text.startswith("ersm: energy: deleting what energy calls least important first (LeRF) loses accuracy "
+                           "faster than deleting what it calls most important first (MoRF): contradicts "
+                           "(symmetric gain -0.150 (95% CI -0.200 to -0.100, p < 0.001), 100 images)")
+    assert ("deleting what energy calls least important first (LeRF) loses accuracy faster than deleting in a "
+            "random order (ΔAUC -0.213 (95% CI -0.250 to -0.180, p < 0.001))") in text
+    assert ("deleting what energy calls most important first (MoRF) cannot be told apart from deleting in a "
+            "random order (ΔAUC +0.010") in text
+    assert "(LeRF) is significantly more accurate than random deletion at 1 of 63 steps and less accurate at 57" in text
     # the largest gap is secondary, beside the smallest, each with its k and interval
     assert "from -40.0 points at k=30 (95% CI -45.0 to -35.0) to +1.8 points at k=3 (95% CI +0.4 to +3.0)" in text
-    assert text.index("ΔAUC") < text.index("+1.8 points")
+    assert text.index("symmetric gain") < text.index("ΔAUC") < text.index("+1.8 points")
+    assert "above random" not in text and "below random" not in text
 
 
 def test_deletion_sentence_at_chance_says_not_testable_whatever_the_row():
-    text = deletion_sentence(_row(verdict="above_random"), chance_test(10, 100, 12), "")
-    assert text == "energy deletion cannot be judged: the model is at chance before any deletion."
+    text = deletion_sentence(_row(verdict="supports"), chance_test(10, 100, 12), "")
+    assert text == ("energy: deleting in either order cannot be judged, the model is at chance before any "
+                    "deletion: not_testable.")
 
 
 def test_deletion_sentence_without_a_verdict_applies_the_rule_and_handles_nan():
-    row = _row(verdict=None, auc_diff=0.02, auc_diff_ci_low=NAN, auc_diff_ci_high=NAN, auc_diff_p_value=NAN,
-               prob_auc_diff=NAN, max_gap_to_random=NAN, steps_above_random=pd.NA)
+    row = _row(verdict=None, sg=0.02, sg_ci_low=NAN, sg_ci_high=NAN, sg_p_value=NAN, auc_diff_lerf=NAN,
+               auc_diff_morf=NAN, max_gap_to_random=NAN, steps_above_random=pd.NA)
     text = deletion_sentence(row, None, "m")
-    assert "cannot be told apart from random" in text and "no interval" in text
-    assert "steps" not in text and "per-step gap" not in text
-    assert deletion_sentence({"ranking": "random"}, None, "m") == (
-        "m: random is the reference the other rankings are compared with.")
+    assert "cannot be told apart from deleting what it calls most important first (MoRF)" in text
+    assert "no interval" in text and ": indistinguishable" in text
+    assert "steps" not in text and "per-step gap" not in text and "ΔAUC" not in text
+    assert deletion_sentence({"ranking": "random"}, None, "m").startswith(
+        "m: random is the reference the other rankings are compared with")
 
 
 # -- localization, boxes, position -------------------------------------------------------

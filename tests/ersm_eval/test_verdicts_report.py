@@ -47,22 +47,23 @@ def test_intervals_and_estimates():
 
 def test_the_sentences_use_the_same_format():
     # the console's sentences and the report's cells print a number the same way
-    row = {"ranking": "energy", "verdict": "above_random", "auc_diff": 0.05, "auc_diff_ci_low": 0.01, "auc_diff_ci_high": 0.09}
+    row = {"ranking": "energy", "verdict": "supports", "sg": 0.05, "sg_ci_low": 0.01, "sg_ci_high": 0.09}
     sentence = verdicts.deletion_sentence(row, None, "")
     assert verdicts.format_estimate(0.05, 0.01, 0.09, "signed").replace(")", "") in sentence
 
 
 def test_verdict_words():
-    assert verdicts.verdict_words("above_random") == "above random"
-    assert verdicts.verdict_words("below_random") == "below random"
-    assert verdicts.verdict_words("indistinguishable") == "indistinguishable from random"
+    assert verdicts.verdict_words("supports") == "supports (least important first outlasts most important first)"
+    assert verdicts.verdict_words("contradicts") == "contradicts (most important first outlasts least important first)"
+    assert verdicts.verdict_words("indistinguishable") == "indistinguishable (the two orders cannot be told apart)"
+    assert verdicts.verdict_words("above_random") == verdicts.NOT_MEASURED  # no bare "above random" any more
     assert verdicts.verdict_words("not_testable") == "not testable (model at chance)"
     assert verdicts.verdict_words("does_not_localize") == "does not localize"
     for empty in ("", None, math.nan, "made_up"):
         assert verdicts.verdict_words(empty) == verdicts.NOT_MEASURED
     names = verdicts.verdict_names()
     assert set(verdicts.DELETION_VERDICTS) | set(verdicts.LOCALIZATION_VERDICTS) <= set(names)
-    assert "above random" in names and "localizes" in names
+    assert "supports" in names and "localizes" in names and "above random" not in names
 
 
 def test_chance_words_by_hand():

@@ -46,15 +46,20 @@ def _deletion(rng: np.random.Generator, ckpt: str, gated: bool, base: float = 0.
     n = GRID * GRID
     ks = np.arange(n)
     test = chance_of(base)
-    rankings = ["energy", "unary", "magnitude", "magnitude_desc", "cam", "energy_reversed", "center"] if gated else ["magnitude", "cam"]
-    shapes = {
+    rankings = ["energy", "unary", "magnitude", "cam", "center"] if gated else ["magnitude", "cam"]
+    lerf = {
         "energy": base + 0.04 * np.sin(np.pi * ks / n) - 0.6 * (ks / n) ** 6,
         "unary": base + 0.03 * np.sin(np.pi * ks / n) - 0.6 * (ks / n) ** 5,
         "magnitude": base - 0.5 * (ks / n) ** 3,
-        "magnitude_desc": base - 0.7 * (ks / n) ** 0.8,
         "cam": base - 0.4 * (ks / n) ** 4,
-        "energy_reversed": base - 0.75 * (ks / n) ** 0.5,
-        "center": base - 0.65 * (ks / n) ** 1.3,
+        "center": base - 0.65 * (ks / n) ** 1.2,
+    }
+    morf = {
+        "energy": base - 0.75 * (ks / n) ** 0.5,
+        "unary": base - 0.7 * (ks / n) ** 0.6,
+        "magnitude": base - 0.7 * (ks / n) ** 0.8,
+        "cam": base - 0.1 * (ks / n) ** 4,  # above its LeRF curve: contradicts
+        "center": base - 0.65 * (ks / n) ** 1.21,  # nearly its LeRF curve: indistinguishable
     }
     curves, summary, tests = [], [], []
     random_curves = []
@@ -64,36 +69,52 @@ def _deletion(rng: np.random.Generator, ckpt: str, gated: bool, base: float = 0.
         acc[0] = base
         random_curves.append(acc)
         for k, a in zip(ks, acc):
-            curves.append(dict(checkpoint=ckpt, ranking="random", seed=seed, k=k, fraction_removed=k / n, n_images=200,
-                               accuracy=a, ci_low=max(a - 0.05, 0.0), ci_high=min(a + 0.05, 1.0), mean_true_prob=a * 0.9))
+            curves.append(dict(checkpoint=ckpt, ranking="random", order="random", seed=seed, k=k, fraction_removed=k / n,
+                               n_images=200, accuracy=a, ci_low=max(a - 0.05, 0.0), ci_high=min(a + 0.05, 1.0),
+                               mean_true_prob=a * 0.9))
     random_mean = np.mean(random_curves, axis=0)
     for ranking in rankings:
-        acc = np.clip(shapes[ranking], 0, 1)
-        for k, a in zip(ks, acc):
-            curves.append(dict(checkpoint=ckpt, ranking=ranking, seed=-1, k=k, fraction_removed=k / n, n_images=200,
-                               accuracy=a, ci_low=max(a - 0.05, 0.0), ci_high=min(a + 0.05, 1.0), mean_true_prob=a * 0.9))
-            tests.append(dict(checkpoint=ckpt, ranking=ranking, k=k, test="bootstrap", accuracy=a,
-                              random_accuracy=random_mean[k], difference=a - random_mean[k],
-                              ci_low=a - random_mean[k] - 0.04, ci_high=a - random_mean[k] + 0.04,
-                              statistic=np.nan, p_value=0.01 if a - random_mean[k] > 0.04 else 0.4))
+        row = dict(checkpoint=ckpt, ranking=ranking, n_seeds=2, n_images=200, acc_k0=base, n_steps=n - 1)
+        for order, shapes in (("morf", morf), ("lerf", lerf)):
+            acc = np.clip(shapes[ranking], 0, 1)
+            for k, a in zip(ks, acc):
+                curves.append(dict(checkpoint=ckpt, ranking=ranking, order=order, seed=-1, k=k, fraction_removed=k / n,
+                                   n_images=200, accuracy=a, ci_low=max(a - 0.05, 0.0), ci_high=min(a + 0.05, 1.0),
+                                   mean_true_prob=a * 0.9))
+                tests.append(dict(checkpoint=ckpt, ranking=ranking, order=order, k=k, test="bootstrap", accuracy=a,
+                                  random_accuracy=random_mean[k], difference=a - random_mean[k],
+                                  ci_low=a - random_mean[k] - 0.04, ci_high=a - random_mean[k] + 0.04,
+                                  statistic=np.nan, p_value=0.01 if a - random_mean[k] > 0.04 else 0.4))
+            diff = float(acc.mean() - random_mean.mean())
+            row.update({f"auc_{order}": float(acc.mean()), f"prob_auc_{order}": float(acc.mean() * 0.9),
+                        f"auc_diff_{order}": diff, f"auc_diff_{order}_ci_low": diff - 0.02,
+                        f"auc_diff_{order}_ci_high": diff + 0.02, f"auc_diff_{order}_p_value": 0.01,
+                        f"prob_auc_diff_{order}": diff * 0.9, f"prob_auc_diff_{order}_ci_low": (diff - 0.02) * 0.9,
+                        f"prob_auc_diff_{order}_ci_high": (diff + 0.02) * 0.9, f"prob_auc_diff_{order}_p_value": 0.02})
+        acc = np.clip(lerf[ranking], 0, 1)
         gap = acc - random_mean
         j, m = int(np.argmax(gap)), int(np.argmin(gap))
-        diff = float(acc.mean() - random_mean.mean())
-        low, high = diff - 0.02, diff + 0.02
-        summary.append(dict(checkpoint=ckpt, ranking=ranking, n_seeds=1, auc=float(acc.mean()), acc_k0=acc[0],
-                            peak_accuracy=acc.max(), peak_k=int(acc.argmax()), max_gap_to_random=gap[j], max_gap_k=j,
-                            max_gap_ci_low=gap[j] - 0.04, max_gap_ci_high=gap[j] + 0.04,
-                            half_accuracy_k=int(np.argmax(acc < acc[0] / 2)) if (acc < acc[0] / 2).any() else np.nan,
-                            auc_diff=diff, auc_diff_ci_low=low, auc_diff_ci_high=high, auc_diff_p_value=0.01,
-                            prob_auc=float(acc.mean() * 0.9), prob_auc_diff=diff * 0.9, prob_auc_diff_ci_low=low * 0.9,
-                            prob_auc_diff_ci_high=high * 0.9, prob_auc_diff_p_value=0.02,
-                            min_gap_to_random=gap[m], min_gap_k=m, min_gap_ci_low=gap[m] - 0.04, min_gap_ci_high=gap[m] + 0.04,
-                            steps_above_random=int((gap - 0.04 > 0).sum()), steps_below_random=int((gap + 0.04 < 0).sum()),
-                            n_steps=n - 1, verdict=verdicts.deletion_verdict(low, high, test.at_chance)))
-    summary.append(dict(checkpoint=ckpt, ranking="random", n_seeds=3, auc=float(random_mean.mean()), acc_k0=base,
-                        peak_accuracy=base, peak_k=0, max_gap_to_random=np.nan, max_gap_k=np.nan,
-                        max_gap_ci_low=np.nan, max_gap_ci_high=np.nan, half_accuracy_k=12, prob_auc=float(random_mean.mean() * 0.9),
-                        verdict=""))
+        sg = row["auc_lerf"] - row["auc_morf"]
+        low, high = sg - 0.02, sg + 0.02
+        row.update(sg=sg, sg_ci_low=low, sg_ci_high=high, sg_p_value=0.01, prob_sg=sg * 0.9,
+                   prob_sg_ci_low=low * 0.9, prob_sg_ci_high=high * 0.9, prob_sg_p_value=0.02,
+                   peak_accuracy=acc.max(), peak_k=int(acc.argmax()), max_gap_to_random=gap[j], max_gap_k=j,
+                   max_gap_ci_low=gap[j] - 0.04, max_gap_ci_high=gap[j] + 0.04,
+                   half_accuracy_k=int(np.argmax(acc < acc[0] / 2)) if (acc < acc[0] / 2).any() else np.nan,
+                   min_gap_to_random=gap[m], min_gap_k=m, min_gap_ci_low=gap[m] - 0.04, min_gap_ci_high=gap[m] + 0.04,
+                   steps_above_random=int((gap - 0.04 > 0).sum()), steps_below_random=int((gap + 0.04 < 0).sum()),
+                   verdict=verdicts.order_verdict(low, high, test.at_chance))
+        summary.append(row)
+    for row in summary:
+        center = next((r for r in summary if r["ranking"] == "center"), None)
+        if center is not None and row["ranking"] != "center":
+            d = row["sg"] - center["sg"]
+            row.update(sg_minus_center=d, sg_minus_center_ci_low=d - 0.03, sg_minus_center_ci_high=d + 0.03)
+    auc = float(random_mean.mean())
+    summary.append(dict(checkpoint=ckpt, ranking="random", n_seeds=3, n_images=200, auc_lerf=auc, auc_morf=auc, sg=0.0,
+                        acc_k0=base, peak_accuracy=base, peak_k=0, max_gap_to_random=np.nan, max_gap_k=np.nan,
+                        max_gap_ci_low=np.nan, max_gap_ci_high=np.nan, half_accuracy_k=12, prob_auc_lerf=auc * 0.9,
+                        prob_auc_morf=auc * 0.9, prob_sg=0.0, n_steps=n - 1, verdict=""))
     all_rankings = rankings + ["random"]
     agreement = []
     for i, a in enumerate(all_rankings):

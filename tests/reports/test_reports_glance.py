@@ -37,20 +37,22 @@ def _curves(accuracy: float) -> pd.DataFrame:
 
 def test_each_ranking_gets_its_own_verdict_in_its_row():
     summary = _deletion_summary([
-        dict(checkpoint="c", ranking="energy", auc_diff=0.1, auc_diff_ci_low=0.05, auc_diff_ci_high=0.15, verdict="above_random"),
-        dict(checkpoint="c", ranking="cam", auc_diff=-0.1, auc_diff_ci_low=-0.15, auc_diff_ci_high=-0.05, verdict="below_random"),
-        dict(checkpoint="c", ranking="center", auc_diff=0.0, auc_diff_ci_low=-0.05, auc_diff_ci_high=0.05,
+        dict(checkpoint="c", ranking="energy", sg=0.1, sg_ci_low=0.05, sg_ci_high=0.15, verdict="supports"),
+        dict(checkpoint="c", ranking="cam", sg=-0.1, sg_ci_low=-0.15, sg_ci_high=-0.05, verdict="contradicts"),
+        dict(checkpoint="c", ranking="center", sg=0.0, sg_ci_low=-0.05, sg_ci_high=0.05,
              verdict="indistinguishable"),
-        dict(checkpoint="c", ranking="random", auc=0.5),
+        dict(checkpoint="c", ranking="random", auc_lerf=0.5, auc_morf=0.5, sg=0.0),
     ])
     test = verdicts.chance_test(36, 40, 4)
     glance = _glance({"deletion_summary.csv": summary, "deletion_curves.csv": _curves(0.9)},
                      {"chance_test": test.as_dict(), "verdict_sentences": {"chance": "c.", "rankings": {"cam": "cam."}}})
     rows = _rows(glance)
-    assert rows["Deletion order: energy"] == ["ΔAUC +0.100 (95% CI +0.050 to +0.150)", "above random"]
-    assert rows["Deletion order: cam"] == ["ΔAUC -0.100 (95% CI -0.150 to -0.050)", "below random"]
-    assert rows["Deletion order: center"][1] == "indistinguishable from random"
-    assert "Deletion order: random" not in rows
+    assert rows["Deletion, both orders: energy"] == ["symmetric gain (least − most important first) +0.100 (95% CI +0.050 to +0.150)",
+                                                 verdicts.verdict_words("supports")]
+    assert rows["Deletion, both orders: cam"] == ["symmetric gain (least − most important first) -0.100 (95% CI -0.150 to -0.050)",
+                                              verdicts.verdict_words("contradicts")]
+    assert rows["Deletion, both orders: center"][1] == verdicts.verdict_words("indistinguishable")
+    assert "Deletion, both orders: random" not in rows
     assert rows["Accuracy before deletion (k = 0)"] == ["90.0% (95% CI 76.9% to 96.0%) on 40 images; chance 25.0%",
                                                         "above chance"]
     assert not glance.at_chance and glance.warnings == []
@@ -60,25 +62,25 @@ def test_each_ranking_gets_its_own_verdict_in_its_row():
 
 def test_a_model_at_chance_says_so_and_its_rankings_are_not_testable():
     summary = _deletion_summary([
-        dict(checkpoint="c", ranking="energy", auc_diff=0.1, auc_diff_ci_low=0.05, auc_diff_ci_high=0.15, verdict="not_testable"),
-        dict(checkpoint="c", ranking="random", auc=0.5),
+        dict(checkpoint="c", ranking="energy", sg=0.1, sg_ci_low=0.05, sg_ci_high=0.15, verdict="not_testable"),
+        dict(checkpoint="c", ranking="random", auc_lerf=0.5, auc_morf=0.5, sg=0.0),
     ])
     test = verdicts.chance_test(11, 40, 4)
     assert test.at_chance
     glance = _glance({"deletion_summary.csv": summary, "deletion_curves.csv": _curves(11 / 40)}, {"chance_test": test.as_dict()})
     rows = _rows(glance)
     assert rows["Accuracy before deletion (k = 0)"][1] == "at chance"
-    assert rows["Deletion order: energy"][1] == "not testable (model at chance)"
+    assert rows["Deletion, both orders: energy"][1] == "not testable (model at chance)"
     assert glance.at_chance
 
 
 def test_verdicts_are_read_never_recomputed():
     # an interval above 0 with the verdict the evaluation wrote: the glance shows what was written
-    summary = _deletion_summary([dict(checkpoint="c", ranking="energy", auc_diff=0.1, auc_diff_ci_low=0.05,
-                                      auc_diff_ci_high=0.15, verdict="indistinguishable")])
-    assert _rows(_glance({"deletion_summary.csv": summary}, {}))["Deletion order: energy"][1] == "indistinguishable from random"
+    summary = _deletion_summary([dict(checkpoint="c", ranking="energy", sg=0.1, sg_ci_low=0.05,
+                                      sg_ci_high=0.15, verdict="indistinguishable")])
+    assert _rows(_glance({"deletion_summary.csv": summary}, {}))["Deletion, both orders: energy"][1] == verdicts.verdict_words("indistinguishable")
     summary.loc[0, "verdict"] = ""
-    assert _rows(_glance({"deletion_summary.csv": summary}, {}))["Deletion order: energy"][1] == verdicts.NOT_MEASURED
+    assert _rows(_glance({"deletion_summary.csv": summary}, {}))["Deletion, both orders: energy"][1] == verdicts.NOT_MEASURED
 
 
 def test_localization_row_per_map_and_no_accuracy():

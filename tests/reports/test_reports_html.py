@@ -17,7 +17,7 @@ from reports.figures_sparsity import plot_keep_histogram
 from reports.figures_style import save_figure
 
 CLAIMS = [
-    {"claim": "Energy-guided deletion stays above random", "supported": "yes", "evidence": "15 of 15 steps"},
+    {"claim": "Energy ranking: deleting its least important tokens first outlasts deleting its most important first", "supported": "yes", "evidence": "15 of 15 steps"},
     {"claim": "Removing the first patches improves accuracy", "supported": "partly", "evidence": "peak +3.5 points"},
     {"claim": "ERSM localizes objects better", "supported": None, "evidence": ""},
     {"claim": "Semantic cliff after patch 55", "supported": False, "evidence": "no cliff"},
@@ -108,7 +108,7 @@ def test_comparative_report_mentions_both_runs_and_sections(comparative):
     ids = {a.get("id") for _, a in page.tags}
     assert {"summary", "claims", "deletion", "occlusion", "sparsity", "galleries", "provenance"} <= ids
     assert "ersm_full at a glance" in text and "Baseline at a glance" in text
-    assert "ΔAUC true-class prob." in text and "Smallest gap (points)" in text
+    assert "Symmetric gain of the true-class prob." in text and "Smallest gap of LeRF to random (points)" in text
     assert "wrong for Baseline and right for ERSM-Full" in text
     # provenance: one row per input folder, the raw summary.json collapsed
     assert "checkpoint_sha256" in text and "ab" * 32 in text and "config.variant" in text
@@ -194,13 +194,13 @@ def test_paper_table(comparative, tmp_path):
     md, tex = write_paper_table(table, tmp_path)
     lines = md.read_text(encoding="utf-8").splitlines()
     assert lines[0].startswith("| Model | Accuracy (%) | At chance | Mean keep | AUC energy")
-    assert "| ΔAUC energy | Verdict |" in lines[0]
+    assert "| SG energy (LeRF − MoRF) | Verdict |" in lines[0]
     row = summary_table(runs).iloc[0]
     energy = runs[0].table("deletion_summary.csv").set_index("ranking").loc["energy"]
-    assert row["gap_ranking"] == "energy" and row["verdict"] == energy["verdict"] == "above_random"
-    assert row["auc_diff"] == energy["auc_diff"] and row["min_gap_to_random"] == energy["min_gap_to_random"]
-    assert f"| {verdicts.verdict_words('above_random')} |" in lines[2]
-    assert verdicts.format_estimate(energy["auc_diff"], energy["auc_diff_ci_low"], energy["auc_diff_ci_high"], "signed") in lines[2]
+    assert row["gap_ranking"] == "energy" and row["verdict"] == energy["verdict"] == "supports"
+    assert row["sg"] == energy["sg"] and row["min_gap_to_random"] == energy["min_gap_to_random"]
+    assert f"| {verdicts.verdict_words('supports')} |" in lines[2]
+    assert verdicts.format_estimate(energy["sg"], energy["sg_ci_low"], energy["sg_ci_high"], "signed") in lines[2]
     assert set(lines[1]) <= set("|-:")
     assert len([ln for ln in lines if ln.startswith("| ")]) == 1 + len(table)
     latex = tex.read_text(encoding="utf-8")

@@ -30,7 +30,7 @@ def test_the_word_list_is_the_verdict_modules():
     words = _verdict_words()
     for code in (*verdicts.DELETION_VERDICTS, "localizes", "does_not_localize"):
         assert code in words
-    assert "above random" in words and "not testable (model at chance)" in words
+    assert "supports" in words and "not testable (model at chance)" in words and "above random" not in words
 
 
 def _hits(text: str) -> list[str]:
@@ -43,7 +43,7 @@ def _hits(text: str) -> list[str]:
 
 
 def test_the_scan_finds_what_it_looks_for():
-    assert _hits('label = "above random"') == ["above random"]
+    assert _hits('label = "contradicts"') == ["contradicts"]
     assert _hits("if verdict == 'not_testable':") == ["not_testable"]
     assert "at chance" in _hits("# the model is At chance")
     assert _hits("row['steps_above_random']") == []

@@ -160,7 +160,7 @@ def test_a_csv_cut_mid_line_is_refused(tmp_path, run_writer):
         load_run(folder)
     lines = text.splitlines(keepends=True)
     path.write_text("".join(lines[:-2]) + ",".join(lines[-2].split(",")[:4]) + "\n" + lines[-1])
-    with pytest.raises(ReportError, match=r"line \d+ has 4 fields where the header has 10"):
+    with pytest.raises(ReportError, match=r"line \d+ has 4 fields where the header has 11"):
         load_run(folder)
 
 
@@ -205,8 +205,8 @@ def test_a_folder_without_summary_json_is_refused(tmp_path, run_writer):
 def test_a_table_without_the_verdict_columns_is_refused(tmp_path, run_writer):
     folder = run_writer(tmp_path / "run", kinds=("deletion",))
     path = folder / "deletion_summary.csv"
-    pd.read_csv(path).drop(columns=["auc_diff", "verdict"]).to_csv(path, index=False)
-    with pytest.raises(ReportError, match=r"missing required columns 'auc_diff', 'verdict'.*older ersm-eval or edited; re-run"):
+    pd.read_csv(path).drop(columns=["sg", "verdict"]).to_csv(path, index=False)
+    with pytest.raises(ReportError, match=r"missing required columns 'sg', 'verdict'.*older ersm-eval or edited; re-run"):
         load_run(folder)
 
 
@@ -221,8 +221,9 @@ def test_a_summary_off_the_schema_names_the_problem(tmp_path, run_writer):
 def test_new_columns_are_numeric(tmp_path, run_writer):
     run = load_run(run_writer(tmp_path / "run", kinds=("deletion",)))
     summary = run.table("deletion_summary.csv").set_index("ranking")
-    assert summary["auc_diff"].dtype == float and summary["steps_above_random"].dtype == float
-    assert summary.loc["energy", "verdict"] == "above_random" and summary.loc["random", "verdict"] == ""
+    assert summary["sg"].dtype == float and summary["auc_diff_morf"].dtype == float
+    assert summary["steps_above_random"].dtype == float
+    assert summary.loc["energy", "verdict"] == "supports" and summary.loc["random", "verdict"] == ""
 
 
 def test_partial_folder_names_are_cleaned():

@@ -104,18 +104,18 @@ def test_glance_verdicts_and_sentences_are_the_evaluations(tmp_path, run_writer)
     page = read_page(build_report([run], tmp_path / "out" / "report.html"))
     summary = run.table("deletion_summary.csv")
     rows = summary[summary["ranking"] != "random"].set_index("ranking")
-    assert {"above_random", "below_random", "indistinguishable"} <= set(rows["verdict"])
+    assert {"supports", "contradicts", "indistinguishable"} <= set(rows["verdict"])
     glance = page.glance(run.label)
     for ranking, row in rows.iterrows():
-        numbers, verdict = glance[f"Deletion order: {ranking.replace('_', ' ')}"]
+        numbers, verdict = glance[f"Deletion, both orders: {ranking.replace('_', ' ')}"]
         assert verdict == verdicts.verdict_words(row["verdict"])
-        assert numbers == "ΔAUC " + verdicts.format_estimate(row["auc_diff"], row["auc_diff_ci_low"], row["auc_diff_ci_high"], "signed")
+        assert numbers == "symmetric gain (least − most important first) " + verdicts.format_estimate(row["sg"], row["sg_ci_low"], row["sg_ci_high"], "signed")
     assert glance["Accuracy before deletion (k = 0)"][1] == "above chance"
     # the sentences are summary.json's, folded after the glance
     recorded = json.loads((tmp_path / "run" / "summary.json").read_text())["verdict_sentences"]
     shown = page.texts("sentence")
     assert shown[0] == recorded["chance"]
-    assert shown[1:8] == [recorded["rankings"][r] for r in ranking_order(rows.index)]
+    assert shown[1:6] == [recorded["rankings"][r] for r in ranking_order(rows.index)]
 
 
 def test_each_verdict_is_stated_once_outside_the_folded_text(tmp_path, run_writer):
@@ -124,7 +124,7 @@ def test_each_verdict_is_stated_once_outside_the_folded_text(tmp_path, run_write
     glance_end = html.index("<details>")
     body = html[glance_end:]
     unfolded = "".join(part.split("</details>", 1)[-1] for part in body.split("<details>"))
-    for words in ("above random", "below random", "indistinguishable from random", "above chance"):
+    for words in (*(verdicts.verdict_words(v) for v in ("supports", "indistinguishable")), "above chance"):
         assert words in html[:glance_end]
         assert words not in unfolded  # no table or paragraph after the glance repeats a deletion/chance verdict
 
@@ -135,8 +135,8 @@ def test_a_model_at_chance_is_said_to_be_before_any_figure(tmp_path, run_writer)
     assert chance_of(0.20).at_chance
     glance = page.glance("Guessing")
     assert glance["Accuracy before deletion (k = 0)"][1] == verdicts.AT_CHANCE
-    deletion = [v for k, (_, v) in glance.items() if k.startswith("Deletion order")]
-    assert len(deletion) == 7 and set(deletion) == {verdicts.verdict_words("not_testable")}
+    deletion = [v for k, (_, v) in glance.items() if k.startswith("Deletion, both orders")]
+    assert len(deletion) == 5 and set(deletion) == {verdicts.verdict_words("not_testable")}
     kinds = [kind for kind, *_ in page.events]
     assert kinds.index("table") < kinds.index("img")
     # the key figure right after the glance tables: the deletion curves, marked at chance
@@ -260,7 +260,7 @@ def test_paper_table_uses_the_same_verdicts(tmp_path, run_writer):
     assert table.loc["Guessing", "at_chance"] is True and table.loc["Guessing", "verdict"] == "not_testable"
     energy = good.table("deletion_summary.csv").set_index("ranking").loc["energy"]
     assert table.loc["Model", "at_chance"] is False and table.loc["Model", "verdict"] == energy["verdict"]
-    assert table.loc["Model", "auc_diff_ci_low"] == energy["auc_diff_ci_low"]
+    assert table.loc["Model", "sg_ci_low"] == energy["sg_ci_low"]
 
 
 def test_header_counts_input_folders_and_provenance_lists_each_once(tmp_path, run_writer):
