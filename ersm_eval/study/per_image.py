@@ -8,15 +8,16 @@ aggregates over images and seeds (every array in ascending dataset index order):
 * ``loss``: the cross-entropy −log p(true class) of the clean image (left out when
   a probability underflows to 0, where the loss is infinite);
 * ``mean_keep``: the image's mean keep probability (gated models only);
-* ``<ranking>_auc_diff``: the normalized area under the image's correctness curve
-  for the ranking minus random's (random first averaged over its seeds), whose mean
-  over images is the run's ``auc_diff``;
+* ``<ranking>_sg``: the symmetric gain, the normalized area under the image's
+  correctness curve when the ranking's least important tokens go first (LeRF) minus
+  the area when its most important go first (MoRF); its mean over images is the
+  run's ``sg``;
+* ``<ranking>_auc_diff_lerf`` / ``_morf``: each order's area minus random's (random
+  first averaged over its seeds), whose means are the run's ``auc_diff_lerf`` / ``_morf``;
 * ``localization_excess``: the model's own map's mass on the object (``keep`` for a
   gated model, else ``cam``) minus the better trivial map's (the baseline named in
   ``localization.csv``), on every image when every image has an object mask.
 
-Deletion records that hold both deletion orders would add ``<ranking>_sg`` (the
-symmetric gain) here; records of one order have none.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import numpy as np
 import pandas as pd
 
 from ersm_eval.records import sort_records
-from ersm_eval.stats import normalized_auc
 
 __all__ = ["per_image_values", "deletion_per_image", "sparsity_per_image"]
 
@@ -35,25 +35,26 @@ OWN_MAPS = ("keep", "cam")  # the map whose localization a study reports: the ga
 
 
 def deletion_per_image(records: Mapping[str, np.ndarray], evaluation: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """accuracy and ``<ranking>_auc_diff`` per image from deletion records.
+    """accuracy, ``<ranking>_sg`` and each order's ``<ranking>_auc_diff_lerf`` / ``_morf`` per image.
 
     Args:
         records: the deletion evaluator's records (``index``, ``correct`` [n, curves, steps]).
-        evaluation: the run's ``summary.evaluation`` (``curves``, ``k_values``, ``n_tokens``).
+        evaluation: the run's ``summary.evaluation`` (``curves`` with ranking, order and seed,
+            ``k_values``, ``n_tokens``).
     """
+    from ersm_eval.deletion.tables import per_image_metrics
+
     rec = sort_records(dict(records), "deletion")
-    correct = np.asarray(rec["correct"], dtype=np.float64)
-    out = {"accuracy": correct[:, 0, 0]}  # k = 0: every curve starts from the clean image
-    curves = [(c["ranking"], int(c["seed"])) for c in evaluation["curves"]]
-    fraction = np.asarray(evaluation["k_values"], dtype=np.float64) / float(evaluation["n_tokens"])
-    columns: dict[str, list[int]] = {}
-    for position, (name, _) in enumerate(curves):
-        columns.setdefault(name, []).append(position)
-    if "random" in columns:
-        random_area = normalized_auc(fraction, correct[:, columns["random"], :].mean(1))
-        for name, cols in columns.items():
-            if name != "random":
-                out[f"{name}_auc_diff"] = normalized_auc(fraction, correct[:, cols, :].mean(1)) - random_area
+    out = {"accuracy": np.asarray(rec["correct"], dtype=np.float64)[:, 0, 0]}  # k = 0: the clean image
+    specs = [(str(c["ranking"]), str(c["order"]), int(c["seed"])) for c in evaluation["curves"]]
+    names = list(dict.fromkeys(name for name, _, _ in specs))
+    metrics = per_image_metrics(rec, specs, names, np.asarray(evaluation["k_values"]), int(evaluation["n_tokens"]))
+    for name in names:
+        if name == "random":
+            continue
+        for metric in ("sg", "auc_diff_lerf", "auc_diff_morf"):
+            if metric in metrics[name]:
+                out[f"{name}_{metric}"] = metrics[name][metric]
     return out
 
 

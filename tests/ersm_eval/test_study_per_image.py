@@ -8,21 +8,25 @@ import pandas as pd
 from ersm_eval.study.per_image import deletion_per_image, sparsity_per_image
 
 
-def test_deletion_accuracy_and_auc_diff_by_hand():
-    # 2 images (given out of order), curves: energy, random seed 0, random seed 1; k = 0, 1, 2 of 2 tokens
+def test_deletion_accuracy_sg_and_auc_diff_by_hand():
+    # 2 images (given out of order), curves: energy LeRF, energy MoRF, random seeds 0 and 1; k = 0, 1, 2 of 2 tokens
     correct = np.array([
-        [[1, 1, 0], [1, 0, 0], [1, 1, 1]],  # index 5
-        [[0, 0, 0], [0, 1, 0], [0, 0, 0]],  # index 2
+        [[1, 1, 0], [1, 0, 0], [1, 0, 0], [1, 1, 1]],  # index 5
+        [[0, 0, 0], [0, 1, 0], [0, 1, 0], [0, 0, 0]],  # index 2
     ])
     records = {"index": np.array([5, 2]), "correct": correct}
-    evaluation = {"curves": [{"ranking": "energy", "seed": -1}, {"ranking": "random", "seed": 0},
-                             {"ranking": "random", "seed": 1}], "k_values": [0, 1, 2], "n_tokens": 2}
+    evaluation = {"curves": [{"ranking": "energy", "order": "lerf", "seed": -1},
+                             {"ranking": "energy", "order": "morf", "seed": -1},
+                             {"ranking": "random", "order": "random", "seed": 0},
+                             {"ranking": "random", "order": "random", "seed": 1}], "k_values": [0, 1, 2], "n_tokens": 2}
     out = deletion_per_image(records, evaluation)
     np.testing.assert_array_equal(out["accuracy"], [0.0, 1.0])  # index 2 first
-    # areas over fraction 0, .5, 1 (trapezoid / 1): energy 5: (1+1)/4+(1+0)/4 = .75; random 5: mean curve
-    # [1, .5, .5] -> .375 + .25 = .625; index 2: energy 0, random [0, .5, 0] -> .125 + .125 = .25
-    np.testing.assert_allclose(out["energy_auc_diff"], [0.0 - 0.25, 0.75 - 0.625])
-    assert set(out) == {"accuracy", "energy_auc_diff"}
+    # areas over fraction 0, .5, 1 (trapezoid / 1): index 5: lerf (1+1)/4+(1+0)/4 = .75, morf [1,0,0] -> .25,
+    # random mean [1, .5, .5] -> .625; index 2: lerf 0, morf [0,1,0] -> .5, random [0, .5, 0] -> .25
+    np.testing.assert_allclose(out["energy_sg"], [0.0 - 0.5, 0.75 - 0.25])
+    np.testing.assert_allclose(out["energy_auc_diff_lerf"], [0.0 - 0.25, 0.75 - 0.625])
+    np.testing.assert_allclose(out["energy_auc_diff_morf"], [0.5 - 0.25, 0.25 - 0.625])
+    assert set(out) == {"accuracy", "energy_sg", "energy_auc_diff_lerf", "energy_auc_diff_morf"}
 
 
 def test_sparsity_loss_keep_and_localization_excess_by_hand():

@@ -81,9 +81,10 @@ def test_auc_diff_matches_each_run_and_group_interval_is_wide(study):
     summary = pd.read_csv(study.out / "group_summary.csv")
     for checkpoint in ("ersm_full-s0", "ersm_full-s1"):
         table = pd.read_csv(study.out / "runs" / checkpoint / "deletion" / "deletion_summary.csv")
-        run = float(table[table["ranking"] == "energy"]["auc_diff"].iloc[0])
-        row = members[(members["checkpoint"] == checkpoint) & (members["metric"] == "energy_auc_diff")]
-        assert abs(float(row["value"].iloc[0]) - run) < 1e-9
+        for column in ("sg", "auc_diff_lerf", "auc_diff_morf"):
+            run = float(table[table["ranking"] == "energy"][column].iloc[0])
+            row = members[(members["checkpoint"] == checkpoint) & (members["metric"] == f"energy_{column}")]
+            assert abs(float(row["value"].iloc[0]) - run) < 1e-9, column
     checked = 0
     for (group, metric), rows in members.groupby(["group", "metric"]):
         widest = float((rows["ci_high"] - rows["ci_low"]).max())
@@ -98,7 +99,7 @@ def test_auc_diff_matches_each_run_and_group_interval_is_wide(study):
 def test_differences_and_paper_inputs(study):
     differences = pd.read_csv(study.out / "group_differences.csv")
     assert set(differences["group_a"]) == {"baseline"} and set(differences["group_b"]) == {"ersm_full"}
-    assert {"accuracy", "loss", "cam_auc_diff", "localization_excess"} <= set(differences["metric"])
+    assert {"accuracy", "loss", "cam_sg", "cam_auc_diff_lerf", "localization_excess"} <= set(differences["metric"])
     summary = pd.read_csv(study.out / "group_summary.csv")
     assert "mean_keep" in set(summary[summary["group"] == "ersm_full"]["metric"])
     assert "mean_keep" not in set(summary[summary["group"] == "baseline"]["metric"])
