@@ -16,13 +16,18 @@ WHEELS_ONLY := numpy,scipy,pandas,matplotlib,pillow,contourpy,kiwisolver
 # The tests that exercise what the old releases could break, chosen to keep CI's two runs short:
 # numpy/scipy statistics and the deletion, occlusion and sparsity evaluators (ersm_eval), pandas
 # tables and matplotlib/seaborn/jinja2 figures and HTML (reports tables + html), timm backbones and
-# transforms and Pillow images (ersm_core model/transforms/datasets), typer/click/rich commands incl.
-# train and report (cli). Left out: training-dynamics, demo, verdict-sentence, safety, torchrun and
+# transforms and Pillow images (ersm_core model/transforms/datasets), typer/click/rich commands
+# (cli; training runs in the session fixtures every evaluation test uses). Left out: the train
+# command's own tests (process kills, resume), studies' end-to-end runs, training-dynamics, demo, verdict-sentence, safety, torchrun and
 # README tests: slow, and depending on torch (the same pinned release in both venvs) or on the
 # project's own rules rather than on these packages.
-MIN_TESTS  ?= tests/ersm_eval tests/reports/test_reports_tables.py tests/reports/test_reports_html.py \
+MIN_TESTS  ?= tests/ersm_eval/test_stats.py tests/ersm_eval/test_deletion.py tests/ersm_eval/test_both_orders.py \
+	tests/ersm_eval/test_occlusion.py tests/ersm_eval/test_sparsity.py tests/ersm_eval/test_localization.py \
+	tests/ersm_eval/test_fills.py tests/ersm_eval/test_fills_nli.py tests/ersm_eval/test_orders.py \
+	tests/ersm_eval/test_study_stats.py tests/ersm_eval/test_study_tables.py tests/ersm_eval/test_api.py \
+	tests/reports/test_reports_tables.py tests/reports/test_reports_html.py tests/reports/test_paper_tables.py \
 	tests/ersm_core/test_transforms.py tests/ersm_core/test_model.py tests/ersm_core/test_datasets.py \
-	tests/cli/test_help.py tests/cli/test_entry_points.py tests/cli/test_train_cli.py tests/cli/test_deletion_cli.py \
+	tests/cli/test_help.py tests/cli/test_entry_points.py tests/cli/test_deletion_cli.py \
 	tests/cli/test_occlusion_cli.py tests/cli/test_sparsity_cli.py tests/cli/test_report_cli.py
 
 .PHONY: setup demo test test-min bench clean
