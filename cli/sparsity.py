@@ -153,7 +153,7 @@ def _print(result, title: str, out: Path) -> None:
         console.print(f"[bold yellow]Warning:[/] {warning}", highlight=False)
     randomized = result.tables.get("map_randomization.csv")
     if randomized is not None:
-        from ersm_eval.randomization import randomization_warning
+        from ersm_eval.verdicts import randomization_warning
 
         for map_name in dict.fromkeys(randomized["map"]):
             text = randomization_warning(randomized, str(map_name))

@@ -34,7 +34,6 @@ depend on what that module learned, and :func:`randomization_warning` says so.
 from __future__ import annotations
 
 import copy
-import math
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -49,6 +48,9 @@ from ersm_eval.cam import cam_scores
 from ersm_eval.diagnostics import rank_pearson
 from ersm_eval.forward import fixed_chunks
 from ersm_eval.stats import bootstrap_mean_ci, bootstrap_weights
+from ersm_eval.verdicts.randomization import (  # noqa: F401 - the rule, re-exported beside the check
+    DEPENDENCE_THRESHOLD, DEPENDENCE_VERDICTS, OWN_STEP, dependence_verdict, own_step, randomization_warning,
+)
 
 __all__ = [
     "RANDOMIZATION_STEPS",
@@ -67,9 +69,6 @@ __all__ = [
 
 RANDOMIZATION_STEPS = ("head", "spatial", "backbone_last")  # cumulative, from the top
 RANDOMIZATION_COLUMNS = ("checkpoint", "map", "randomized", "n_images", "spearman", "ci_low", "ci_high")
-OWN_STEP = {"keep": "spatial", "energy": "spatial", "cam": "head"}  # the module a map should depend on
-DEPENDENCE_THRESHOLD = 0.5  # mean Spearman from which a map "does not depend" on its re-initialized module
-DEPENDENCE_VERDICTS = ("depends", "does_not_depend", "not_checked")
 
 ExternalMap = Callable[[Any, torch.Tensor, torch.Tensor], Any]  # (model, images, labels) -> [B, h|H, w|W]
 
@@ -316,53 +315,3 @@ def _row(checkpoint: str, name: str, step: str, rho: np.ndarray, n_boot: int, bo
     low, high = bootstrap_mean_ci(values, weights=bootstrap_weights(len(values), n_boot, boot_seed))
     return {"checkpoint": checkpoint, "map": name, "randomized": step, "n_images": int(len(values)),
             "spearman": float(values.mean()), "ci_low": float(low), "ci_high": float(high)}
-
-
-# -- the rule -----------------------------------------------------------------------------
-
-
-def own_step(map_name: str, table: pd.DataFrame | None = None) -> str | None:
-    """The step that re-initializes a map's own module (:data:`OWN_STEP`); an external map's is
-    the last step the table checked it at (None when it has no row)."""
-    if map_name in OWN_STEP:
-        return OWN_STEP[map_name]
-    if table is None:
-        return None
-    rows = table[(table["map"] == map_name) & (table["randomized"] != "none")]
-    return None if rows.empty else str(rows["randomized"].iloc[-1])
-
-
-def dependence_verdict(spearman: float) -> str:
-    """``does_not_depend`` when the mean correlation after the own module's re-initialization is
-    ≥ :data:`DEPENDENCE_THRESHOLD`; ``depends`` below; ``not_checked`` without a number."""
-    try:
-        value = float(spearman)
-    except (TypeError, ValueError):
-        return "not_checked"
-    if not math.isfinite(value):
-        return "not_checked"
-    return "does_not_depend" if value >= DEPENDENCE_THRESHOLD else "depends"
-
-
-_MODULE_WORDS = {"head": "the head", "spatial": "the spatial module", "backbone_last": "the backbone's last stage"}
-
-
-def randomization_warning(table: pd.DataFrame, map_name: str) -> str | None:
-    """The warning for a map that does not depend on its own module, else None (also when not checked)."""
-    step = own_step(map_name, table)
-    if step is None:
-        return None
-    rows = table[(table["map"] == map_name) & (table["randomized"] == step)]
-    if rows.empty:
-        return None
-    row = rows.iloc[0]
-    if dependence_verdict(row["spearman"]) != "does_not_depend":
-        return None
-    interval = ""
-    if all(isinstance(row[c], (int, float)) and math.isfinite(row[c]) for c in ("ci_low", "ci_high")):
-        interval = f", 95% CI {row['ci_low']:+.2f} to {row['ci_high']:+.2f}"
-    label = f"{row['checkpoint']}: " if str(row.get("checkpoint", "")) else ""
-    return (f"{label}Warning: the {map_name} map does not depend on what {_MODULE_WORDS[step]} learned: "
-            f"after re-initializing {'it' if step == 'head' else 'it and everything above it'}, the map's per-image "
-            f"Spearman correlation with the original is still {row['spearman']:+.2f}{interval}, "
-            f"at least {DEPENDENCE_THRESHOLD:.1f}.")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from ersm_eval import verdicts
-from ersm_eval.randomization import randomization_warning
+from ersm_eval.verdicts import randomization_warning
 from reports.figures_localization import BASELINE_MAPS
 from reports.figures_style import ranking_order
 from reports.html.blocks import TableBlock, words
