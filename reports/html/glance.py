@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from ersm_eval import verdicts
-from ersm_eval.randomization import randomization_warning
 from reports.figures_localization import BASELINE_MAPS
 from reports.figures_style import ranking_order
 from reports.html.blocks import TableBlock, words
@@ -122,6 +121,8 @@ def model_glance(label: str, group: Group, tables: dict[str, pd.DataFrame]) -> G
         (warnings if energy.get("follows_position") else sentences).append(position)
     randomized = tables.get("map_randomization.csv")
     if randomized is not None and not randomized.empty:
+        from ersm_eval.randomization import randomization_warning  # torch only where the check was run
+
         own = randomized[randomized["series"] == label]
         for map_name in pd.unique(own["map"]):
             warning = randomization_warning(own, str(map_name))
