@@ -46,7 +46,6 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from ersm_eval.deletion.logits import deletion_logits
 from ersm_eval.stats import normalized_auc, paired_bootstrap_test
 
 __all__ = [
@@ -229,6 +228,8 @@ def both_order_logits(model: Any, feature_map: torch.Tensor, scores: torch.Tenso
     Returns:
         (MoRF logits, LeRF logits), each [B, S, K] for [B, N] scores, [B, R, S, K] for [B, R, N].
     """
+    from ersm_eval.deletion.logits import deletion_logits  # the deletion package imports this module
+
     s = torch.as_tensor(scores).to(feature_map.device)
     single = s.dim() == 2
     if single:
@@ -251,6 +252,8 @@ def feature_insertion_logits(model: Any, feature_map: torch.Tensor, orders: torc
     N/k), so k runs over 1..N. Keeping order[:k] is deleting the first N − k tokens
     of the reversed order, which :func:`ersm_eval.deletion.deletion_logits` computes.
     """
+    from ersm_eval.deletion.logits import deletion_logits  # the deletion package imports this module
+
     n_tokens = orders.shape[-1]
     k = np.asarray(steps, dtype=np.int64)
     if k.size == 0 or k.min() < 1 or k.max() > n_tokens:

@@ -151,7 +151,8 @@ def test_skip_bad_images_counts_and_lists_them(tmp_path, ckpt2):
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert len(summary["skipped_images"]) == 1 and "broken.png" in summary["skipped_images"][0]["error"]
     curves = (tmp_path / "out" / "deletion_curves.csv").read_text().splitlines()
-    assert curves[1].split(",")[5] == "6", "6 good images evaluated (n_images column)"
+    header = curves[0].split(",")
+    assert curves[1].split(",")[header.index("n_images")] == "6", "6 good images evaluated (n_images column)"
 
 
 def test_empty_dataset(tmp_path, ckpt2):

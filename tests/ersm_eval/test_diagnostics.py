@@ -10,6 +10,7 @@ from ersm_eval.diagnostics import (
     DIAGNOSTIC_METRICS, center_scores, energy_diagnostic_values, energy_diagnostics, neighbour_counts, pairwise_share,
     rank_pearson,
 )
+from ersm_eval.orders import orders_from_scores
 from ersm_eval.rankings import RANKINGS, RankingInputs
 from ersm_eval.schema import TABLES
 
@@ -69,7 +70,9 @@ def test_spearman_center_equals_the_agreement_of_the_energy_and_center_orders():
     energy = torch.from_numpy(rng.random((6, 20)).astype(np.float32))
     energy[0, :5] = 0.5  # ties in the energy too: broken as the energy ranking breaks them
     inputs = RankingInputs({"energy": energy}, np.arange(6), 20, grid=grid)
-    orders = {name: RANKINGS.get(name).order(inputs, -1).numpy() for name in ("energy", "center")}
+    # the energy ranking's LeRF order (highest energy first) and the center ranking's MoRF order (nearest first)
+    orders = {"energy": orders_from_scores(RANKINGS.get("energy").importance(inputs))[1].numpy(),
+              "center": orders_from_scores(RANKINGS.get("center").importance(inputs))[0].numpy()}
     agreement = ranking_agreement(orders)
     values = energy_diagnostic_values(_scores(energy), grid)
     assert values["spearman_center"].mean() == pytest.approx(agreement.spearman_mean.iloc[0], abs=1e-12)
