@@ -7,7 +7,6 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
-import numpy as np
 import typer
 from rich.table import Table
 
@@ -48,26 +47,20 @@ def _parse_steps(text: str) -> int | None:
     return value
 
 
-
-
 def _fmt(value, percent: bool = True) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)) or value is np.nan:
-        return "–"
-    try:
-        if value != value:  # pandas NA compares oddly; NaN is not equal to itself
-            return "–"
-    except TypeError:
-        return "–"
-    return f"{100 * float(value):.1f}" if percent else f"{int(value)}"
+    """A fraction in percent (no sign), or a count; the one number format of ersm_eval.verdicts."""
+    from ersm_eval.verdicts import format_number
+
+    return format_number(value, "percent").rstrip("%") if percent else format_number(value, "count")
 
 
 def _points(value, low=None, high=None) -> str:
-    """Signed points (×100), with the interval in brackets when given; '–' for a missing value."""
-    if _fmt(value) == "–":
-        return "–"
-    text = f"{100 * float(value):+.1f}"
-    if low is not None and _fmt(low) != "–" and _fmt(high) != "–":
-        text += f" [{100 * float(low):+.1f}, {100 * float(high):+.1f}]"
+    """Signed points (×100), with the interval in brackets when given."""
+    from ersm_eval.verdicts import format_number
+
+    text = format_number(value, "points")
+    if text != "n/a" and low is not None and format_number(low) != "n/a" and format_number(high) != "n/a":
+        text += f" [{format_number(low, 'points')}, {format_number(high, 'points')}]"
     return text
 
 
@@ -80,13 +73,13 @@ def _summary_table(summary, title: str) -> Table:
                  "half-acc k (LeRF)"):
         table.add_column(name, justify="left" if name in ("ranking", "verdict") else "right")
     for row in summary.itertuples(index=False):
-        steps = "–"
-        if _fmt(row.steps_above_random, percent=False) != "–":
+        steps = "n/a"
+        if _fmt(row.steps_above_random, percent=False) != "n/a":
             steps = f"{row.steps_above_random} / {row.steps_below_random} of {row.n_steps}"
-        half = "–" if str(row.half_accuracy_k) in ("<NA>", "nan") else str(row.half_accuracy_k)
+        half = _fmt(row.half_accuracy_k, percent=False)
         reference = row.ranking == "random"
         table.add_row(
-            row.ranking, "–" if reference else _points(row.sg, row.sg_ci_low, row.sg_ci_high),
+            row.ranking, "n/a" if reference else _points(row.sg, row.sg_ci_low, row.sg_ci_high),
             row.verdict if isinstance(row.verdict, str) and row.verdict else "reference",
             _points(row.auc_diff_lerf, row.auc_diff_lerf_ci_low, row.auc_diff_lerf_ci_high),
             _points(row.auc_diff_morf, row.auc_diff_morf_ci_low, row.auc_diff_morf_ci_high),

@@ -38,14 +38,19 @@ def _value(rows, map_name: str, metric: str, threshold: float | None):
 
 
 def _fmt(row) -> str:
+    """A table row's value with its interval in brackets, in the one number format of ersm_eval.verdicts."""
+    from ersm_eval.verdicts import format_number
+
     if row is None:
-        return "–"
-    ci = "" if row.ci_low != row.ci_low else f" [{row.ci_low:.3f}, {row.ci_high:.3f}]"
-    return f"{row.value:.3f}{ci}"
+        return "n/a"
+    ci = "" if format_number(row.ci_low) == "n/a" else f" [{format_number(row.ci_low)}, {format_number(row.ci_high)}]"
+    return f"{format_number(row.value)}{ci}"
 
 
 def _localization_tables(localization, label: str) -> list[Table]:
     """Per real map, its headline localization scores beside the better baseline, with the verdict."""
+    from ersm_eval.verdicts import format_number
+
     tables = []
     real = localization[(localization["verdict"] != "baseline") & localization["metric"].isin(_LOCALIZATION)]
     for name in dict.fromkeys(real["map"]):
@@ -58,11 +63,11 @@ def _localization_tables(localization, label: str) -> list[Table]:
         table.add_column("verdict", no_wrap=True)
         for row in real[real["map"] == name].itertuples(index=False):
             base = localization[(localization["map"] == row.baseline) & (localization["metric"] == row.metric)]
-            base_cell = f"{base.iloc[0].value:.3f} {row.baseline}" if len(base) else "–"
-            excess = "–" if row.excess != row.excess else (
-                f"{row.excess:+.3f}" + ("" if row.excess_ci_low != row.excess_ci_low
-                                        else f" [{row.excess_ci_low:+.3f}, {row.excess_ci_high:+.3f}]"))
-            value = "–" if row.value != row.value else f"{row.value:.3f}"
+            base_cell = f"{format_number(base.iloc[0].value)} {row.baseline}" if len(base) else "n/a"
+            excess = format_number(row.excess, "signed")
+            if excess != "n/a" and format_number(row.excess_ci_low) != "n/a":
+                excess += f" [{format_number(row.excess_ci_low, 'signed')}, {format_number(row.excess_ci_high, 'signed')}]"
+            value = format_number(row.value)
             table.add_row(row.metric, value, base_cell, excess, row.verdict.replace("_", " "))
         tables.append(table)
     return tables
