@@ -172,9 +172,13 @@ class RecordStore:
             atomic_write_text(self.folder / f"{self.part}.key.json", json.dumps(self.key, sort_keys=True))
         self._ready = True
 
+    def due(self) -> bool:
+        """Whether the interval since the last write has passed (ask before gathering records: it is cheap)."""
+        return time.monotonic() - self._last >= self._interval
+
     def flush(self, records: dict[str, np.ndarray] | None, force: bool = False) -> None:
         """Write the records of images not written yet, when the interval has passed (or ``force``)."""
-        if records is None or (not force and time.monotonic() - self._last < self._interval):
+        if records is None or (not force and not self.due()):
             return
         index = np.asarray(records["index"], dtype=np.int64)
         new = ~np.isin(index, np.fromiter(self._saved, dtype=np.int64, count=len(self._saved)))

@@ -57,8 +57,8 @@ def run_evaluator(evaluator: Evaluator | Factory, loader: Iterable[Any], *, devi
             if extend is not None:
                 extend(built, batch, positions)
             built.update(batch)
-            if store is not None:
-                store.flush(built.records())
+            if store is not None and store.due():  # records are joined only when a chunk is written
+                store.flush(built.records(), force=True)
             if progress is not None:
                 progress(len(positions))
     except BaseException:
