@@ -26,19 +26,12 @@ __all__ = ["study", "write_study_reports"]
 
 
 def write_study_reports(tmp: Path, run) -> None:
-    """Each checkpoint's report.html, study.html and the paper tables, from the tables just written.
+    """Each checkpoint's report.html, study.html and the paper tables; a page that cannot be built is a
+    warning (the tables are the result)."""
+    from reports.study_page import write_study_outputs
 
-    A page that cannot be built is a warning: the tables are the result."""
-    from ersm_core.errors import ERSMError
-    from reports.paper_tables import write_paper_tables
-    from reports.study_page import write_member_reports, write_study_page
-
-    for what, write in (("checkpoint reports", lambda: write_member_reports(run.run_folders)),
-                        ("study.html", lambda: write_study_page(tmp)), ("paper tables", lambda: write_paper_tables(tmp))):
-        try:
-            write()
-        except (ERSMError, ValueError) as err:
-            err_console.print(f"[yellow]Warning:[/] {what} not written: {err}", highlight=False)
+    for problem in write_study_outputs(tmp, run.run_folders):
+        err_console.print(f"[yellow]Warning:[/] {problem}", highlight=False)
 
 
 @app.command()

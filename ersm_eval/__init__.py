@@ -39,6 +39,7 @@ _EXPORTS = {
     "RunSummary": "ersm_eval.results",
     "check_summary": "ersm_eval.results",
     "load_summary": "ersm_eval.results",
+    "study": "ersm_eval.pipelines.study",
     "run_study": "ersm_eval.pipelines.study",
     "StudyRun": "ersm_eval.pipelines.study",
 }
@@ -57,6 +58,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "study",
     "map_randomization",
     "wrap",
     "ModelAdapter",

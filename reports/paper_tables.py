@@ -1,7 +1,7 @@
 """The paper's tables of a study folder, written as Markdown, LaTeX and CSV.
 
 Reads a study folder's groups.csv and group_summary.csv, takes the pilot and backbone
-tables from :mod:`ersm_eval.study.paper` (which builds every cell, so the three files
+tables from :mod:`ersm_eval.studies.paper` (which builds every cell, so the three files
 show the same text) and writes ``paper_tables.md``, ``paper_tables.tex`` (booktabs)
 and ``paper_tables.csv`` (one row per cell, with the numbers behind it). Renders only:
 no number is formatted and no verdict decided here.
@@ -14,8 +14,8 @@ from pathlib import Path
 import pandas as pd
 
 from ersm_core.files import atomic_write_text
-from ersm_eval.study.paper import PaperTable, paper_tables
-from ersm_eval.study.tables import GROUPS_FILE, SUMMARY_FILE, read_study_tables
+from ersm_eval.studies.paper import PaperTable, paper_tables
+from ersm_eval.studies.tables import GROUPS_FILE, SUMMARY_FILE, read_study_tables
 from reports.paper_table import _latex_escape
 
 __all__ = ["PAPER_TABLE_FILES", "CSV_COLUMNS", "markdown_tables", "latex_tables", "csv_table", "write_paper_tables"]

@@ -4,7 +4,7 @@ One deletion-curve figure per group (each ranking's mean curve over the group's
 seeds, with a band from the seeds' lowest to highest curve), the group table with
 its sentences, the pairwise differences, and a link to every checkpoint's own
 report (``runs/<checkpoint>/report.html``, written by :func:`write_member_reports`).
-Every sentence comes from :mod:`ersm_eval.study.verdicts`.
+Every sentence comes from :mod:`ersm_eval.studies.verdicts`.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import jinja2
 import pandas as pd
 
 from ersm_core.files import atomic_write_text
-from ersm_eval.study import DIFFERENCES_FILE, GROUPS_FILE, SUMMARY_FILE, difference_sentence, group_sentence, read_study_tables
+from ersm_eval.studies import DIFFERENCES_FILE, GROUPS_FILE, SUMMARY_FILE, difference_sentence, group_sentence, read_study_tables
 from reports.figures_style import new_figure, ranking_order, ranking_style, save_figure
 
-__all__ = ["STUDY_HTML", "write_member_reports", "group_curve_figure", "write_study_page"]
+__all__ = ["STUDY_HTML", "write_study_outputs", "write_member_reports", "group_curve_figure", "write_study_page"]
 
 STUDY_HTML = "study.html"
 RUNS_DIR = "runs"
@@ -43,6 +43,24 @@ img{max-width:100%}</style></head><body>
 {% else %}<p>One group: nothing to compare.</p>{% endif %}
 </body></html>
 """)
+
+
+def write_study_outputs(folder: Path, run_folders: dict[str, list[Path]]) -> list[str]:
+    """Each checkpoint's report.html, study.html and the paper tables of the study folder ``folder``.
+
+    A page that cannot be built is a warning (returned, one line each): the tables are the result."""
+    from ersm_core.errors import ERSMError
+    from reports.paper_tables import write_paper_tables
+
+    warnings = []
+    for what, write in (("checkpoint reports", lambda: write_member_reports(run_folders)),
+                        ("study.html", lambda: write_study_page(folder)),
+                        ("paper tables", lambda: write_paper_tables(folder))):
+        try:
+            write()
+        except (ERSMError, ValueError) as err:
+            warnings.append(f"{what} not written: {err}")
+    return warnings
 
 
 def write_member_reports(run_folders: dict[str, list[Path]]) -> dict[str, Path]:

@@ -5,10 +5,10 @@ split and one image subset. Checkpoints whose frozen backbones are equal share o
 backbone pass per image (:mod:`ersm_eval.pipelines.study_bundle`); others run on their
 own. The study folder holds:
 
-* ``groups.csv``: the grouping (:func:`ersm_eval.study.group_checkpoints`);
+* ``groups.csv``: the grouping (:func:`ersm_eval.studies.group_checkpoints`);
 * ``members.csv``, ``group_summary.csv``, ``group_differences.csv``
-  (:func:`ersm_eval.study.study_tables`) from every checkpoint's per-image values
-  (:func:`ersm_eval.study.per_image.per_image_values`);
+  (:func:`ersm_eval.studies.study_tables`) from every checkpoint's per-image values
+  (:func:`ersm_eval.studies.per_image.per_image_values`);
 * ``study.json``: the options, the members, which ones shared a backbone, the passes;
 * ``runs/<checkpoint>/{deletion,sparsity,occlusion}``: each checkpoint's own result folders.
 
@@ -32,7 +32,8 @@ from ersm_eval.deletion import DeletionSettings
 from ersm_eval.occlusion import OcclusionSettings
 from ersm_eval.pipelines.common import ProgressBar, join_group, no_progress, save_result
 
-__all__ = ["StudyRun", "run_study", "study_labels", "STUDY_JSON", "RUNS_DIR"]
+__all__ = ["StudyRun", "run_study", "study", "study_labels", "evaluate_members", "write_study_tables", "STUDY_JSON",
+           "RUNS_DIR", "STUDY_OCCLUSION"]
 
 STUDY_JSON = "study.json"
 RUNS_DIR = "runs"
@@ -44,7 +45,7 @@ class StudyRun:
 
     out: Path
     groups: pd.DataFrame
-    tables: Any  # ersm_eval.study.StudyTables
+    tables: Any  # ersm_eval.studies.StudyTables
     run_folders: dict[str, list[Path]] = field(default_factory=dict)  # checkpoint -> its result folders
     bundles: list[list[str]] = field(default_factory=list)  # checkpoints that shared one backbone pass
 
@@ -60,7 +61,7 @@ def study_labels(checkpoints: Sequence[Path]) -> list[str]:
 
 
 def _groups(loaded: dict[str, Any], group_by: Sequence[str] | None) -> pd.DataFrame:
-    from ersm_eval.study import group_checkpoints
+    from ersm_eval.studies import group_checkpoints
 
     try:
         return group_checkpoints([(label, c.config.to_dict(), c.provenance) for label, c in loaded.items()], group_by)
@@ -172,27 +173,45 @@ def run_study(
     return run
 
 
+# The lighter occlusion grid of studies and comparisons (10 passes per image: the clean image, then random
+# squares, the object and the background each covering 20%, 40% and 60%, gray, one seed).
+STUDY_OCCLUSION = OcclusionSettings(fills=("gray",), patterns=("random_squares", "object", "background"),
+                                    severities=(0.2, 0.4, 0.6), seeds=(0,))
+
+
+def study(checkpoints: Sequence[Path], dataset: str, out: Path, *, deletion: DeletionSettings | None = None,
+          occlusion: OcclusionSettings | None = None, report: bool = True, **options: Any) -> StudyRun:
+    """A study as ``ersm-eval study`` runs it: every checkpoint on the same images, grouped by seed.
+
+    ``ersm_eval.study(paths, "cub", "runs/study")`` writes the study folder with its tables
+    (groups.csv, members.csv, group_summary.csv, group_differences.csv), each checkpoint's
+    result folders and, with ``report``, each checkpoint's report.html, study.html and the paper
+    tables. ``deletion`` defaults to every ranking at feature level, ``occlusion`` to
+    :data:`STUDY_OCCLUSION`; other keyword options are :func:`run_study`'s (``group_by``, ``skip``,
+    ``limit``, ``n_boot``, ``resume``, ...).
+    """
+    after = options.pop("after", None)
+    if report:
+        import warnings
+
+        from reports.study_page import write_study_outputs
+
+        def after(tmp: Path, run: StudyRun, _then=after) -> None:
+            for problem in write_study_outputs(tmp, run.run_folders):
+                warnings.warn(problem, RuntimeWarning, stacklevel=3)
+            if _then is not None:
+                _then(tmp, run)
+    return run_study(checkpoints, dataset, deletion or DeletionSettings(), occlusion or STUDY_OCCLUSION, out=Path(out),
+                     after=after, **options)
+
+
 def _evaluate(tmp: Path, checkpoints, loaded, groups, dataset, deletion, occlusion, skip, split, data_root, limit,
               subset_seed, device, batch_size, workers, n_boot, seed, progress, options, started) -> StudyRun:
-    from ersm_eval.pipelines.study_bundle import evaluate_bundle
-    from ersm_eval.shared_features import backbone_key
-    from ersm_eval.study import GROUPS_FILE, study_tables
-    from ersm_eval.study.per_image import per_image_values
+    from ersm_eval.studies import GROUPS_FILE
 
     labels = list(loaded)
     setups = _setups(loaded, dataset, split, data_root, limit, device, subset_seed)
-    bundles: dict[str, list[str]] = {}
-    for label, setup in setups.items():
-        bundles.setdefault(backbone_key(setup.model, asdict(setup.dataset.transform)), []).append(label)
-    total = sum(len(setups[members[0]].indices) for members in bundles.values())
-    results, passes = {}, {"backbone_passes": 0, "shared_hits": 0}
-    with progress(total, f"study ({len(labels)} checkpoints, {len(bundles)} backbone pass"
-                         f"{'es' if len(bundles) > 1 else ''} per image)") as advance:
-        for members in bundles.values():
-            got, counts = evaluate_bundle([setups[m] for m in members], members, deletion, occlusion, skip,
-                                          batch_size, workers, advance)
-            results.update(got)
-            passes = {k: passes[k] + counts[k] for k in passes}
+    results, bundles, passes = evaluate_members(setups, deletion, occlusion, skip, batch_size, workers, progress)
     run_folders = {}
     for label, by_kind in results.items():
         run_folders[label] = []
@@ -202,19 +221,64 @@ def _evaluate(tmp: Path, checkpoints, loaded, groups, dataset, deletion, occlusi
             save_result(result, folder, False, {**options, "checkpoint": source["checkpoint"], "label": label},
                         started, source)
             run_folders[label].append(folder)
-    per_image = {label: per_image_values(results[label]["deletion"], results[label].get("sparsity"))
-                 for label in labels}
-    chance = {label: 1.0 / setups[label].checkpoint.config.num_classes for label in labels}
-    tables = study_tables(_common_metrics(per_image, groups), groups, chance, n_boot=n_boot, seed=seed)
+    tables = write_study_tables(tmp, results, setups, groups, n_boot, seed)
     groups.to_csv(tmp / GROUPS_FILE, index=False)
-    for name, table in tables.as_files().items():
-        table.to_csv(tmp / name, index=False)
     record = {"command": "study", "dataset": dataset, "split": split, "n_images": len(setups[labels[0]].indices),
               "checkpoints": {label: str(c) for label, c in zip(labels, checkpoints)},
-              "bundles": list(bundles.values()), **passes, "n_boot": n_boot, "seed": seed,
+              "bundles": bundles, **passes, "n_boot": n_boot, "seed": seed,
               "options": options, "run_seconds": round(time.time() - started, 3)}
     (tmp / STUDY_JSON).write_text(json.dumps(record, indent=2, default=str) + "\n")
-    return StudyRun(tmp, groups, tables, run_folders, list(bundles.values()))
+    return StudyRun(tmp, groups, tables, run_folders, bundles)
+
+
+def evaluate_members(setups: dict[str, Any], deletion: DeletionSettings, occlusion: OcclusionSettings,
+                     skip: Sequence[str], batch_size: int, workers: int, progress: ProgressBar = no_progress,
+                     description: str = "study") -> tuple[dict[str, dict[str, Any]], list[list[str]], dict[str, int]]:
+    """Every evaluation (deletion, sparsity, occlusion but ``skip``) of every checkpoint, one backbone pass
+    per image for each bundle of checkpoints whose frozen backbones are equal.
+
+    Args:
+        setups: label -> :class:`~ersm_eval.context.EvalSetup` (same images for all).
+        deletion, occlusion: the settings (deletion at feature level; labelled per checkpoint).
+        skip: evaluations left out.
+        progress: one bar over every image of every bundle, named ``description``.
+
+    Returns:
+        ({label: {evaluation: EvaluationResult}} in the setups' order, the bundles' labels,
+        {"backbone_passes": ..., "shared_hits": ...}).
+    """
+    from ersm_eval.pipelines.study_bundle import evaluate_bundle
+    from ersm_eval.shared_features import backbone_key
+
+    bundles: dict[str, list[str]] = {}
+    for label, setup in setups.items():
+        bundles.setdefault(backbone_key(setup.model, asdict(setup.dataset.transform)), []).append(label)
+    total = sum(len(setups[members[0]].indices) for members in bundles.values())
+    results, passes = {}, {"backbone_passes": 0, "shared_hits": 0}
+    with progress(total, f"{description} ({len(setups)} checkpoint{'s' if len(setups) > 1 else ''}, {len(bundles)} "
+                         f"backbone pass{'es' if len(bundles) > 1 else ''} per image)") as advance:
+        for members in bundles.values():
+            got, counts = evaluate_bundle([setups[m] for m in members], members, deletion, occlusion, skip,
+                                          batch_size, workers, advance)
+            results.update(got)
+            passes = {k: passes[k] + counts[k] for k in passes}
+    return {label: results[label] for label in setups}, list(bundles.values()), passes
+
+
+def write_study_tables(folder: Path, results: dict[str, dict[str, Any]], setups: dict[str, Any], groups: pd.DataFrame,
+                       n_boot: int, seed: int) -> Any:
+    """members.csv, group_summary.csv and group_differences.csv of ``results`` grouped by ``groups``,
+    written into ``folder``; returns the :class:`~ersm_eval.studies.StudyTables`."""
+    from ersm_eval.studies import study_tables
+    from ersm_eval.studies.per_image import per_image_values
+
+    per_image = {label: per_image_values(results[label]["deletion"], results[label].get("sparsity"))
+                 for label in results}
+    chance = {label: 1.0 / setups[label].checkpoint.config.num_classes for label in results}
+    tables = study_tables(_common_metrics(per_image, groups), groups, chance, n_boot=n_boot, seed=seed)
+    for name, table in tables.as_files().items():
+        table.to_csv(folder / name, index=False)
+    return tables
 
 
 def _common_metrics(per_image: dict[str, dict[str, Any]], groups: pd.DataFrame) -> dict[str, dict[str, Any]]:

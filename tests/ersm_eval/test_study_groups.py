@@ -7,7 +7,7 @@ import copy
 import pandas as pd
 import pytest
 
-from ersm_eval.study.groups import checkpoint_fields, checkpoint_seed, group_checkpoints
+from ersm_eval.studies.groups import checkpoint_fields, checkpoint_seed, group_checkpoints
 
 
 def _config(variant: str = "ersm_full", **extra) -> dict:

@@ -7,7 +7,7 @@ import math
 import pandas as pd
 import pytest
 
-from ersm_eval.study.paper import MISSING, backbone_table, paper_tables, pilot_table, table_cell, verdict_cell
+from ersm_eval.studies.paper import MISSING, backbone_table, paper_tables, pilot_table, table_cell, verdict_cell
 
 
 def _groups(rows):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ersm_eval.study.per_image import deletion_per_image, sparsity_per_image
+from ersm_eval.studies.per_image import deletion_per_image, sparsity_per_image
 
 
 def test_deletion_accuracy_sg_and_auc_diff_by_hand():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ersm_eval.stats import bootstrap_mean_ci
-from ersm_eval.study.stats import TwoLevelBootstrap, group_difference, group_estimate, seed_values
+from ersm_eval.studies.stats import TwoLevelBootstrap, group_difference, group_estimate, seed_values
 
 
 def _members(means, n=400, spread=0.3, seed=0):

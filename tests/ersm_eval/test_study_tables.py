@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from ersm_eval.stats import bootstrap_mean_ci
-from ersm_eval.study.groups import group_checkpoints
-from ersm_eval.study.tables import (
+from ersm_eval.studies.groups import group_checkpoints
+from ersm_eval.studies.tables import (
     DIFFERENCE_COLUMNS,
     MEMBER_COLUMNS,
     SUMMARY_COLUMNS,

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from ersm_eval.study.verdicts import (
+from ersm_eval.studies.verdicts import (
     NO_VERDICT,
     ONE_SEED_NOTE,
     accuracy_verdict,

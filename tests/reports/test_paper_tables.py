@@ -99,7 +99,7 @@ def test_out_dir_and_bad_folders(tmp_path):
 
 
 def test_study_modules_need_no_torch():
-    code = "import sys, ersm_eval.study, reports.paper_tables; sys.exit('torch' in sys.modules)"
+    code = "import sys, ersm_eval.studies, reports.paper_tables; sys.exit('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": ""},
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

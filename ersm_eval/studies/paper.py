@@ -19,7 +19,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from ersm_eval.study.verdicts import NO_VERDICT, format_spread, format_value
+from ersm_eval.studies.verdicts import NO_VERDICT, format_spread, format_value
 
 __all__ = [
     "MISSING",

@@ -2,7 +2,7 @@
 
 :func:`study_tables` builds the three from every checkpoint's per-image values of every
 metric (all on the same images, in the same order) and the groups table of
-:func:`ersm_eval.study.groups.group_checkpoints`:
+:func:`ersm_eval.studies.groups.group_checkpoints`:
 
 * ``members.csv``: one row per checkpoint and metric, its own figure (mean over the
   images) with its image-level interval and the verdict that interval alone gives.
@@ -27,8 +27,8 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from ersm_eval.study.stats import LEVEL, N_BOOT, GroupEstimate, TwoLevelBootstrap
-from ersm_eval.study.verdicts import accuracy_verdict, difference_verdict, group_verdict, seeds_agreeing
+from ersm_eval.studies.stats import LEVEL, N_BOOT, GroupEstimate, TwoLevelBootstrap
+from ersm_eval.studies.verdicts import accuracy_verdict, difference_verdict, group_verdict, seeds_agreeing
 
 __all__ = [
     "GROUPS_FILE",

@@ -1,15 +1,15 @@
 """Studies: several checkpoints on the same images, grouped by training seed, with two-level statistics.
 
-* :mod:`~ersm_eval.study.groups`: which checkpoints are the same experiment from different seeds.
-* :mod:`~ersm_eval.study.stats`: mean ± std over seeds and the two-level (seeds, then images) bootstrap.
-* :mod:`~ersm_eval.study.verdicts`: group verdicts, how many seeds agree, and the sentences.
-* :mod:`~ersm_eval.study.tables`: members.csv, group_summary.csv and group_differences.csv.
-* :mod:`~ersm_eval.study.paper`: the pilot and backbone tables as display cells.
+* :mod:`~ersm_eval.studies.groups`: which checkpoints are the same experiment from different seeds.
+* :mod:`~ersm_eval.studies.stats`: mean ± std over seeds and the two-level (seeds, then images) bootstrap.
+* :mod:`~ersm_eval.studies.verdicts`: group verdicts, how many seeds agree, and the sentences.
+* :mod:`~ersm_eval.studies.tables`: members.csv, group_summary.csv and group_differences.csv.
+* :mod:`~ersm_eval.studies.paper`: the pilot and backbone tables as display cells.
 
 Pure numpy/pandas: nothing here imports torch.
 """
 
-from ersm_eval.study.groups import (
+from ersm_eval.studies.groups import (
     DESCRIPTIVE_FIELDS,
     GROUP_COLUMNS,
     IGNORED_FIELDS,
@@ -19,7 +19,7 @@ from ersm_eval.study.groups import (
     checkpoint_seed,
     group_checkpoints,
 )
-from ersm_eval.study.paper import (
+from ersm_eval.studies.paper import (
     BACKBONE_FIELDS,
     DEFAULT_OWN_RANKING,
     FALLBACK_RANKING,
@@ -31,7 +31,7 @@ from ersm_eval.study.paper import (
     table_cell,
     verdict_cell,
 )
-from ersm_eval.study.stats import (
+from ersm_eval.studies.stats import (
     LEVEL,
     N_BOOT,
     DifferenceEstimate,
@@ -41,7 +41,7 @@ from ersm_eval.study.stats import (
     group_estimate,
     seed_values,
 )
-from ersm_eval.study.tables import (
+from ersm_eval.studies.tables import (
     DIFFERENCE_COLUMNS,
     DIFFERENCES_FILE,
     GROUPS_FILE,
@@ -54,7 +54,7 @@ from ersm_eval.study.tables import (
     read_study_tables,
     study_tables,
 )
-from ersm_eval.study.verdicts import (
+from ersm_eval.studies.verdicts import (
     ACCURACY_VERDICTS,
     DIFFERENCE_VERDICTS,
     NO_VERDICT,

@@ -1,7 +1,7 @@
 """The per-image values of a study's metrics, from one checkpoint's evaluation records.
 
 :func:`per_image_values` is the one place where a checkpoint's deletion and sparsity
-records become the per-image arrays that :func:`ersm_eval.study.study_tables`
+records become the per-image arrays that :func:`ersm_eval.studies.study_tables`
 aggregates over images and seeds (every array in ascending dataset index order):
 
 * ``accuracy``: correctness at k = 0 (nothing deleted), 0 or 1;
