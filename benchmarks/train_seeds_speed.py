@@ -7,12 +7,11 @@ and prints the wall and CPU seconds of each and the ratio  three seeds ÷ one  (
 goal is ≤ 1.5). Each run also scores its test images once per model, through the
 whole network; that pass is not shared.
 
-A frozen backbone is shared by the seeds when its weights do not depend on the seed:
-pretrained or loaded with ``--weights``. A backbone built with ``pretrained=False``
-is initialized from the seed, so by default this script writes one such backbone's
-weights to a file first and passes it with ``--weights`` (standing in for pretrained
-weights, offline). ``--random-backbone`` leaves it out: each seed then has its own
-random backbone and pays its own backbone pass.
+A frozen backbone is shared by the seeds: pretrained, loaded with ``--weights``, or
+built with ``pretrained=False`` (then drawn from one fixed seed, whatever the training
+seed). By default this script writes one such backbone's weights to a file first and
+passes it with ``--weights`` (standing in for pretrained weights, offline);
+``--random-backbone`` leaves it out and trains on the fixed-seed random backbone.
 
     .venv/bin/python benchmarks/train_seeds_speed.py
     .venv/bin/python benchmarks/train_seeds_speed.py --images 200 --epochs 3 --image-size 96
@@ -56,7 +55,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1, help="torch threads of each run")
-    parser.add_argument("--random-backbone", action="store_true", help="no --weights: a random backbone per seed")
+    parser.add_argument("--random-backbone", action="store_true", help="no --weights: the frozen random backbone drawn from the fixed seed")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="ersm-seeds-") as tmp:
@@ -77,7 +76,7 @@ def main() -> None:
         three_wall, three_cpu = run([*common, "--seeds", "0,1,2", "--out", str(Path(tmp) / "three")], args.threads)
         models = sorted(p.name for p in (Path(tmp) / "three").glob("*.pt"))
 
-    backbone = "its own random backbone per seed" if args.random_backbone else "one backbone (--weights) for all seeds"
+    backbone = "the fixed-seed random backbone for all seeds" if args.random_backbone else "one backbone (--weights) for all seeds"
     print(f"{args.backbone} @ {args.image_size}px, frozen, {args.variant}, {args.images} training-split + "
           f"{args.test_images} test synthetic images, {args.epochs} epochs, {args.threads} thread(s), {backbone}; "
           f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs")

@@ -70,6 +70,11 @@ NoReport = Annotated[bool, typer.Option("--no-report", help="Do not write report
 Cache = Annotated[Optional[Path], typer.Option("--cache", help="Folder caching backbone features between runs (feature-level evaluations).")]
 SkipBadImages = Annotated[bool, typer.Option("--skip-bad-images", help="Skip unreadable images (counted and listed) instead of stopping.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+Randomization = Annotated[bool, typer.Option(
+    "--randomization/--no-randomization",
+    help="Also check that each map depends on what the model learned: map_randomization.csv, the map's Spearman "
+    "correlation with itself after re-initializing the head, the spatial module and the backbone's last stage.",
+)]
 
 
 MAX_SEED = 2**32 - 1  # numpy's np.random.seed / RandomState take 0..2**32-1; torch and default_rng take more

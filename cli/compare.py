@@ -1,10 +1,13 @@
 """``ersm-eval compare``: deletion, occlusion and sparsity for several checkpoints on the same
 images, one comparative report and a paper-style table.
 
-The command calls :func:`ersm_eval.pipelines.compare_evaluations`, which runs
-evaluate_deletion, evaluate_occlusion and evaluate_sparsity for each checkpoint in turn and
-saves each result into a sub-folder of a temporary folder that becomes ``--out`` only when everything is written. It takes
-the evaluators' own options (rankings, seeds, occlusion fills, patterns and
+A comparison is a study whose groups hold one checkpoint each. The command calls
+:func:`ersm_eval.pipelines.compare_evaluations`, which evaluates every checkpoint with the
+study's evaluation (checkpoints sharing a frozen backbone share its pass), adds the
+randomization check of each checkpoint's maps, saves each result into a sub-folder of a
+temporary folder that becomes ``--out`` only when everything is written, and writes the study
+tables beside them (``group_differences.csv``: every pair of checkpoints on the same images).
+It takes the evaluators' own options (rankings, seeds, occlusion fills, patterns and
 severities) and ``--skip occlusion`` / ``--skip sparsity``.
 
 Cost by default, in backbone passes per image per model: deletion 1 (feature level,
@@ -27,7 +30,7 @@ import typer
 from cli.app import app
 from cli.common import (
     BatchSize, Checkpoints, DataRoot, DatasetName, Device, Limit, Out, Overwrite, Quiet, Split, SplitOpt, SubsetSeed,
-    Workers, bars, console, handle_errors, option_values, parse_int_list, parse_name_list,
+    Randomization, Workers, bars, console, handle_errors, option_values, parse_int_list, parse_name_list,
 )
 from cli.deletion import Fill, Level, deletion_settings
 from cli.occlusion import parse_float_list
@@ -65,6 +68,9 @@ def compare_into(
     occlusion_patterns: str = "random_squares,object,background",
     subset_seed: int = 0,
     skip: tuple[str, ...] = (),
+    randomization: bool = True,
+    n_boot: int = 2000,
+    boot_seed: int = 0,
 ) -> Path:
     """Run the three evaluations (the API, in a loop) and write the comparative report into the folder ``tmp``.
 
@@ -87,13 +93,18 @@ def compare_into(
         tmp, checkpoints, labels, dataset, deletion, occlusion, skip=tuple(skip or ()), split=split.value,
         data_root=data_root, limit=limit, subset_seed=subset_seed, device=device, batch_size=batch_size,
         workers=workers, progress=bars(quiet), options={**options, "steps": deletion_steps},
+        randomization=randomization, n_boot=n_boot, seed=boot_seed,
     )
     return _write_report(tmp, folders, claims_for, title or f"ERSM comparison on {dataset}: {', '.join(labels)}")
 
 
 def _write_report(tmp: Path, folders: list[Path], claims_for: dict[str, Any] | None, title: str) -> Path:
-    """The comparative report.html (with the claims section for ``claims_for``) and the paper table."""
+    """The comparative report.html (with the claims section for ``claims_for`` and the differences between
+    models) and the paper table."""
+    import pandas as pd
+
     from ersm_eval.claims import evaluate_claims
+    from ersm_eval.studies import DIFFERENCES_FILE
     from reports import build_report, load_run, paper_table, write_paper_table
     from reports.combine import combine_by_checkpoint
 
@@ -108,7 +119,9 @@ def _write_report(tmp: Path, folders: list[Path], claims_for: dict[str, Any] | N
             init_keep=float(claims_for.get("init_keep", 0.9)), spurious=float(claims_for.get("spurious", 0.0)),
         )
     # CSV links are relative to report.html, so they stay valid when tmp becomes out
-    build_report(runs, tmp / "report.html", figures_dir=tmp / "figures", claims=claims, title=title)
+    differences = pd.read_csv(tmp / DIFFERENCES_FILE) if (tmp / DIFFERENCES_FILE).is_file() else None
+    build_report(runs, tmp / "report.html", figures_dir=tmp / "figures", claims=claims, title=title,
+                 differences=differences)
     write_paper_table(paper_table(runs), tmp)
     return tmp / "report.html"
 
@@ -163,6 +176,9 @@ def compare(
     skip: Annotated[Optional[list[Skippable]], typer.Option(
         "--skip", help="Leave out an evaluation: occlusion or sparsity (repeat for both). Deletion always runs.",
     )] = None,
+    randomization: Randomization = True,
+    n_boot: Annotated[int, typer.Option("--n-boot", min=100, help="Replicates of the differences' bootstrap.")] = 2000,
+    boot_seed: Annotated[int, typer.Option("--boot-seed", help="Seed of the differences' bootstrap.")] = 0,
     batch_size: BatchSize = 32,
     workers: Workers = 0,
     device: Device = "auto",
@@ -171,14 +187,19 @@ def compare(
     overwrite: Overwrite = False,
     quiet: Quiet = False,
 ) -> None:
-    """Deletion, occlusion and sparsity for every checkpoint on the same images, with one comparative report.
+    """Deletion, occlusion and sparsity for every checkpoint on the same images, with one comparative report
+    and the paired differences of every two checkpoints (a study whose groups hold one checkpoint each).
 
-    By default about 12 backbone passes per image and model: deletion 1, sparsity 1, occlusion 10 (the clean
-    image, then random squares, the object and the background each covering 20%, 40% and 60%).
+    By default about 16 backbone passes per image and model: deletion 1, sparsity 1, occlusion 10 (the clean
+    image, then random squares, the object and the background each covering 20%, 40% and 60%), and the
+    randomization check of the maps 4 (the model and three re-initialized copies; --no-randomization leaves
+    it out). Checkpoints sharing a frozen backbone
+    share its passes.
     """
     path = run_comparison(checkpoints, dataset, out, overwrite, data_root=data_root, split=split, rankings=rankings,
                           seeds=seeds, deletion_steps=steps, occlusion_fills=occlusion_fills,
                           occlusion_patterns=occlusion_patterns, occlusion_severities=occlusion_severities,
-                          occlusion_seeds=occlusion_seeds, skip=tuple(skip or ()), batch_size=batch_size,
+                          occlusion_seeds=occlusion_seeds, skip=tuple(skip or ()), randomization=randomization,
+                          n_boot=n_boot, boot_seed=boot_seed, batch_size=batch_size,
                           workers=workers, device=device, limit=limit, subset_seed=subset_seed, quiet=quiet)
     console.print(f"Report: {path}", highlight=False)

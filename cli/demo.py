@@ -102,13 +102,15 @@ def demo_findings(folder: Path, labels: list[str], ersm_label: str, n_classes: i
     For each label: the test accuracy of the model as trained (from the sparsity
     run's per-image records) with its chance test, the chance test of the deletion
     protocol's k = 0 (the ungated map), the deletion verdicts per ranking and their
-    sentences; for the ERSM model also the
+    sentences, and the warnings of the randomization check of its maps; for the ERSM model also the
     keep map's mass on the object against the better trivial map (from
-    localization.csv) and the mean keep probability.
+    localization.csv), the mean keep probability, and its accuracy's paired difference to every
+    other model on the same images (group_differences.csv).
     """
     import pandas as pd
 
-    from ersm_eval.verdicts import chance_test, deletion_verdicts, localization_sentence
+    from ersm_eval.studies import DIFFERENCES_FILE, difference_sentence
+    from ersm_eval.verdicts import chance_test, deletion_verdicts, localization_sentence, randomization_warning
 
     found: dict[str, Any] = {}
     for label in labels:
@@ -140,8 +142,17 @@ def demo_findings(folder: Path, labels: list[str], ersm_label: str, n_classes: i
             keep = table[(table["metric"] == "mean_keep")]
             if not keep.empty:
                 entry["mean_keep"] = float(keep.iloc[0]["value"])
+        randomized = sparsity / "map_randomization.csv"
+        if randomized.is_file():
+            table = pd.read_csv(randomized)
+            warnings = [randomization_warning(table, str(name)) for name in dict.fromkeys(table["map"])]
+            entry["randomization_warnings"] = [w for w in warnings if w]
         found[label] = entry
     found[ersm_label]["is_ersm"] = True
+    if (folder / DIFFERENCES_FILE).is_file():
+        table = pd.read_csv(folder / DIFFERENCES_FILE)
+        rows = table[(table["metric"] == "accuracy") & ((table["group_a"] == ersm_label) | (table["group_b"] == ersm_label))]
+        found[ersm_label]["accuracy_differences"] = [difference_sentence(row) for _, row in rows.iterrows()]
     return found
 
 
@@ -166,6 +177,10 @@ def _print_findings(found: dict[str, Any], spurious: float) -> None:
             console.print(f"    {entry['sentences']['localization']}", highlight=False, soft_wrap=True)
         if "mean_keep" in entry:
             console.print(f"    mean keep probability {entry['mean_keep']:.3f}", highlight=False)
+        for sentence in entry.get("accuracy_differences", []):
+            console.print(f"    {sentence}", highlight=False, soft_wrap=True)
+        for warning in entry.get("randomization_warnings", []):
+            console.print(f"    {warning}", highlight=False, soft_wrap=True)
 
 
 def _train_models(tmp: Path, variants: list, settings: dict[str, Any], spurious: float, stages: "_Stages",

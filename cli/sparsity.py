@@ -13,7 +13,7 @@ from rich.table import Table
 
 from cli.app import app
 from cli.common import (
-    BatchSize, Checkpoint, DataRoot, DatasetName, Device, Limit, NoReport, Overwrite, Quiet, Resume, Seeds, SkipBadImages, Split,
+    BatchSize, Checkpoint, DataRoot, DatasetName, Device, Limit, NoReport, Overwrite, Quiet, Randomization, Resume, Seeds, SkipBadImages, Split,
     SplitOpt, SubsetSeed, Workers, bars, console, handle_errors, option_values, parse_int_list, print_notes,
     print_resumed, print_skipped, write_report,
 )
@@ -113,11 +113,7 @@ def sparsity(
         "--label", help="Name of the model in the tables' checkpoint column. Default: the checkpoint's file name stem.",
     )] = None,
     skip_bad_images: SkipBadImages = False,
-    randomization: Annotated[bool, typer.Option(
-        "--randomization/--no-randomization",
-        help="Also check that each map depends on what the model learned: map_randomization.csv, the map's Spearman "
-        "correlation with itself after re-initializing the head, the spatial module and the backbone's last stage.",
-    )] = True,
+    randomization: Randomization = True,
     no_report: NoReport = False,
     quiet: Quiet = False,
 ) -> None:

@@ -21,7 +21,7 @@ from ersm_core.l0 import L0Gate
 from ersm_core.registry import Registry
 
 # ModelConfig and the image-size bounds live in ersm_core.config (no torch); re-exported here
-__all__ = ["ModelConfig", "ERSMModel", "build_model", "feature_map_size", "VARIANTS", "ENERGY_VARIANTS", "MAX_IMAGE_SIZE",
+__all__ = ["ModelConfig", "ERSMModel", "build_model", "seed_free_backbone", "FROZEN_BACKBONE_SEED", "feature_map_size", "VARIANTS", "ENERGY_VARIANTS", "MAX_IMAGE_SIZE",
            "MIN_IMAGE_SIZE", "MIN_CROP_PCT"]
 
 
@@ -245,6 +245,28 @@ class ERSMModel(nn.Module):
             aux.setdefault("reg_loss", logits.new_zeros(()))
             return logits, aux
         return logits
+
+
+FROZEN_BACKBONE_SEED = 0  # the random initialization of a frozen backbone built without weights
+
+
+def seed_free_backbone(model: ERSMModel, config: ModelConfig) -> None:
+    """Give ``model`` the frozen backbone drawn from :data:`FROZEN_BACKBONE_SEED`, whatever the training seed.
+
+    A frozen backbone is part of the experiment, not of a training run: with pretrained or
+    loaded weights every seed shares it already. A frozen backbone built without weights
+    (``pretrained=False``, no ``--weights``) is drawn here from one fixed seed, so that the
+    seeds of a variant differ only in what training does (the spatial module's and head's
+    initialization, the data order), as they would on pretrained weights, and share one
+    backbone pass. The global random state is left as it was.
+    """
+    state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(FROZEN_BACKBONE_SEED)
+        twin = ERSMModel(config)
+    finally:
+        torch.random.set_rng_state(state)
+    model.backbone.load_state_dict(twin.backbone.state_dict())
 
 
 def build_model(config: ModelConfig, weights: str | None = None) -> ERSMModel:

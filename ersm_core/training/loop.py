@@ -43,7 +43,7 @@ from ersm_core.data.subset import dataset_labels, indices_sha256, stratified_spl
 from ersm_core.device import select_device
 from ersm_core.errors import ConfigError, ERSMError
 from ersm_core.files import file_sha256
-from ersm_core.model import ERSMModel, build_model
+from ersm_core.model import ERSMModel, build_model, seed_free_backbone
 from ersm_core.training.cached import cached_sets, shared_test_set
 from ersm_core.training.evaluate import evaluate
 from ersm_core.training.features import FeatureSet, FromFeatures
@@ -253,6 +253,8 @@ def train(
     saved = load_state(state_file) if resume else None
     torch.manual_seed(train_config.seed)
     model = build_model(model_config, weights=str(weights) if weights else None)
+    if model_config.freeze_backbone and not weights and not model_config.pretrained:
+        seed_free_backbone(model, model_config)  # a frozen random backbone is the experiment's, not the seed's
     data = _datasets(model, train_config, cached)
     model = _sized_for(model, len(data.class_names)).to(device)
     if saved is not None:

@@ -1,17 +1,25 @@
-"""The comparison pipeline: deletion, occlusion and sparsity of several checkpoints on the same
-images, each saved into a sub-folder of one (temporary) folder, ready for one comparative report."""
+"""The comparison pipeline: a study whose groups have one checkpoint each.
+
+Every checkpoint is evaluated (deletion at feature level, sparsity with the randomization
+check of its maps, occlusion) on the same images by the study's own evaluation
+(:func:`~ersm_eval.pipelines.study.evaluate_members`: checkpoints whose frozen backbones are
+equal share one backbone pass per image). The results are saved into sub-folders of one
+(temporary) folder, ready for one comparative report, and the study's tables are written
+beside them with every checkpoint its own group (``groups.csv``, ``members.csv``,
+``group_summary.csv`` and ``group_differences.csv``: the paired difference of every two
+checkpoints on the same images, with its interval).
+"""
 
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from ersm_core.errors import ConfigError
 from ersm_eval.deletion import DeletionSettings
 from ersm_eval.occlusion import OcclusionSettings
-from ersm_eval.pipelines.common import ProgressBar, dataset_batches, join_group, no_progress, save_result
+from ersm_eval.pipelines.common import ProgressBar, join_group, no_progress, save_result
 
 __all__ = ["SKIPPABLE", "compare_evaluations", "check_skip", "check_same_classes"]
 
@@ -36,49 +44,73 @@ def compare_evaluations(
     workers: int = 0,
     progress: ProgressBar = no_progress,
     options: dict[str, Any] | None = None,
+    randomization: bool = True,
+    n_boot: int = 2000,
+    seed: int = 0,
 ) -> list[Path]:
     """Evaluate every checkpoint and save each result into a sub-folder of ``folder``.
 
     Sub-folders: deletion-<label>, sparsity-<label> (unless skipped) and one occlusion folder for
-    all checkpoints together. No report is written (the caller renders the folders).
+    all checkpoints together; beside them the study tables with one group per checkpoint. No
+    report is written (the caller renders the folders).
 
     Args:
         folder: the (temporary) output folder, which the caller owns.
         checkpoints: the checkpoint files, trained on the same classes.
         labels: one distinct name per checkpoint.
         dataset: a registered dataset name.
-        deletion: the deletion settings (the label is each checkpoint's).
+        deletion: the deletion settings (feature level; the label is each checkpoint's).
         occlusion: the occlusion settings.
         skip: evaluations to leave out (occlusion, sparsity).
         options: the command's options, recorded in each summary.json.
+        randomization: add map_randomization.csv to each sparsity folder (a second read of the images).
+        n_boot: replicates of the study tables' bootstrap; seed: its seed (and the randomization check's).
         split, data_root, limit, subset_seed, device, batch_size, workers, progress: as for
             :func:`~ersm_eval.pipelines.run_deletion`.
 
     Returns:
         The sub-folders written, in report order.
+
+    Raises:
+        ConfigError: other classes, a bad ``skip`` or deletion level, or a start under torchrun: before
+            any evaluation.
     """
-    from ersm_eval.api import combine_occlusion, evaluate_deletion, evaluate_occlusion, evaluate_sparsity
+    from ersm_core.checkpoint import load_checkpoint
+    from ersm_eval.api import combine_occlusion
+    from ersm_eval.pipelines.sparsity import add_map_randomization
+    from ersm_eval.pipelines.study import _setups, evaluate_members, single_process, write_study_tables
+    from ersm_eval.studies import GROUPS_FILE, one_group_each
 
     skip = check_skip(skip)
-    check_same_classes(checkpoints)
-    run = _Runner(dataset, split, data_root, limit, join_group(device), subset_seed, batch_size, workers, progress,
-                  dict(options or {}))
-    folders, occluded = [], []
-    for ckpt, label in zip(checkpoints, labels):
-        settings = replace(deletion, label=label)
-        folders.append(run(folder / f"deletion-{label}", ckpt, label, True, lambda model, batches, names: evaluate_deletion(
-            model, batches, settings=settings, class_names=names, verify=False)))
-        if "occlusion" not in skip:
-            occluded.append(run(None, ckpt, label, False, lambda model, batches, names: evaluate_occlusion(
-                model, batches, settings=occlusion, label=label, class_names=names, batch_size=batch_size,
-                verify=False)))
+    single_process("a comparison")
+    if deletion.level != "feature":
+        raise ConfigError("a comparison evaluates deletion at feature level (one backbone pass per image)")
+    loaded = {label: load_checkpoint(path) for label, path in zip(labels, checkpoints)}  # read once, weights only
+    check_same_classes(checkpoints, list(loaded.values()))
+    started, options = time.time(), dict(options or {})
+    setups = _setups(loaded, dataset, split, data_root, limit, join_group(device), subset_seed)
+    results, _, _ = evaluate_members(setups, deletion, occlusion, skip, batch_size, workers, progress, "compare")
+    if randomization and "sparsity" not in skip:
+        for label, setup in setups.items():
+            add_map_randomization(setup, results[label]["sparsity"], label, seed, batch_size, workers, False, progress)
+    sources = {label: {"label": label, **setup.describe()} for label, setup in setups.items()}
+
+    def save(name: str, result: Any, source: dict, **fields: Any) -> Path:
+        save_result(result, folder / name, False, {**options, "checkpoint": source["checkpoint"],
+                                                   "label": result.summary.label}, started, source, **fields)
+        return folder / name
+
+    folders = []
+    for label in labels:
+        folders.append(save(f"deletion-{label}", results[label]["deletion"], sources[label]))
         if "sparsity" not in skip:
-            folders.append(run(folder / f"sparsity-{label}", ckpt, label, False,
-                               lambda model, batches, names: evaluate_sparsity(
-                                   model, batches, label=label, class_names=names, verify=False)))
-    if occluded:
-        folders.append(run.save(folder / "occlusion", combine_occlusion([r for r, _ in occluded]), occluded[0][1],
-                                checkpoints=[source for _, source in occluded]))
+            folders.append(save(f"sparsity-{label}", results[label]["sparsity"], sources[label]))
+    if "occlusion" not in skip:
+        combined = combine_occlusion([results[label]["occlusion"] for label in labels])
+        folders.append(save("occlusion", combined, sources[labels[0]], checkpoints=[sources[l] for l in labels]))
+    groups = one_group_each([(label, c.config.to_dict(), c.provenance) for label, c in loaded.items()])
+    write_study_tables(folder, results, setups, groups, n_boot, seed)
+    groups.to_csv(folder / GROUPS_FILE, index=False)
     return folders
 
 
@@ -109,31 +141,3 @@ def check_same_classes(checkpoints: Sequence[Path], loaded: Sequence[Any] | None
             raise ConfigError(
                 f"compare needs checkpoints trained on the same classes: {checkpoints[0]} has {len(first)} and {path} "
                 f"has {len(names)} ({where}); compare models of one dataset")
-
-
-class _Runner:
-    """One evaluation of one checkpoint on the comparison's images, saved into a sub-folder."""
-
-    def __init__(self, dataset: str, split: str, data_root: Path | None, limit: int | None, device: str,
-                 subset_seed: int, batch_size: int, workers: int, progress: ProgressBar, options: dict[str, Any]):
-        self.where = (dataset, split, data_root, limit, device)
-        self.subset_seed, self.batch_size, self.workers, self.progress = subset_seed, batch_size, workers, progress
-        self.options = options
-
-    def __call__(self, folder: Path | None, checkpoint: Path, label: str, features: bool,
-                 evaluate: Callable[..., Any]) -> Any:
-        """Evaluate; save into ``folder`` and return it, or (folder None) return (result, provenance)."""
-        from ersm_eval.context import prepare
-
-        setup = prepare(checkpoint, *self.where, subset_seed=self.subset_seed)
-        with self.progress(len(setup.indices), f"{folder.name if folder else 'occlusion'} ({label})") as advance:
-            batches = dataset_batches(setup, self.batch_size, self.workers, advance, False, [], features=features)
-            result = evaluate(setup.model, batches, setup.checkpoint.class_names)
-        source = {"label": label, **setup.describe()}
-        return (result, source) if folder is None else self.save(folder, result, source)
-
-    def save(self, folder: Path, result: Any, source: dict, **fields: Any) -> Path:
-        """Write one sub-folder (no report: the comparison has one for all)."""
-        options = {**self.options, "checkpoint": source["checkpoint"], "label": result.summary.label}
-        save_result(result, folder, False, options, time.time() - result.summary.run_seconds, source, **fields)
-        return folder

@@ -33,7 +33,7 @@ from ersm_eval.occlusion import OcclusionSettings
 from ersm_eval.pipelines.common import ProgressBar, join_group, no_progress, save_result
 
 __all__ = ["StudyRun", "run_study", "study", "study_labels", "evaluate_members", "write_study_tables", "STUDY_JSON",
-           "RUNS_DIR", "STUDY_OCCLUSION"]
+           "RUNS_DIR", "STUDY_OCCLUSION", "single_process"]
 
 STUDY_JSON = "study.json"
 RUNS_DIR = "runs"
@@ -58,6 +58,14 @@ def study_labels(checkpoints: Sequence[Path]) -> list[str]:
         raise ConfigError(f"checkpoints must have distinct file names to be told apart in the tables; repeated: "
                           f"{', '.join(repeated)}")
     return stems
+
+
+def single_process(what: str) -> None:
+    """Refuse a start under torchrun (ConfigError): ``what`` (a study, a comparison) runs its checkpoints in one
+    process, each bundle of them sharing one backbone pass per image."""
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        raise ConfigError(f"{what} runs in one process (its checkpoints share each backbone pass); run it without "
+                          "torchrun")
 
 
 def _groups(loaded: dict[str, Any], group_by: Sequence[str] | None) -> pd.DataFrame:
@@ -142,9 +150,7 @@ def run_study(
     from ersm_eval.pipelines.compare import check_same_classes, check_skip
 
     checkpoints = [Path(c) for c in checkpoints]
-    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
-        raise ConfigError("a study runs in one process (its checkpoints share each backbone pass); run it without "
-                          "torchrun")
+    single_process("a study")
     if not checkpoints:
         raise ConfigError("a study needs at least one checkpoint")
     for path in checkpoints:

@@ -18,6 +18,7 @@ from ersm_eval.studies.groups import (
     checkpoint_fields,
     checkpoint_seed,
     group_checkpoints,
+    one_group_each,
 )
 from ersm_eval.studies.paper import (
     BACKBONE_FIELDS,
@@ -77,7 +78,7 @@ from ersm_eval.studies.verdicts import (
 __all__ = [
     # groups
     "DESCRIPTIVE_FIELDS", "GROUP_COLUMNS", "IGNORED_FIELDS", "IGNORED_PREFIXES", "CheckpointRecord",
-    "checkpoint_fields", "checkpoint_seed", "group_checkpoints",
+    "checkpoint_fields", "checkpoint_seed", "group_checkpoints", "one_group_each",
     # stats
     "LEVEL", "N_BOOT", "DifferenceEstimate", "GroupEstimate", "TwoLevelBootstrap", "group_difference",
     "group_estimate", "seed_values",

@@ -35,6 +35,7 @@ __all__ = [
     "checkpoint_fields",
     "checkpoint_seed",
     "group_checkpoints",
+    "one_group_each",
 ]
 
 # Provenance fields that describe the run, not the experiment: they never separate checkpoints.
@@ -303,3 +304,30 @@ def _check_seeds(table: pd.DataFrame) -> None:
                 f"checkpoints {', '.join(map(repr, same))} of group {group!r} were trained with the same seed {seed} "
                 "(the same run twice?); remove the duplicate or pass group_by fields that separate them"
             )
+
+
+def one_group_each(checkpoints: Iterable[CheckpointRecord | tuple]) -> pd.DataFrame:
+    """Every checkpoint its own group, named by the checkpoint, in the order given (a comparison).
+
+    The groups.csv table of :func:`group_checkpoints` (``group``, ``checkpoint``, ``seed``, the
+    descriptive fields where recorded); a seed that cannot be read is left empty, as a one-member
+    group never needs it to tell its runs apart.
+
+    Raises:
+        ValueError: no checkpoint or repeated names.
+    """
+    records = _as_records(checkpoints)
+    fields = {str(r.name): checkpoint_fields(r.config, r.provenance) for r in records}
+    shown = [f for f in DESCRIPTIVE_FIELDS if any(f in values for values in fields.values())]
+    rows = []
+    for record in records:
+        name = str(record.name)
+        try:
+            seed = checkpoint_seed(name, record.provenance)
+        except ValueError:
+            seed = None
+        rows.append({"group": name, "checkpoint": name, "seed": seed,
+                     **{f: _shown(fields[name].get(f, _MISSING)) for f in shown}})
+    table = pd.DataFrame(rows)
+    table["seed"] = pd.array(list(table["seed"]), dtype="Int64")
+    return table

@@ -18,12 +18,14 @@ from importlib import metadata
 from pathlib import Path
 
 import jinja2
+import pandas as pd
 
 from ersm_core.errors import ERSMError
 from ersm_core.files import atomic_write_text
 from ersm_eval.schema import MAPS_NPZ, SUMMARY_JSON
 from reports.html.blocks import Figures
 from reports.html.detail_tables import summary_blocks
+from reports.html.differences import differences_section
 from reports.html.glance import model_glance
 from reports.html.provenance import claim_rows, provenance
 from reports.html.sections import deletion_curves_figure, evaluation_sections, gallery_section
@@ -79,6 +81,7 @@ def build_report(
     figures_dir: str | Path | None = None,
     claims: list[dict] | None = None,
     title: str | None = None,
+    differences: pd.DataFrame | None = None,
 ) -> Path:
     """Write every figure (PNG + SVG) and one self-contained HTML report.
 
@@ -98,6 +101,8 @@ def build_report(
             :data:`reports.html.CLAIM_VERDICTS` (or True/False/None), "evidence": str}`` rendered as a
             claims section.
         title: page title; default names the runs.
+        differences: a comparison's group_differences.csv (every pair of models on the same images),
+            shown as its own section.
 
     Returns:
         The HTML path.
@@ -123,7 +128,7 @@ def build_report(
         raise ReportError(f"cannot write the report under {out_dir}: {err.strerror or err}; choose another --out") from None
     figures = Figures(figures_folder)
     try:
-        html = _render(runs, figures, out_dir, rows, title)
+        html = _render(runs, figures, out_dir, rows, title, differences)
     except ERSMError:
         raise
     except Exception as err:  # noqa: BLE001 - the report is a by-product: say so, never lose the tables
@@ -132,7 +137,8 @@ def build_report(
     return out_html
 
 
-def _render(runs: list[Run], figures: Figures, out_dir: Path, claims: list[dict[str, str]], title: str | None) -> str:
+def _render(runs: list[Run], figures: Figures, out_dir: Path, claims: list[dict[str, str]], title: str | None,
+            differences: pd.DataFrame | None = None) -> str:
     """The page's HTML; figures are saved as they are drawn."""
     runs = unique_labels(runs)
     labels = series_labels(runs)
@@ -144,6 +150,9 @@ def _render(runs: list[Run], figures: Figures, out_dir: Path, claims: list[dict[
     gallery = gallery_section(runs, figures)
     if gallery is not None:
         sections.append(gallery)
+    compared = differences_section(differences)
+    if compared is not None:
+        sections.append(compared)
     try:
         version = metadata.version("ersm-eval")
     except metadata.PackageNotFoundError:

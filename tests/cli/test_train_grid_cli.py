@@ -62,7 +62,10 @@ def test_seeds_alone_use_the_variant_and_show_progress_over_the_grid(tmp_path):
     assert sorted(p.name for p in out.glob("*.pt")) == ["l0-s3.pt", "l0-s5.pt"]
     assert "[1/2] l0 seed 3: training | grid elapsed" in result.output and "left -" in result.output
     assert "[2/2] l0 seed 5: done" in result.output
-    assert "reusing the backbone features" not in result.output  # compact_cnn: each seed its own random backbone
+    # a frozen backbone built without weights is drawn from one fixed seed: the seeds share its features
+    assert "reusing the backbone features" in result.output
+    backbones = [load_checkpoint(out / f"l0-s{s}.pt").model.backbone.state_dict() for s in (3, 5)]
+    assert all(torch.equal(backbones[0][k], backbones[1][k]) for k in backbones[0])
 
 
 @pytest.mark.parametrize("args, message", [
