@@ -10,13 +10,14 @@ tables beside them (``group_differences.csv``: every pair of checkpoints on the 
 It takes the evaluators' own options (rankings, seeds, occlusion fills, patterns and
 severities) and ``--skip occlusion`` / ``--skip sparsity``.
 
-Cost by default, in backbone passes per image per model: deletion 1 (feature level,
-every k from one pass), sparsity 1, occlusion 10 = the clean image + 3 patterns
-(random squares, the object, the background) × 3 severities (0.2, 0.4, 0.6) × one
-gray fill × one seed; 12 in all. On a dataset without object masks or boxes the
-object and background patterns are skipped (occlusion 4, 6 in all). The
-``occlusion`` command's own default grid (5 patterns × 6 severities, 31 passes)
-is there for a full stress test.
+Cost by default, in backbone passes per image per model: 1 for deletion (feature
+level, every k from one pass), sparsity and occlusion's clean image together; 9 for
+occlusion's 3 patterns (random squares, the object, the background) × 3 severities
+(0.2, 0.4, 0.6) × one gray fill × one seed; 4 for the randomization check (the model
+and three re-initialized copies); 14 in all, fewer for checkpoints sharing a frozen
+backbone. On a dataset without object masks or boxes the object and background
+patterns are skipped (occlusion 3, 8 in all). The ``occlusion`` command's own
+default grid (5 patterns × 6 severities, 31 passes) is there for a full stress test.
 """
 
 from __future__ import annotations

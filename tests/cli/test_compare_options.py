@@ -1,4 +1,4 @@
-"""``compare`` takes the evaluators' options, can skip evaluations, and costs ≤ 12 passes per image by default."""
+"""``compare`` takes the evaluators' options, can skip evaluations, and its default occlusion grid costs 10 passes per image."""
 
 import inspect
 import json
@@ -33,7 +33,7 @@ def test_default_occlusion_grid_costs_ten_passes_per_image(tiny_checkpoint):
         active, _ = resolve_patterns(config.patterns, has_masks)
         evaluator = OcclusionEvaluator(model, config, model.mean, model.std, active, 8)
         assert evaluator.forward_count(1) == expected
-    # with deletion (feature level) and sparsity at one backbone pass each: 1 + 1 + 10 = 12 per image and model
+    # the clean image's pass also feeds deletion (feature level) and sparsity in a comparison: 10 per image and model
     # the library entry point has the same defaults as the command
     assert _default(compare_into, "occlusion_patterns") == _default(compare, "occlusion_patterns")
     assert _default(compare_into, "occlusion_severities") == _default(compare, "occlusion_severities")
