@@ -230,12 +230,20 @@ def group_sentence(row: Mapping, chance: Any = None) -> str:
 
 
 def difference_sentence(row: Mapping) -> str:
-    """What a group_differences.csv row says: group_a − group_b with its interval, and which is higher."""
+    """What a group_differences.csv row says: group_a − group_b with its interval, and which is higher.
+
+    When both groups hold one seed (``n_seeds_a`` and ``n_seeds_b`` are 1, as in a comparison of
+    single checkpoints) the interval is over images only, and the sentence says so."""
     a, b, metric = str(row.get("group_a", "?")), str(row.get("group_b", "?")), str(row.get("metric", "?"))
     unit = " points" if metric_kind(metric) == "accuracy" else ""
-    head = (f"{a} − {b}, {metric}: {format_value(metric, row.get('diff'), True)}{unit} "
-            f"({_interval(metric, row.get('ci_low'), row.get('ci_high'), True, unit='')})")
+    single = all(_finite(row.get(k)) and int(row[k]) == 1 for k in ("n_seeds_a", "n_seeds_b"))
+    if single:
+        interval = _interval(metric, row.get("ci_low"), row.get("ci_high"), True, over="", unit="")
+        interval += " over images only; training variance not measured" if interval != "no interval" else ""
+    else:
+        interval = _interval(metric, row.get("ci_low"), row.get("ci_high"), True, unit="")
+    head = f"{a} − {b}, {metric}: {format_value(metric, row.get('diff'), True)}{unit} ({interval})"
     verdict = difference_verdict(row.get("ci_low"), row.get("ci_high"))
     if verdict == "indistinguishable":
-        return f"{head}: cannot tell the two groups apart."
+        return f"{head}: cannot tell {a} and {b} apart." if single else f"{head}: cannot tell the two groups apart."
     return f"{head}: {a if verdict == 'higher' else b} is higher."

@@ -128,6 +128,18 @@ def test_difference_sentences():
     assert difference_sentence(row).endswith("cannot tell the two groups apart.")
 
 
+def test_difference_of_single_checkpoints_says_its_interval_is_over_images():
+    row = {"group_a": "baseline", "group_b": "ersm_full", "metric": "accuracy", "diff": 0.02, "ci_low": -0.01,
+           "ci_high": 0.05, "n_seeds_a": 1, "n_seeds_b": 1}
+    assert difference_sentence(row) == ("baseline − ersm_full, accuracy: +2.0 points (95% CI -1.0 to +5.0 over images "
+                                         "only; training variance not measured): cannot tell baseline and ersm_full apart.")
+    row.update(n_seeds_b=3)  # one side has seeds: the two-level interval, the groups' words
+    assert difference_sentence(row) == ("baseline − ersm_full, accuracy: +2.0 points (two-level 95% CI -1.0 to +5.0): "
+                                         "cannot tell the two groups apart.")
+    row.update(n_seeds_b=1, ci_low=0.01)
+    assert difference_sentence(row).endswith("over images only; training variance not measured): baseline is higher.")
+
+
 def test_accuracy_sentences_name_chance_where_it_belongs():
     row = _row(metric="accuracy", mean=0.02, std=0.01, ci_low=0.01, ci_high=0.04, verdict="below_chance")
     assert group_sentence(row, chance=0.1).endswith(
