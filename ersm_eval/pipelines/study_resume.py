@@ -42,8 +42,9 @@ class StudyStores:
 
     Opening them checks a resume before any image is read: another list of checkpoints
     (or evaluations) than the interrupted study's is refused naming ``checkpoints``, other
-    settings naming them (per evaluation). Without ``resume`` the whole old folder is
-    discarded.
+    settings naming them (per evaluation). Every part's key is written at once, so any
+    other option is refused even where no record was written yet. Without ``resume`` the
+    whole old folder is discarded.
 
     Args:
         out: the study folder.
@@ -75,7 +76,8 @@ class StudyStores:
                 settings, extra = _settings(kind, label, deletion, occlusion, batch_size)
                 self.stores[label][kind] = resume_store(out, f"{kind}-{label}", setup, dataset, split, settings,
                                                         resume, **extra)
-        self._study.write_key()
+        for store in [self._study, *(s for by_kind in self.stores.values() for s in by_kind.values())]:
+            store.write_key()  # every part is checked on resume, also one that had written no records yet
 
     def settle(self, labels: Sequence[str]) -> set[int]:
         """The images every store of the bundle ``labels`` finished; each store is restricted to exactly
