@@ -15,6 +15,10 @@ whole result; the folder is removed once the result is written. The store is key
 everything that decides the records (checkpoint, dataset, images, settings): a resume
 with other settings is refused with the fields that differ. Without ``--resume`` an old
 store is discarded (it is the tool's own folder, carrying its marker).
+
+A run whose evaluations must go on from the same images (a study's checkpoints sharing
+one backbone pass) restricts each store to the images all of them finished
+(:meth:`RecordStore.restrict`) before it goes on.
 """
 
 from __future__ import annotations

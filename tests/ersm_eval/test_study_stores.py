@@ -24,8 +24,9 @@ class _Transform:
 
 
 def _setups(**hashes):
-    return {label: SimpleNamespace(checkpoint=SimpleNamespace(sha256=sha), dataset=SimpleNamespace(transform=_Transform()),
-                                   indices=list(range(8)), options={})
+    data = SimpleNamespace(transform=_Transform())
+    return {label: SimpleNamespace(checkpoint=SimpleNamespace(sha256=sha), dataset=data, indices=list(range(8)),
+                                   options={})
             for label, sha in hashes.items()}
 
 
