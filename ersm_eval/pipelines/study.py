@@ -147,6 +147,8 @@ def run_study(
     """
     from ersm_eval.output import check_output_dir, output_folder
     from ersm_eval.pipelines.compare import check_same_classes, check_skip
+    from ersm_eval.pipelines.study_bundle import EVALUATIONS
+    from ersm_eval.pipelines.study_resume import StudyStores
 
     checkpoints = [Path(c) for c in checkpoints]
     if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
@@ -169,9 +171,6 @@ def run_study(
     check_same_classes(checkpoints, list(loaded.values()))
     groups = _groups(loaded, group_by)
     started = time.time()
-    from ersm_eval.pipelines.study_bundle import EVALUATIONS
-    from ersm_eval.pipelines.study_resume import StudyStores
-
     setups = _setups(loaded, dataset, split, data_root, limit, join_group(device), subset_seed)
     stores = StudyStores(Path(out), setups, dataset, split, deletion, occlusion,
                          [k for k in EVALUATIONS if k not in skip], batch_size, resume)  # refusals before any work
