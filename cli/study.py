@@ -15,14 +15,26 @@ import typer
 
 from cli.app import app
 from cli.common import (
-    BatchSize, Checkpoints, DataRoot, DatasetName, Device, Limit, Out, Overwrite, Quiet, Split, SplitOpt, SubsetSeed,
-    Workers, bars, console, err_console, handle_errors, option_values, parse_int_list, parse_name_list,
+    BatchSize, Checkpoints, DataRoot, DatasetName, Device, Limit, Out, Overwrite, Quiet, Resume, Split, SplitOpt,
+    SubsetSeed, Workers, bars, console, err_console, handle_errors, option_values, parse_int_list, parse_name_list,
 )
 from cli.compare import Skippable
 from cli.deletion import Fill, Level, deletion_settings
 from cli.occlusion import parse_float_list
 
-__all__ = ["study", "write_study_reports"]
+__all__ = ["study", "write_study_reports", "print_study_resumed"]
+
+
+def print_study_resumed(run) -> None:
+    """Say how many images an interrupted study had finished (``--resume``), once; with several backbone
+    bundles an image counts once per bundle, as the progress bar counts it."""
+    if not run.resumed_images:
+        return
+    passes = len(run.bundles)
+    total = run.n_images * passes
+    per = f" ({run.n_images} images × {passes} backbone passes)" if passes > 1 else ""
+    err_console.print(f"Resumed {run.resumed_images} of {total} image(s){per} that an interrupted study had "
+                      "finished; evaluated the rest.", highlight=False)
 
 
 def write_study_reports(tmp: Path, run) -> None:
@@ -64,6 +76,7 @@ def study(
     limit: Limit = None,
     subset_seed: SubsetSeed = 0,
     overwrite: Overwrite = False,
+    resume: Resume = False,
     quiet: Quiet = False,
 ) -> None:
     """Evaluate many checkpoints on the same images and report each group of seeds: mean ± std, two-level
@@ -82,7 +95,8 @@ def study(
     run = run_study(checkpoints, dataset, deletion, occlusion, out=out, overwrite=overwrite, group_by=by,
                     skip=tuple(skip or ()), split=split.value, data_root=data_root, limit=limit,
                     subset_seed=subset_seed, device=device, batch_size=batch_size, workers=workers, n_boot=n_boot,
-                    seed=boot_seed, progress=bars(quiet), after=write_study_reports, options=options)
+                    seed=boot_seed, progress=bars(quiet), after=write_study_reports, options=options, resume=resume)
+    print_study_resumed(run)
     for name, rows in run.groups.groupby("group", sort=False):
         console.print(f"{name}: {', '.join(map(str, rows['checkpoint']))}", highlight=False)
     console.print(f"Study: {run.out / 'study.html'}", highlight=False)

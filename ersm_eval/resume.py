@@ -15,6 +15,10 @@ whole result; the folder is removed once the result is written. The store is key
 everything that decides the records (checkpoint, dataset, images, settings): a resume
 with other settings is refused with the fields that differ. Without ``--resume`` an old
 store is discarded (it is the tool's own folder, carrying its marker).
+
+A run whose evaluations must go on from the same images (a study's checkpoints sharing
+one backbone pass) restricts each store to the images all of them finished
+(:meth:`RecordStore.restrict`) before it goes on.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import re
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -92,11 +96,13 @@ class RecordStore:
         self._last = time.monotonic()
         self._interval = flush_seconds()
         self.done: dict[str, np.ndarray] | None = None
+        self.found = False  # a stored key was found and equals this run's (with resume)
         if self.folder.exists() and not is_marked(self.folder):
             raise ConfigError(f"{self.folder} exists but was not written by ersm-eval; move it away to run here")
         key_file = self.folder / f"{self.part}.key.json"
         if resume and key_file.exists():
             self._check_key(key_file)
+            self.found = True
             self.done = self._read(set(self.key["indices"]))
         elif self.rank == 0:
             self._discard()
@@ -137,11 +143,7 @@ class RecordStore:
         parts = []
         for chunk in self._chunks():
             path = Path(chunk["path"])
-            try:
-                with np.load(path, allow_pickle=False) as data:
-                    part = {k: data[k] for k in data.files}
-            except (OSError, ValueError, EOFError) as err:
-                raise ConfigError(f"cannot resume: {path} is unreadable ({err}); run without --resume") from None
+            part = self._load(path)
             index = part.get("index")
             lengths = {len(v) for v in part.values() if np.ndim(v) > 0}
             if index is None or index.ndim != 1 or lengths != {len(index)} or not set(index.tolist()) <= allowed:
@@ -155,6 +157,13 @@ class RecordStore:
             return sort_records(concat_records(parts, "the resumed evaluation"))
         except ValueError as err:  # the same image in two chunks
             raise ConfigError(f"cannot resume from {self.folder}: {err}; run without --resume") from None
+
+    def _load(self, path: Path) -> dict[str, np.ndarray]:
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return {k: data[k] for k in data.files}
+        except (OSError, ValueError, EOFError) as err:
+            raise ConfigError(f"cannot resume: {path} is unreadable ({err}); run without --resume") from None
 
     def _discard(self) -> None:
         for chunk in self._chunks():
@@ -171,6 +180,11 @@ class RecordStore:
         if self.rank == 0:
             atomic_write_text(self.folder / f"{self.part}.key.json", json.dumps(self.key, sort_keys=True))
         self._ready = True
+
+    def write_key(self) -> None:
+        """Create the folder and write the key now, before any record (a part holding no records, such as
+        a study's list of checkpoints, is then checked on resume like any other)."""
+        self._prepare()
 
     def due(self) -> bool:
         """Whether the interval since the last write has passed (ask before gathering records: it is cheap)."""
@@ -191,6 +205,33 @@ class RecordStore:
         atomic_write_bytes(self.folder / f"{self.part}.r{self.rank}.{self._seq:06d}.npz", buffer.getvalue())
         self._seq += 1
         self._saved.update(int(i) for i in index[new])
+
+    def restrict(self, indices: Iterable[int]) -> None:
+        """Keep exactly the resumed records of the images in ``indices``; drop the others, on disk too.
+
+        Each chunk holding a dropped image is replaced, in one atomic rename, by a chunk of the same
+        name holding only its kept records (or removed when none is left), so a kill during the
+        rewrite leaves every chunk either as it was or restricted: never an image twice, never a
+        record that is not the image's; the next resume restricts again.
+        """
+        if self.done is None:
+            return
+        keep = np.fromiter({int(i) for i in indices}, dtype=np.int64)
+        for chunk in self._chunks():
+            path = Path(chunk["path"])
+            part = self._load(path)
+            inside = np.isin(part["index"], keep)
+            if inside.all():
+                continue
+            if not inside.any():
+                path.unlink(missing_ok=True)
+                continue
+            buffer = io.BytesIO()
+            np.savez(buffer, **{k: v[inside] if np.ndim(v) > 0 else v for k, v in part.items()})
+            atomic_write_bytes(path, buffer.getvalue())
+        inside = np.isin(self.done["index"], keep)
+        self.done = {k: v[inside] if np.ndim(v) > 0 else v for k, v in self.done.items()} if inside.any() else None
+        self._saved = set() if self.done is None else {int(i) for i in self.done["index"]}
 
     def merged(self, records: dict[str, np.ndarray] | None) -> dict[str, np.ndarray] | None:
         """``records`` (this run's, gathered) joined with the resumed ones, sorted by index."""

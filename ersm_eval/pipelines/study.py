@@ -48,6 +48,8 @@ class StudyRun:
     tables: Any  # ersm_eval.studies.StudyTables
     run_folders: dict[str, list[Path]] = field(default_factory=dict)  # checkpoint -> its result folders
     bundles: list[list[str]] = field(default_factory=list)  # checkpoints that shared one backbone pass
+    n_images: int = 0  # images every checkpoint was evaluated on
+    resumed_images: int = 0  # images an interrupted study had finished (--resume), counted once per bundle
 
 
 def study_labels(checkpoints: Sequence[Path]) -> list[str]:
@@ -122,6 +124,7 @@ def run_study(
     progress: ProgressBar = no_progress,
     after: Callable[[Path, "StudyRun"], None] | None = None,
     options: dict[str, Any] | None = None,
+    resume: bool = False,
 ) -> StudyRun:
     """Evaluate every checkpoint on the same images and write the study folder ``out``.
 
@@ -139,15 +142,21 @@ def run_study(
         progress: one bar over the whole study (every image of every backbone bundle).
         after: called with (temporary folder, the run) before the rename (reports, paper tables).
         options: the command's options, recorded in study.json and every summary.json.
+        resume: go on from the images an interrupted study writing ``out`` finished (its records
+            are kept in ``.<out>.resume/`` while a study runs, see
+            :mod:`ersm_eval.pipelines.study_resume`); the tables equal an uninterrupted study's.
         split, data_root, limit, subset_seed, device, batch_size, workers: as for
             :func:`~ersm_eval.pipelines.run_deletion`.
 
     Raises:
         ConfigError: missing or repeated checkpoints, different classes, a bad ``group_by``
-            field or output folder: before any evaluation.
+            field or output folder, a resume of a study with other checkpoints or settings: before
+            any evaluation.
     """
     from ersm_eval.output import check_output_dir, output_folder
     from ersm_eval.pipelines.compare import check_same_classes, check_skip
+    from ersm_eval.pipelines.study_bundle import EVALUATIONS
+    from ersm_eval.pipelines.study_resume import StudyStores
 
     checkpoints = [Path(c) for c in checkpoints]
     single_process("a study")
@@ -168,12 +177,15 @@ def run_study(
     check_same_classes(checkpoints, list(loaded.values()))
     groups = _groups(loaded, group_by)
     started = time.time()
+    setups = _setups(loaded, dataset, split, data_root, limit, join_group(device), subset_seed)
+    stores = StudyStores(Path(out), setups, dataset, split, deletion, occlusion,
+                         [k for k in EVALUATIONS if k not in skip], batch_size, resume)  # refusals before any work
     with output_folder(out, overwrite, inputs=inputs) as tmp:
-        run = _evaluate(tmp, checkpoints, loaded, groups, dataset, deletion, occlusion, skip, split, data_root, limit,
-                        subset_seed, join_group(device), batch_size, workers, n_boot, seed, progress,
-                        dict(options or {}), started)
+        run = _evaluate(tmp, checkpoints, setups, stores, groups, dataset, deletion, occlusion, skip, split,
+                        batch_size, workers, n_boot, seed, progress, dict(options or {}), started)
         if after is not None:
             after(tmp, run)
+    stores.remove()  # the study folder is written: nothing left to resume
     run.out = Path(out)
     run.run_folders = {k: [Path(out) / p.relative_to(tmp) for p in v] for k, v in run.run_folders.items()}
     return run
@@ -211,13 +223,13 @@ def study(checkpoints: Sequence[Path], dataset: str, out: Path, *, deletion: Del
                      after=after, **options)
 
 
-def _evaluate(tmp: Path, checkpoints, loaded, groups, dataset, deletion, occlusion, skip, split, data_root, limit,
-              subset_seed, device, batch_size, workers, n_boot, seed, progress, options, started) -> StudyRun:
+def _evaluate(tmp: Path, checkpoints, setups, stores, groups, dataset, deletion, occlusion, skip, split, batch_size,
+              workers, n_boot, seed, progress, options, started) -> StudyRun:
     from ersm_eval.studies import GROUPS_FILE
 
-    labels = list(loaded)
-    setups = _setups(loaded, dataset, split, data_root, limit, device, subset_seed)
-    results, bundles, passes = evaluate_members(setups, deletion, occlusion, skip, batch_size, workers, progress)
+    labels = list(setups)
+    results, bundles, passes = evaluate_members(setups, deletion, occlusion, skip, batch_size, workers, progress,
+                                                stores=stores)
     run_folders = {}
     for label, by_kind in results.items():
         run_folders[label] = []
@@ -234,12 +246,13 @@ def _evaluate(tmp: Path, checkpoints, loaded, groups, dataset, deletion, occlusi
               "bundles": bundles, **passes, "n_boot": n_boot, "seed": seed,
               "options": options, "run_seconds": round(time.time() - started, 3)}
     (tmp / STUDY_JSON).write_text(json.dumps(record, indent=2, default=str) + "\n")
-    return StudyRun(tmp, groups, tables, run_folders, bundles)
+    return StudyRun(tmp, groups, tables, run_folders, bundles, record["n_images"], passes.get("resumed_images", 0))
 
 
 def evaluate_members(setups: dict[str, Any], deletion: DeletionSettings, occlusion: OcclusionSettings,
                      skip: Sequence[str], batch_size: int, workers: int, progress: ProgressBar = no_progress,
-                     description: str = "study") -> tuple[dict[str, dict[str, Any]], list[list[str]], dict[str, int]]:
+                     description: str = "study", stores: Any = None,
+                     ) -> tuple[dict[str, dict[str, Any]], list[list[str]], dict[str, int]]:
     """Every evaluation (deletion, sparsity, occlusion but ``skip``) of every checkpoint, one backbone pass
     per image for each bundle of checkpoints whose frozen backbones are equal.
 
@@ -247,11 +260,15 @@ def evaluate_members(setups: dict[str, Any], deletion: DeletionSettings, occlusi
         setups: label -> :class:`~ersm_eval.context.EvalSetup` (same images for all).
         deletion, occlusion: the settings (deletion at feature level; labelled per checkpoint).
         skip: evaluations left out.
-        progress: one bar over every image of every bundle, named ``description``.
+        progress: one bar over every image of every bundle (the images still to evaluate), named
+            ``description``.
+        stores: a :class:`~ersm_eval.pipelines.study_resume.StudyStores` keeping every evaluation's
+            finished records; each bundle goes on from the images all its stores finished.
 
     Returns:
         ({label: {evaluation: EvaluationResult}} in the setups' order, the bundles' labels,
-        {"backbone_passes": ..., "shared_hits": ...}).
+        {"backbone_passes": ..., "shared_hits": ...}, with ``stores`` also "resumed_images": the
+        images resumed, counted once per bundle as the progress bar counts them).
     """
     from ersm_eval.pipelines.study_bundle import evaluate_bundle
     from ersm_eval.shared_features import backbone_key
@@ -259,15 +276,19 @@ def evaluate_members(setups: dict[str, Any], deletion: DeletionSettings, occlusi
     bundles: dict[str, list[str]] = {}
     for label, setup in setups.items():
         bundles.setdefault(backbone_key(setup.model, asdict(setup.dataset.transform)), []).append(label)
-    total = sum(len(setups[members[0]].indices) for members in bundles.values())
+    done = {key: (stores.settle(members) if stores is not None else set()) for key, members in bundles.items()}
+    total = sum(len(setups[members[0]].indices) - len(done[key]) for key, members in bundles.items())
     results, passes = {}, {"backbone_passes": 0, "shared_hits": 0}
     with progress(total, f"{description} ({len(setups)} checkpoint{'s' if len(setups) > 1 else ''}, {len(bundles)} "
                          f"backbone pass{'es' if len(bundles) > 1 else ''} per image)") as advance:
-        for members in bundles.values():
+        for key, members in bundles.items():
             got, counts = evaluate_bundle([setups[m] for m in members], members, deletion, occlusion, skip,
-                                          batch_size, workers, advance)
+                                          batch_size, workers, advance,
+                                          stores=stores.stores if stores is not None else None, done=done[key])
             results.update(got)
             passes = {k: passes[k] + counts[k] for k in passes}
+    if stores is not None:
+        passes["resumed_images"] = sum(len(d) for d in done.values())
     return {label: results[label] for label in setups}, list(bundles.values()), passes
 
 
