@@ -27,6 +27,7 @@ __all__ = [
     "option_values", "is_main", "print_notes",
     "Split", "Checkpoint", "Checkpoints", "DatasetName", "DataRoot", "SplitOpt", "Limit", "SubsetSeed", "BatchSize",
     "Workers", "Device", "Seeds", "MAX_SEED", "check_int_range", "max_workers", "Out", "Overwrite", "Resume", "print_resumed", "NoReport", "Cache", "SkipBadImages", "Quiet",
+    "Randomization", "print_study_resumed",
 ]
 
 def _console(stderr: bool = False) -> Console:
@@ -332,3 +333,15 @@ def print_notes(notes: list[str], prefix: str = "Note:") -> None:
     """Each note on its own line, literally."""
     for note in notes:
         console.print(f"{prefix} {note}", highlight=False)
+
+
+def print_study_resumed(run, what: str = "study") -> None:
+    """Say how many images an interrupted ``what`` (study, comparison) had finished (``--resume``), once; with
+    several backbone bundles an image counts once per bundle, as the progress bar counts it."""
+    if not run.resumed_images:
+        return
+    passes = len(run.bundles)
+    total = run.n_images * passes
+    per = f" ({run.n_images} images × {passes} backbone passes)" if passes > 1 else ""
+    err_console.print(f"Resumed {run.resumed_images} of {total} image(s){per} that an interrupted {what} had "
+                      "finished; evaluated the rest.", highlight=False)

@@ -31,7 +31,8 @@ import typer
 from cli.app import app
 from cli.common import (
     BatchSize, Checkpoints, DataRoot, DatasetName, Device, Limit, Out, Overwrite, Quiet, Split, SplitOpt, SubsetSeed,
-    Randomization, Workers, bars, console, handle_errors, option_values, parse_int_list, parse_name_list,
+    Randomization, Resume, Workers, bars, console, handle_errors, option_values, parse_int_list, parse_name_list,
+    print_study_resumed,
 )
 from cli.deletion import Fill, Level, deletion_settings
 from cli.occlusion import parse_float_list
@@ -72,17 +73,21 @@ def compare_into(
     randomization: bool = True,
     n_boot: int = 2000,
     boot_seed: int = 0,
-) -> Path:
-    """Run the three evaluations (the API, in a loop) and write the comparative report into the folder ``tmp``.
+    resume_out: Optional[Path] = None,
+    resume: bool = False,
+) -> Any:
+    """Run the three evaluations and write the comparative report into the folder ``tmp``; returns the
+    :class:`~ersm_eval.pipelines.Comparison`.
 
     ``tmp`` is the temporary folder of an :func:`~ersm_eval.output.output_folder`;
-    :func:`run_comparison` is the atomic wrapper. ``claims_for`` = {"baseline": label, "ersm": label, "init_keep": float, "spurious": float}
+    :func:`run_comparison` is the atomic wrapper. ``resume_out`` (the folder ``tmp`` becomes) keeps the
+    finished images' records beside it, and ``resume`` goes on from them. ``claims_for`` = {"baseline": label, "ersm": label, "init_keep": float, "spurious": float}
     adds the paper's claims section (see :mod:`ersm_eval.claims`).
     """
     from ersm_eval.occlusion import OcclusionSettings
     from ersm_eval.pipelines import compare_evaluations
 
-    options = option_values({k: v for k, v in locals().items() if k not in ("tmp", "claims_for")})
+    options = option_values({k: v for k, v in locals().items() if k not in ("tmp", "claims_for", "resume_out")})
     labels = _labels(checkpoints)
     deletion = deletion_settings(rankings, seeds, deletion_steps, False, False, Level.feature, Fill.mean, False, "")
     occlusion = OcclusionSettings(
@@ -90,13 +95,14 @@ def compare_into(
         patterns=tuple(parse_name_list(occlusion_patterns, "--occlusion-patterns")),
         severities=tuple(parse_float_list(occlusion_severities, "--occlusion-severities")),
         seeds=tuple(parse_int_list(occlusion_seeds, "--occlusion-seeds")))
-    folders = compare_evaluations(
+    comparison = compare_evaluations(
         tmp, checkpoints, labels, dataset, deletion, occlusion, skip=tuple(skip or ()), split=split.value,
         data_root=data_root, limit=limit, subset_seed=subset_seed, device=device, batch_size=batch_size,
         workers=workers, progress=bars(quiet), options={**options, "steps": deletion_steps},
-        randomization=randomization, n_boot=n_boot, seed=boot_seed,
+        randomization=randomization, n_boot=n_boot, seed=boot_seed, resume_out=resume_out, resume=resume,
     )
-    return _write_report(tmp, folders, claims_for, title or f"ERSM comparison on {dataset}: {', '.join(labels)}")
+    _write_report(tmp, comparison.folders, claims_for, title or f"ERSM comparison on {dataset}: {', '.join(labels)}")
+    return comparison
 
 
 def _write_report(tmp: Path, folders: list[Path], claims_for: dict[str, Any] | None, title: str) -> Path:
@@ -132,8 +138,10 @@ class Skippable(str, Enum):
     sparsity = "sparsity"
 
 
-def run_comparison(checkpoints: list[Path], dataset: str, out: Path, overwrite: bool = False, **options: Any) -> Path:
-    """:func:`compare_into` a temporary folder that becomes ``out`` once complete; returns the report path."""
+def run_comparison(checkpoints: list[Path], dataset: str, out: Path, overwrite: bool = False, **options: Any) -> Any:
+    """:func:`compare_into` a temporary folder that becomes ``out`` once complete, keeping the finished images'
+    records beside ``out`` until then (``resume=True`` goes on from them); returns the
+    :class:`~ersm_eval.pipelines.Comparison`."""
     from ersm_eval.output import check_output_dir, output_folder
 
     for ckpt in checkpoints:
@@ -142,8 +150,7 @@ def run_comparison(checkpoints: list[Path], dataset: str, out: Path, overwrite: 
     _labels(checkpoints)
     check_output_dir(out, overwrite, inputs=[*checkpoints, options.get("data_root")])
     with output_folder(out, overwrite) as tmp:
-        compare_into(tmp, checkpoints, dataset, **options)
-    return out / "report.html"
+        return compare_into(tmp, checkpoints, dataset, resume_out=out, **options)
 
 
 @app.command()
@@ -186,6 +193,7 @@ def compare(
     limit: Limit = None,
     subset_seed: SubsetSeed = 0,
     overwrite: Overwrite = False,
+    resume: Resume = False,
     quiet: Quiet = False,
 ) -> None:
     """Deletion, occlusion and sparsity for every checkpoint on the same images, with one comparative report
@@ -197,10 +205,12 @@ def compare(
     it out). Checkpoints sharing a frozen backbone
     share its passes.
     """
-    path = run_comparison(checkpoints, dataset, out, overwrite, data_root=data_root, split=split, rankings=rankings,
-                          seeds=seeds, deletion_steps=steps, occlusion_fills=occlusion_fills,
-                          occlusion_patterns=occlusion_patterns, occlusion_severities=occlusion_severities,
-                          occlusion_seeds=occlusion_seeds, skip=tuple(skip or ()), randomization=randomization,
-                          n_boot=n_boot, boot_seed=boot_seed, batch_size=batch_size,
-                          workers=workers, device=device, limit=limit, subset_seed=subset_seed, quiet=quiet)
-    console.print(f"Report: {path}", highlight=False)
+    run = run_comparison(checkpoints, dataset, out, overwrite, data_root=data_root, split=split, rankings=rankings,
+                         seeds=seeds, deletion_steps=steps, occlusion_fills=occlusion_fills,
+                         occlusion_patterns=occlusion_patterns, occlusion_severities=occlusion_severities,
+                         occlusion_seeds=occlusion_seeds, skip=tuple(skip or ()), randomization=randomization,
+                         n_boot=n_boot, boot_seed=boot_seed, batch_size=batch_size,
+                         workers=workers, device=device, limit=limit, subset_seed=subset_seed, quiet=quiet,
+                         resume=resume)
+    print_study_resumed(run, "comparison")
+    console.print(f"Report: {out / 'report.html'}", highlight=False)

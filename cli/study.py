@@ -17,24 +17,13 @@ from cli.app import app
 from cli.common import (
     BatchSize, Checkpoints, DataRoot, DatasetName, Device, Limit, Out, Overwrite, Quiet, Resume, Split, SplitOpt,
     SubsetSeed, Workers, bars, console, err_console, handle_errors, option_values, parse_int_list, parse_name_list,
+    print_study_resumed,
 )
 from cli.compare import Skippable
 from cli.deletion import Fill, Level, deletion_settings
 from cli.occlusion import parse_float_list
 
-__all__ = ["study", "write_study_reports", "print_study_resumed"]
-
-
-def print_study_resumed(run) -> None:
-    """Say how many images an interrupted study had finished (``--resume``), once; with several backbone
-    bundles an image counts once per bundle, as the progress bar counts it."""
-    if not run.resumed_images:
-        return
-    passes = len(run.bundles)
-    total = run.n_images * passes
-    per = f" ({run.n_images} images × {passes} backbone passes)" if passes > 1 else ""
-    err_console.print(f"Resumed {run.resumed_images} of {total} image(s){per} that an interrupted study had "
-                      "finished; evaluated the rest.", highlight=False)
+__all__ = ["study", "write_study_reports"]
 
 
 def write_study_reports(tmp: Path, run) -> None:

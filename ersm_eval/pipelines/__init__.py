@@ -9,7 +9,7 @@ calls one pipeline and prints what it returns.
 """
 
 from ersm_eval.pipelines.common import PipelineRun, ProgressBar, dataset_batches, no_progress, save_result
-from ersm_eval.pipelines.compare import SKIPPABLE, check_same_classes, compare_evaluations
+from ersm_eval.pipelines.compare import SKIPPABLE, Comparison, check_same_classes, compare_evaluations
 from ersm_eval.pipelines.deletion import run_deletion
 from ersm_eval.pipelines.occlusion import run_occlusion
 from ersm_eval.pipelines.scores import load_scores
@@ -26,6 +26,7 @@ __all__ = [
     "run_occlusion",
     "run_sparsity",
     "compare_evaluations",
+    "Comparison",
     "check_same_classes",
     "SKIPPABLE",
 ]

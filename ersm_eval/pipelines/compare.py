@@ -13,6 +13,7 @@ checkpoints on the same images, with its interval).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -21,9 +22,20 @@ from ersm_eval.deletion import DeletionSettings
 from ersm_eval.occlusion import OcclusionSettings
 from ersm_eval.pipelines.common import ProgressBar, join_group, no_progress, save_result
 
-__all__ = ["SKIPPABLE", "compare_evaluations", "check_skip", "check_same_classes"]
+__all__ = ["SKIPPABLE", "Comparison", "compare_evaluations", "check_skip", "check_same_classes"]
 
 SKIPPABLE = ("occlusion", "sparsity")  # deletion is the comparison's core and always runs
+
+
+@dataclass
+class Comparison:
+    """What :func:`compare_evaluations` leaves: the sub-folders written (in report order), the images, the
+    checkpoints that shared a backbone pass, and the images an interrupted comparison had finished."""
+
+    folders: list[Path]
+    n_images: int = 0
+    bundles: list[list[str]] = field(default_factory=list)
+    resumed_images: int = 0  # counted once per bundle, as the progress bar counts them
 
 
 def compare_evaluations(
@@ -47,7 +59,9 @@ def compare_evaluations(
     randomization: bool = True,
     n_boot: int = 2000,
     seed: int = 0,
-) -> list[Path]:
+    resume_out: Path | None = None,
+    resume: bool = False,
+) -> Comparison:
     """Evaluate every checkpoint and save each result into a sub-folder of ``folder``.
 
     Sub-folders: deletion-<label>, sparsity-<label> (unless skipped) and one occlusion folder for
@@ -65,20 +79,27 @@ def compare_evaluations(
         options: the command's options, recorded in each summary.json.
         randomization: add map_randomization.csv to each sparsity folder (a second read of the images).
         n_boot: replicates of the study tables' bootstrap; seed: its seed (and the randomization check's).
+        resume_out: the folder the comparison becomes (``folder`` is its temporary name): the finished
+            images' records are kept beside it while the evaluations run, as a study keeps them
+            (:mod:`~ersm_eval.pipelines.study_resume`), and removed once the tables are written.
+        resume: go on from the images an interrupted comparison writing ``resume_out`` finished (the
+            randomization check, a second read of the images, runs again).
         split, data_root, limit, subset_seed, device, batch_size, workers, progress: as for
             :func:`~ersm_eval.pipelines.run_deletion`.
 
     Returns:
-        The sub-folders written, in report order.
+        The :class:`Comparison` (its ``folders``: the sub-folders written, in report order).
 
     Raises:
-        ConfigError: other classes, a bad ``skip`` or deletion level, or a start under torchrun: before
-            any evaluation.
+        ConfigError: other classes, a bad ``skip`` or deletion level, a start under torchrun, or a resume of
+            a comparison with other checkpoints or settings: before any evaluation.
     """
     from ersm_core.checkpoint import load_checkpoint
     from ersm_eval.api import combine_occlusion
     from ersm_eval.pipelines.sparsity import add_map_randomization
     from ersm_eval.pipelines.study import _setups, evaluate_members, single_process, write_study_tables
+    from ersm_eval.pipelines.study_bundle import EVALUATIONS
+    from ersm_eval.pipelines.study_resume import StudyStores
     from ersm_eval.studies import GROUPS_FILE, one_group_each
 
     skip = check_skip(skip)
@@ -89,7 +110,11 @@ def compare_evaluations(
     check_same_classes(checkpoints, list(loaded.values()))
     started, options = time.time(), dict(options or {})
     setups = _setups(loaded, dataset, split, data_root, limit, join_group(device), subset_seed)
-    results, _, _ = evaluate_members(setups, deletion, occlusion, skip, batch_size, workers, progress, "compare")
+    stores = None if resume_out is None else StudyStores(
+        Path(resume_out), setups, dataset, split, deletion, occlusion, [k for k in EVALUATIONS if k not in skip],
+        batch_size, resume)  # a resume is checked before any image is read
+    results, bundles, passes = evaluate_members(setups, deletion, occlusion, skip, batch_size, workers, progress,
+                                                "compare", stores=stores)
     if randomization and "sparsity" not in skip:
         for label, setup in setups.items():
             add_map_randomization(setup, results[label]["sparsity"], label, seed, batch_size, workers, False, progress)
@@ -111,7 +136,9 @@ def compare_evaluations(
     groups = one_group_each([(label, c.config.to_dict(), c.provenance) for label, c in loaded.items()])
     write_study_tables(folder, results, setups, groups, n_boot, seed)
     groups.to_csv(folder / GROUPS_FILE, index=False)
-    return folders
+    if stores is not None:
+        stores.remove()  # every table is written: nothing left to resume
+    return Comparison(folders, len(setups[labels[0]].indices), bundles, passes.get("resumed_images", 0))
 
 
 def check_skip(skip: Sequence[Any]) -> tuple[str, ...]:

@@ -22,9 +22,10 @@ LIMIT = 8
 @pytest.fixture(scope="module")
 def compared(tmp_path_factory, tiny_checkpoint, tiny_baseline_checkpoint):
     folder = tmp_path_factory.mktemp("compare")
-    folders = compare_evaluations(folder, [tiny_baseline_checkpoint, tiny_checkpoint], ["baseline", "ersm_full"],
-                                  "synthetic", DELETION, OCCLUSION, limit=LIMIT, batch_size=3, n_boot=200)
-    return folder, folders
+    run = compare_evaluations(folder, [tiny_baseline_checkpoint, tiny_checkpoint], ["baseline", "ersm_full"],
+                              "synthetic", DELETION, OCCLUSION, limit=LIMIT, batch_size=3, n_boot=200)
+    assert run.n_images == LIMIT and run.resumed_images == 0
+    return folder, run.folders
 
 
 def test_every_checkpoint_is_its_own_group(compared):
