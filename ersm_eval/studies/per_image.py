@@ -4,7 +4,10 @@
 records become the per-image arrays that :func:`ersm_eval.studies.study_tables`
 aggregates over images and seeds (every array in ascending dataset index order):
 
-* ``accuracy``: correctness at k = 0 (nothing deleted), 0 or 1;
+* ``accuracy``: correctness of the model as trained (its gate on), 0 or 1, from the
+  sparsity evaluation; without it, correctness at deletion's k = 0 (nothing deleted),
+  which is the same for a model without a gate; a gated model's k = 0 replaces its gate
+  by 1, so there it is reported as ``accuracy_without_gate`` instead (descriptive);
 * ``loss``: the cross-entropy −log p(true class) of the clean image (left out when
   a probability underflows to 0, where the loss is infinite);
 * ``mean_keep``: the image's mean keep probability (gated models only);
@@ -59,9 +62,12 @@ def deletion_per_image(records: Mapping[str, np.ndarray], evaluation: Mapping[st
 
 
 def sparsity_per_image(records: Mapping[str, np.ndarray], tables: Mapping[str, pd.DataFrame]) -> dict[str, np.ndarray]:
-    """loss, mean_keep and localization_excess per image from sparsity records and tables."""
+    """accuracy (the model as trained), loss, mean_keep and localization_excess per image from sparsity records
+    and tables."""
     rec = sort_records(dict(records), "sparsity")
     out: dict[str, np.ndarray] = {}
+    if "prediction" in rec and "label" in rec:
+        out["accuracy"] = (np.asarray(rec["prediction"]) == np.asarray(rec["label"])).astype(np.float64)
     with np.errstate(divide="ignore"):
         loss = -np.log(np.asarray(rec["true_prob"], dtype=np.float64))
     if np.isfinite(loss).all():
@@ -87,7 +93,8 @@ def per_image_values(deletion: Any, sparsity: Any = None) -> dict[str, np.ndarra
 
     Args:
         deletion: its deletion :class:`~ersm_eval.results.EvaluationResult` (with records).
-        sparsity: its sparsity result, or None (sparsity skipped: no loss, keep or localization).
+        sparsity: its sparsity result, or None (sparsity skipped: no loss, keep or localization; the
+            accuracy of a gated model is then only known without its gate).
 
     Returns:
         metric name → values [n images], in ascending dataset index order.
@@ -96,6 +103,9 @@ def per_image_values(deletion: Any, sparsity: Any = None) -> dict[str, np.ndarra
         ValueError: the two evaluations saw different images.
     """
     out = deletion_per_image(deletion.records, deletion.summary.evaluation)
+    model = getattr(deletion.summary, "model", None)
+    if sparsity is None and bool(getattr(model, "has_gate", False)):  # k = 0 is not the gated model's accuracy
+        out["accuracy_without_gate"] = out.pop("accuracy")
     if sparsity is not None:
         a = np.sort(np.asarray(deletion.records["index"]))
         b = np.sort(np.asarray(sparsity.records["index"]))

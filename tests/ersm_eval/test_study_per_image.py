@@ -50,3 +50,29 @@ def test_images_without_masks_or_keep_leave_those_metrics_out():
     tables = {"per_image.csv": pd.DataFrame({"index": [0, 1], "mean_keep": [np.nan, np.nan]}),
               "localization.csv": pd.DataFrame({"map": ["cam"], "metric": ["mass_in_object"], "baseline": ["center"]})}
     assert sparsity_per_image(records, tables) == {}  # infinite loss, no keep, an image without mask
+
+
+def test_accuracy_is_the_model_as_trained_and_k0_of_a_gated_model_is_named_apart():
+    from types import SimpleNamespace
+
+    from ersm_eval.studies.per_image import per_image_values
+
+    sparsity_records = {"index": np.array([3, 1]), "prediction": np.array([2, 0]), "label": np.array([2, 1]),
+                        "true_prob": np.array([0.5, 0.25]), "has_mask": np.array([False, False])}
+    out = sparsity_per_image(sparsity_records, {"per_image.csv": pd.DataFrame({"index": [3, 1],
+                                                                              "mean_keep": [0.4, 0.6]})})
+    np.testing.assert_array_equal(out["accuracy"], [0.0, 1.0])  # index 1 wrong, index 3 right
+    correct = np.array([[[1, 0]], [[0, 0]]])  # k = 0 with the gate replaced by 1: index 3 wrong, index 1 right
+    deletion = SimpleNamespace(
+        records={"index": np.array([1, 3]), "correct": correct},
+        summary=SimpleNamespace(evaluation={"curves": [{"ranking": "random", "order": "random", "seed": 0}],
+                                            "k_values": [0, 1], "n_tokens": 1},
+                                model=SimpleNamespace(has_gate=True)))
+    sparsity = SimpleNamespace(records=sparsity_records, tables={"per_image.csv": pd.DataFrame(
+        {"index": [3, 1], "mean_keep": [0.4, 0.6]})})
+    np.testing.assert_array_equal(per_image_values(deletion, sparsity)["accuracy"], [0.0, 1.0])  # the gate on
+    alone = per_image_values(deletion)
+    assert "accuracy" not in alone
+    np.testing.assert_array_equal(alone["accuracy_without_gate"], [1.0, 0.0])
+    deletion.summary.model.has_gate = False  # no gate: k = 0 is the model's accuracy
+    np.testing.assert_array_equal(per_image_values(deletion)["accuracy"], [1.0, 0.0])

@@ -65,8 +65,8 @@ def test_members_and_group_mean_std_recomputed_by_hand(study):
     for group in ("baseline", "ersm_full"):
         accuracy = []
         for seed in (0, 1, 2):
-            curves = pd.read_csv(study.out / "runs" / f"{group}-s{seed}" / "deletion" / "deletion_curves.csv")
-            own = float(curves[curves["k"] == 0]["accuracy"].iloc[0])  # k = 0: nothing deleted
+            per_image = pd.read_csv(study.out / "runs" / f"{group}-s{seed}" / "sparsity" / "per_image.csv")
+            own = float(per_image["correct"].mean())  # the model as trained, its gate on
             row = members[(members["checkpoint"] == f"{group}-s{seed}") & (members["metric"] == "accuracy")]
             assert abs(float(row["value"].iloc[0]) - own) < 1e-9
             accuracy.append(own)
