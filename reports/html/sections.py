@@ -56,6 +56,9 @@ def evaluation_sections(tables: dict[str, pd.DataFrame], figures: Figures,
             sec.figures.append(figures.add(lambda: plot_deletion_summary(dsum), "deletion_summary",
                                            "Area under the deletion curve per ranking, and ΔAUC to random with its 95% CI."))
             sec.tables.append(deletion_table(dsum))
+        if has(icurves) or has(isum):
+            sec.intro += (" Insertion runs the other way at the input level: each image starts blurred and its pixels "
+                          "come back token by token, most important first; a higher area is better.")
         if has(icurves):
             sec.figures.append(figures.add(lambda: plot_insertion_curves(icurves, no_information=at_chance),
                                            "insertion_curves",
