@@ -42,7 +42,7 @@ def deletion_curves_figure(tables: dict[str, pd.DataFrame], figures: Figures, at
 def evaluation_sections(tables: dict[str, pd.DataFrame], figures: Figures,
                         at_chance: frozenset[str] | set[str] = frozenset()) -> list[Section]:
     """The deletion, occlusion and sparsity/localization sections, for the evaluations present
-    (``at_chance``: series whose model is at chance, faded in the insertion figure)."""
+    (``at_chance``: series whose model cannot be told from guessing, faded in the insertion figure)."""
     sections: list[Section] = []
     dsum, agree, diag = (tables[n] for n in ("deletion_summary.csv", "ranking_agreement.csv", "energy_diagnostics.csv"))
     icurves, isum = tables["insertion_curves.csv"], tables["insertion_summary.csv"]
