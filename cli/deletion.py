@@ -112,6 +112,13 @@ FillOpt = Annotated[Fill, typer.Option(
     "--fill", help="Input level: what replaces deleted regions: mean colour, black, seeded noise, blurred image, or "
     "nli (noisy linear imputation from the surrounding pixels, so the hole's shape does not leak the ranking).",
 )]
+InsertionOpt = Annotated[bool, typer.Option(
+    "--insertion", help="Input level only: also insertion curves. Each image starts blurred (σ = half a token's side) "
+    "and the original pixels come back under the first k tokens of each ranking's most-important-first (MoRF) order "
+    "(random: its seeded permutation); higher insertion area = better. Writes insertion_curves.csv and "
+    "insertion_summary.csv; costs one more model run per ranking, k and image. Refused at --level feature, where it "
+    "would repeat the least-important-first deletion curve.",
+)]
 DeletionOut = Annotated[Optional[Path], typer.Option(
     "--out", "-o", help="Output folder (written under a temporary name, then renamed). Default: runs/deletion-<label>.",
 )]
@@ -145,6 +152,7 @@ def deletion(
     no_rescale: NoRescale = False,
     level: LevelOpt = Level.feature,
     fill: FillOpt = Fill.mean,
+    insertion: InsertionOpt = False,
     batch_size: BatchSize = 32,
     workers: Workers = 0,
     device: Device = "auto",
@@ -167,7 +175,7 @@ def deletion(
 
     options, started = option_values(locals()), time.time()
     settings = deletion_settings(rankings, seeds, steps, soft_gate, no_rescale, level, fill, save_token_scores,
-                                 label or Path(checkpoint).stem)
+                                 label or Path(checkpoint).stem, insertion)
     run = run_deletion(
         checkpoint, dataset, settings, out=out, overwrite=overwrite, resume=resume, split=split.value, data_root=data_root, limit=limit,
         subset_seed=subset_seed, device=device, batch_size=batch_size, workers=workers, cache=cache, scores=scores,
@@ -181,14 +189,14 @@ def deletion(
 
 
 def deletion_settings(rankings: str, seeds: str, steps: str, soft_gate: bool, no_rescale: bool, level: Level, fill: Fill,
-                      save_token_scores: bool, label: str):
+                      save_token_scores: bool, label: str, insertion: bool = False):
     """The :class:`~ersm_eval.deletion.DeletionSettings` of the command's options."""
     from ersm_eval.deletion import DeletionSettings
 
     return DeletionSettings(
         rankings=tuple(parse_name_list(rankings, "--rankings")), seeds=tuple(parse_int_list(seeds, "--seeds")),
         steps=_parse_steps(steps), soft_gate=soft_gate, rescale=not no_rescale, level=level.value, fill=fill.value,
-        save_token_scores=save_token_scores, label=label,
+        save_token_scores=save_token_scores, label=label, insertion=insertion,
     )
 
 
@@ -212,6 +220,11 @@ def _print(result, title: str, out: Path) -> None:
     ))
     for sentence in sentences["rankings"].values():
         console.print(f"- {sentence}", highlight=False)
+    insertion = sentences.get("insertion")
+    if insertion:  # after the deletion verdicts: inserting most important first against random insertion
+        console.print("Insertion (blurred image, most important tokens put back first):", highlight=False)
+        for sentence in insertion.values():
+            console.print(f"- {sentence}", highlight=False)
     if sentences["position"]:
         console.print(sentences["position"], highlight=False)
     elif isinstance(summary.energy_diagnostics, str):

@@ -42,7 +42,9 @@ Those four fills do not look at which pixels are hidden. One fill does
 
 :func:`insertion_images` is the input-level insertion of the both-orders test:
 start from the blurred image and put back the original pixels under the first k
-tokens of an order.
+tokens of an order. Input-level deletion with ``insertion=True`` computes the same
+images in batched chunks (:func:`ersm_eval.deletion.input_deletion_logits` with
+``insertion=True``); the tests hold the two equal.
 """
 
 from __future__ import annotations

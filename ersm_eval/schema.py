@@ -53,6 +53,23 @@ TABLES: dict[str, list[str]] = {
         "checkpoint", "ranking_a", "ranking_b", "n_images", "spearman_mean", "spearman_sd",
         "kendall_mean", "kendall_sd", "overlap25_mean", "overlap50_mean",
     ],
+    # insertion (ersm_eval.deletion with insertion=True, input level only): start from the blurred image and
+    # put the original pixels back under the first k tokens of an order; order is morf (most important first)
+    # for a scored ranking, random (one curve per seed) for random; fraction_inserted = k / N
+    "insertion_curves.csv": [
+        "checkpoint", "ranking", "order", "seed", "k", "fraction_inserted", "n_images",
+        "accuracy", "ci_low", "ci_high", "mean_true_prob",
+    ],
+    # one row per ranking. auc / prob_auc: normalized area under the insertion curve of accuracy / of the
+    # true-class probability (random: its seed-mean curve); auc_diff: mean over images of the ranking's area
+    # minus random's (seed-averaged), paired bootstrap 95% interval and two-sided p (prob_auc_diff: the same
+    # for the probability); acc_k0: accuracy on the blurred image (nothing inserted); verdict: supports,
+    # contradicts, indistinguishable or not_testable from the auc_diff interval (ersm_eval.verdicts.insertion)
+    "insertion_summary.csv": [
+        "checkpoint", "ranking", "order", "n_seeds", "n_images", "acc_k0", "auc", "prob_auc",
+        "auc_diff", "auc_diff_ci_low", "auc_diff_ci_high", "auc_diff_p_value",
+        "prob_auc_diff", "prob_auc_diff_ci_low", "prob_auc_diff_ci_high", "prob_auc_diff_p_value", "verdict",
+    ],
     # energy diagnostics of an ERSM model (ersm_eval.diagnostics), written by the deletion run;
     # metric is pairwise_share, spearman_center or spearman_neighbours; intervals bootstrap over images
     "energy_diagnostics.csv": ["checkpoint", "metric", "value", "ci_low", "ci_high"],

@@ -6,6 +6,7 @@ package reads the tables (:mod:`ersm_eval.schema`) and never touches a model.
 
 from reports.figures_agreement import plot_ranking_agreement
 from reports.figures_deletion import plot_deletion_curves, plot_deletion_summary
+from reports.figures_insertion import plot_insertion_curves
 from reports.figures_gallery import plot_mask_gallery, upsample_bilinear
 from reports.figures_localization import plot_localization
 from reports.figures_occlusion import plot_occlusion
@@ -23,6 +24,7 @@ __all__ = [
     "paper_table",
     "plot_deletion_curves",
     "plot_deletion_summary",
+    "plot_insertion_curves",
     "plot_keep_by_correctness",
     "plot_keep_histogram",
     "plot_localization",

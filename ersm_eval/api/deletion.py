@@ -58,7 +58,8 @@ def evaluate_deletion(
 
     Returns:
         Tables deletion_curves.csv, deletion_summary.csv, deletion_tests.csv, ranking_agreement.csv
-        (and whatever else the evaluator computes), the summary, and token_scores.npz with
+        (and whatever else the evaluator computes: insertion_curves.csv and insertion_summary.csv with
+        ``insertion=True`` at ``level='input'``), the summary, and token_scores.npz with
         ``save_token_scores=True``.
 
     Raises:
@@ -104,6 +105,9 @@ def evaluate_deletion(
     found = evaluator.verdicts(tables)
     summary.chance_test, summary.verdicts = found["chance_test"], found["verdicts"]
     summary.verdict_sentences, summary.energy_diagnostics = found["sentences"], found["energy_diagnostics"]
+    if "insertion" in found:  # insertion=True: its verdicts beside the run's description, its sentences beside deletion's
+        summary.evaluation["insertion_verdicts"] = found["insertion"]["verdicts"]
+        summary.verdict_sentences["insertion"] = found["insertion"]["sentences"]
     return EvaluationResult(tables=tables, summary=summary, arrays=arrays, records=records)
 
 

@@ -52,12 +52,21 @@ The normalized AUC is the trapezoidal area under accuracy vs fraction removed
 For a model with energies, :mod:`ersm_eval.diagnostics` values are kept per image
 too and summarized in energy_diagnostics.csv.
 
+Insertion (``insertion=True``, input level only): each image also starts blurred
+(σ = half a token's side) and gets its pixels back under the first k tokens of each
+ranking's MoRF order (random: its seeded permutations), on the same k values; the
+records gain ``insertion_correct`` and ``insertion_true_prob`` and the tables
+insertion_curves.csv and insertion_summary.csv (:mod:`~ersm_eval.deletion.insertion`).
+At feature level it is refused: with GAP rescaling it would repeat the LeRF curve.
+
 The package, by concept: :mod:`~ersm_eval.deletion.settings` (what a run is asked),
 :mod:`~ersm_eval.deletion.logits` (the arithmetic), :mod:`~ersm_eval.deletion.evaluator`
-(update → records → compute) and :mod:`~ersm_eval.deletion.tables` (records → tables).
+(update → records → compute), :mod:`~ersm_eval.deletion.tables` (records → tables) and
+:mod:`~ersm_eval.deletion.insertion` (records → insertion tables).
 """
 
 from ersm_eval.deletion.evaluator import DeletionEvaluator
+from ersm_eval.deletion.insertion import insertion_tables
 from ersm_eval.deletion.logits import (
     deletion_logits,
     deletion_logits_general,
@@ -86,6 +95,7 @@ __all__ = [
     "input_deletion_logits",
     "deletion_tables",
     "token_score_arrays",
+    "insertion_tables",
     "sort_records",
     "deletion_chance_test",
     "deletion_verdicts",

@@ -20,6 +20,7 @@ from ersm_eval.cam import cam_scores, token_values
 from ersm_eval.context import check_finite, check_labels
 from ersm_eval.deletion.logits import deletion_logits_descending, deletion_steps, input_deletion_logits
 from ersm_eval.deletion.settings import DeletionSettings
+from ersm_eval.deletion.insertion import insertion_tables
 from ersm_eval.deletion.tables import deletion_tables
 from ersm_eval.diagnostics import energy_diagnostic_values
 from ersm_eval.fills import MASKED_FILL_KINDS, fill, fill_deleted, token_blur_sigma
@@ -27,7 +28,7 @@ from ersm_eval.forward import FORWARD_CHUNK
 from ersm_eval.orders import orders_from_scores
 from ersm_eval.rankings import Ranking, RankingInputs, resolve_rankings
 from ersm_eval.records import concat_records
-from ersm_eval.verdicts import deletion_verdicts
+from ersm_eval.verdicts import deletion_verdicts, insertion_verdicts
 
 __all__ = ["DeletionEvaluator"]
 
@@ -48,6 +49,15 @@ def _padded_chunk(batch: dict[str, Any], start: int, count: int, size: int) -> d
     return {k: rows(v) for k, v in batch.items() if k in _PER_IMAGE}
 
 
+def _outcomes(logits: torch.Tensor, labels: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Correctness (bool) and true-class probability (float32) of logits [B, R, S, K], each [B, R, S]."""
+    batch, n_curves, n_steps, _ = logits.shape
+    correct = (logits.argmax(-1) == labels[:, None, None]).cpu().numpy()
+    log_prob = torch.log_softmax(logits.float(), -1)
+    true = log_prob.gather(-1, labels[:, None, None, None].expand(batch, n_curves, n_steps, 1)).squeeze(-1)
+    return correct, true.exp().cpu().numpy().astype(np.float32)
+
+
 # -- the evaluator ---------------------------------------------------------------------
 
 
@@ -62,6 +72,8 @@ class DeletionEvaluator:
 
     Attributes:
         curves: (ranking, order, seed) of every curve: order ``morf``/``lerf`` (seed −1) or ``random``.
+        insertion_curves: (ranking, order, seed) of every insertion curve (``settings.insertion``): the
+            MoRF order of each scored ranking, random's permutation per seed; empty without insertion.
         steps: the k values, [S].
         skipped: ranking name → why it does not apply to this model.
     """
@@ -81,6 +93,10 @@ class DeletionEvaluator:
                        for o, s in ([("random", s) for s in self.settings.seeds] if r.importance is None
                                     else [("morf", -1), ("lerf", -1)])]
         self.curves: list[tuple[str, str, int]] = [(r.name, o, s) for r, o, s in self._specs]
+        # insertion (input level): each scored ranking's MoRF order and random's permutations, put back first
+        self._insertion_rows = [c for c, (_, o, _) in enumerate(self.curves) if o != "lerf"]
+        self.insertion_curves: list[tuple[str, str, int]] = (
+            [self.curves[c] for c in self._insertion_rows] if self.settings.insertion else [])
         self._need_cam = any("cam" in r.needs for r in self.rankings) or self.settings.save_token_scores
         self.diagnose = bool(getattr(model, "has_energy", False))  # energy diagnostics need E^u and E^p
         self.reset()
@@ -141,6 +157,7 @@ class DeletionEvaluator:
         inputs = RankingInputs(scores=scores, indices=indices, n_tokens=self.n_tokens, cam=cam,
                                grid=tuple(model.grid))
         orders = torch.stack(self._orders(inputs, device), 1)  # [B, R, N]: both orders inside this fixed chunk
+        inserted = None
         if st.level == "feature":
             logits = deletion_logits_descending(model, deletion_map, orders, self.steps, st.rescale,
                                                  st.head_rows, values)
@@ -156,6 +173,12 @@ class DeletionEvaluator:
                 fills = fill(images, st.fill, tuple(model.mean), tuple(model.std), indices, st.fill_seed, sigma)
             logits = input_deletion_logits(model, images, fills, orders, self.steps, st.input_chunk, masked)
             descending = False
+            if st.insertion:  # start from the blurred image, put back the first k tokens of each order
+                blurred = fills if st.fill == "blur" else fill(images, "blur", tuple(model.mean), tuple(model.std),
+                                                               sigma=sigma)
+                inserted = input_deletion_logits(model, images, blurred, orders[:, self._insertion_rows], self.steps,
+                                                 st.input_chunk, insertion=True)
+                check_finite(inserted, indices, "insertion logits", count)
         # the model's own logits (k = 0 among them): one pass over the chunk's logits, real images only
         check_finite(logits, indices, "logits", count)
         check_labels(labels, logits.shape[-1], indices, count)
@@ -163,6 +186,9 @@ class DeletionEvaluator:
         real = slice(0, count)
         self._store(logits[real], labels[real], indices[real], orders[real],
                     {k: v[real] for k, v in scores.items()}, None if cam is None else cam[real], descending)
+        if inserted is not None:
+            ins_correct, ins_prob = _outcomes(inserted[real], labels[real])
+            self._parts[-1].update(insertion_correct=ins_correct, insertion_true_prob=ins_prob)
         self._parts[-1].update({f"diag_{k}": v[real].astype(np.float64) for k, v in diag.items()})
 
     def _orders(self, inputs: RankingInputs, device: torch.device) -> list[torch.Tensor]:
@@ -180,12 +206,8 @@ class DeletionEvaluator:
         return out
 
     def _store(self, logits, labels, indices, orders, scores, cam, descending=False) -> None:
-        batch, n_curves, n_steps, width = logits.shape
-        self._logit_width = int(width)
-        correct = (logits.argmax(-1) == labels[:, None, None]).cpu().numpy()
-        log_prob = torch.log_softmax(logits.float(), -1)
-        true = log_prob.gather(-1, labels[:, None, None, None].expand(batch, n_curves, n_steps, 1)).squeeze(-1)
-        true = true.exp().cpu().numpy().astype(np.float32)
+        self._logit_width = int(logits.shape[-1])
+        correct, true = _outcomes(logits, labels)
         if descending:  # k axis back to ascending order
             correct, true = correct[:, :, ::-1], true[:, :, ::-1]
         order_dtype = np.int16 if self.n_tokens <= np.iinfo(np.int16).max else np.int32
@@ -215,10 +237,15 @@ class DeletionEvaluator:
     def compute(self, records: dict[str, np.ndarray] | None = None) -> dict[str, pd.DataFrame]:
         """The tables, keyed by file name (deletion_curves.csv, deletion_summary.csv,
         deletion_tests.csv, ranking_agreement.csv, energy_diagnostics.csv for models with
-        energies) of ``records`` in any order (default: this evaluator's own)."""
+        energies, insertion_curves.csv and insertion_summary.csv with ``settings.insertion``)
+        of ``records`` in any order (default: this evaluator's own)."""
         rec = self.records() if records is None else records
-        return deletion_tables(rec, self.curves, [r.name for r in self.rankings], self.steps, self.n_tokens,
-                               self.n_classes, self.settings)
+        names = [r.name for r in self.rankings]
+        tables = deletion_tables(rec, self.curves, names, self.steps, self.n_tokens, self.n_classes, self.settings)
+        if self.settings.insertion:
+            tables.update(insertion_tables(rec, self.insertion_curves, names, self.steps, self.n_tokens,
+                                           self.n_classes, self.settings))
+        return tables
 
     @property
     def n_classes(self) -> int:
@@ -236,11 +263,15 @@ class DeletionEvaluator:
 
     def verdicts(self, tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
         """The chance test, each ranking's verdict and the sentences, for summary.json and the console
-        (see :func:`deletion_verdicts`)."""
+        (see :func:`deletion_verdicts`); with insertion tables also ``insertion``: its verdicts and
+        sentences (:func:`~ersm_eval.verdicts.insertion.insertion_verdicts`)."""
         note = None if self.diagnose else (
             "no energy diagnostics: the model has no Energy-Mask Layer energies (only ersm_unary and ersm_full do)"
         )
-        return deletion_verdicts(tables, self.n_classes, self.settings.label, note)
+        found = deletion_verdicts(tables, self.n_classes, self.settings.label, note)
+        if "insertion_summary.csv" in tables:
+            found["insertion"] = insertion_verdicts(tables, self.n_classes, self.settings.label)
+        return found
 
     def describe(self) -> dict[str, Any]:
         """Plain description for summary.json: settings, curves, steps, skipped rankings."""
@@ -251,6 +282,8 @@ class DeletionEvaluator:
             "skipped_rankings": dict(self.skipped),
             "ranking_notes": dict(self.notes),
             "curves": [{"ranking": n, "order": o, "seed": s} for n, o, s in self.curves],
+            **({"insertion_curves": [{"ranking": n, "order": o, "seed": s} for n, o, s in self.insertion_curves]}
+               if self.insertion_curves else {}),
             "k_values": self.steps.tolist(),
             "n_tokens": self.n_tokens,
             "grid": list(self.model.grid),

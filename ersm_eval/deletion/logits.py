@@ -202,12 +202,17 @@ def input_deletion_logits(
     steps: np.ndarray | torch.Tensor,
     chunk: int = 64,
     masked_fill: Any = None,
+    insertion: bool = False,
 ) -> torch.Tensor:
     """Input level: logits [B, R, S, K] of the full model on images whose regions under the
     first k tokens of each order are replaced by ``fills``; (image, ranking, k) jobs are
     batched ``chunk`` at a time. ``masked_fill(images, deleted, rows)`` (a fill that looks at
     which pixels are hidden, e.g. ``nli``) replaces ``fills`` when given: ``rows`` are the
-    jobs' image rows of the batch."""
+    jobs' image rows of the batch.
+
+    ``insertion=True`` hides the complement instead: the regions under the first k tokens
+    keep the image and every other region takes ``fills`` (with the blurred image as
+    ``fills``, the input-level insertion of :func:`ersm_eval.fills.insertion_images`)."""
     batch, n_curves, n_tokens = orders.shape
     device = images.device
     steps_t = torch.as_tensor(np.asarray(steps), dtype=torch.long, device=device)
@@ -222,6 +227,8 @@ def input_deletion_logits(
         job = jobs[start : start + chunk]
         b, r, s = job // (n_curves * n_steps), (job // n_steps) % n_curves, job % n_steps
         deleted = pix_rank[b, r] < steps_t[s][:, None, None]
+        if insertion:
+            deleted = ~deleted
         if masked_fill is not None:
             x = masked_fill(images[b], deleted, b)
         else:

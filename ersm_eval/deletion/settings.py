@@ -28,6 +28,7 @@ class DeletionSettings:
     level: str = "feature"  # 'feature' (the paper's protocol) or 'input' (fill image regions, re-run the model)
     fill: str = "mean"  # input level: 'mean', 'black', 'noise', 'blur' or 'nli' (noisy linear imputation)
     fill_seed: int = 0  # input level: seed of the noise fill (with the dataset index)
+    insertion: bool = False  # input level: also insertion curves (blurred image, MoRF tokens put back first)
     save_token_scores: bool = False  # keep every score of every image and token in the records
     label: str = ""  # value of the tables' checkpoint column
     n_boot: int = 1000  # bootstrap resamples for intervals and paired tests
@@ -56,6 +57,15 @@ class DeletionSettings:
             raise ConfigError(
                 "--soft-gate and --no-rescale apply to --level feature only; at --level input the model "
                 "runs as at inference, with its own gate and pooling"
+            )
+        if not isinstance(self.insertion, (bool, np.bool_)):
+            raise ConfigError(f"insertion must be True or False, got {self.insertion!r}")
+        object.__setattr__(self, "insertion", bool(self.insertion))
+        if self.insertion and self.level != "input":
+            raise ConfigError(
+                "--insertion needs --level input: at feature level, with the pooled map rescaled to the tokens "
+                "kept, inserting the first k tokens of the MoRF order keeps exactly the tokens LeRF deletion keeps "
+                "after N − k deletions, so the insertion curve would repeat the LeRF deletion curve"
             )
         if self.steps is not None and self.steps < 2:
             raise ConfigError(f"--steps takes 'all' or a count of at least 2 (k = 0 and k = N−1), got {self.steps}")

@@ -25,7 +25,7 @@ from ersm_eval.stats import bootstrap_weights, mcnemar_exact, paired_bootstrap_t
 from ersm_eval.verdicts import chance_test, step_counts
 from ersm_eval.verdicts.orders import order_verdict
 
-__all__ = ["deletion_tables", "per_image_metrics", "token_score_arrays"]
+__all__ = ["deletion_tables", "gain_columns", "per_image_metrics", "token_score_arrays"]
 
 
 def _curve_columns(curve_specs: Sequence[tuple[str, str, int]], names: Sequence[str]) -> dict[str, dict[str, list[int]]]:
@@ -69,7 +69,7 @@ def per_image_metrics(records: dict[str, np.ndarray], curve_specs: Sequence[tupl
     return out
 
 
-def _summary(prefix: str, values: np.ndarray, weights: np.ndarray) -> dict[str, float]:
+def gain_columns(prefix: str, values: np.ndarray, weights: np.ndarray) -> dict[str, float]:
     """``{prefix, prefix_ci_low, prefix_ci_high, prefix_p_value}`` of per-image values (paired bootstrap)."""
     gain = summarize_gain(values, weights)
     return {prefix: gain.mean, f"{prefix}_ci_low": gain.ci_low, f"{prefix}_ci_high": gain.ci_high,
@@ -133,17 +133,17 @@ def deletion_tables(records: dict[str, np.ndarray], curve_specs: Sequence[tuple[
         a, pa = areas[name], prob_areas[name]
         row.update(auc_lerf=float(a["auc_lerf"].mean()), auc_morf=float(a["auc_morf"].mean()),
                    prob_auc_lerf=float(pa["auc_lerf"].mean()), prob_auc_morf=float(pa["auc_morf"].mean()))
-        row.update(_summary("sg", a["sg"], weights))
-        row.update(_summary("prob_sg", pa["sg"], weights))
+        row.update(gain_columns("sg", a["sg"], weights))
+        row.update(gain_columns("prob_sg", pa["sg"], weights))
         if "center" in areas and name != "center":
-            diff = _summary("sg_minus_center", a["sg"] - areas["center"]["sg"], weights)
+            diff = gain_columns("sg_minus_center", a["sg"] - areas["center"]["sg"], weights)
             diff.pop("sg_minus_center_p_value")
             row.update(diff)
         row["verdict"] = order_verdict(row["sg_ci_low"], row["sg_ci_high"], chance.at_chance)
         if has_random:
             for order in ("lerf", "morf"):
-                row.update(_summary(f"auc_diff_{order}", a[f"auc_diff_{order}"], weights))
-                row.update(_summary(f"prob_auc_diff_{order}", pa[f"auc_diff_{order}"], weights))
+                row.update(gain_columns(f"auc_diff_{order}", a[f"auc_diff_{order}"], weights))
+                row.update(gain_columns(f"prob_auc_diff_{order}", pa[f"auc_diff_{order}"], weights))
                 test_frames.append(_step_tests(correct, columns, per_image, name, order, steps, weights, label))
             row.update(_gaps(test_frames[-2], steps))  # the LeRF order's per-step gaps
         summary_rows.append(row)

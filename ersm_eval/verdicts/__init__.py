@@ -5,6 +5,7 @@ tables and ``compare`` never disagree and never re-derive a verdict from rounded
 
 * :mod:`~ersm_eval.verdicts.rules`: the rules (chance test, deletion, localization, position) and sentences;
 * :mod:`~ersm_eval.verdicts.orders`: the rule of the two deletion orders (MoRF, LeRF, symmetric gain) and its words;
+* :mod:`~ersm_eval.verdicts.insertion`: the rule of input-level insertion against random insertion and its words;
 * :mod:`~ersm_eval.verdicts.randomization`: whether a map depends on what its own module learned;
 * :mod:`~ersm_eval.verdicts.run`: what a deletion run concludes, from its tables;
 * :mod:`~ersm_eval.verdicts.words`: the display words and the one number format of every renderer.
@@ -56,6 +57,14 @@ from ersm_eval.verdicts.orders import (  # noqa: F401
     order_gap_sentence,
     gain_from_row,
 )
+from ersm_eval.verdicts.insertion import (  # noqa: F401
+    INSERTION_VERDICTS,
+    insertion_verdict,
+    insertion_words,
+    insertion_verdict_words,
+    insertion_sentence,
+    insertion_verdicts,
+)
 from ersm_eval.verdicts.randomization import (  # noqa: F401
     DEPENDENCE_THRESHOLD,
     DEPENDENCE_VERDICTS,
@@ -72,4 +81,6 @@ from ersm_eval.verdicts.run import (  # noqa: F401
 from ersm_eval.verdicts import orders as _orders, randomization as _randomization, rules as _rules, run as _run  # noqa: E402
 from ersm_eval.verdicts import words as _words  # noqa: E402
 
-__all__ = [*_rules.__all__, *_orders.__all__, *_randomization.__all__, *_run.__all__, *_words.__all__]
+__all__ = [*_rules.__all__, *_orders.__all__, "INSERTION_VERDICTS", "insertion_verdict", "insertion_words",
+           "insertion_verdict_words", "insertion_sentence", "insertion_verdicts", *_randomization.__all__,
+           *_run.__all__, *_words.__all__]

@@ -91,8 +91,11 @@ def verdict_words(verdict: Any) -> str:
 
 
 def verdict_names() -> tuple[str, ...]:
-    """Every verdict code and its display words: the vocabulary only this module may spell."""
-    return tuple(dict.fromkeys([*_VERDICT_DISPLAY, *_VERDICT_DISPLAY.values()]))
+    """Every verdict code and its display words (insertion's among them): the vocabulary only this
+    package may spell."""
+    from ersm_eval.verdicts.insertion import display_names
+
+    return tuple(dict.fromkeys([*_VERDICT_DISPLAY, *_VERDICT_DISPLAY.values(), *display_names()]))
 
 
 def chance_words(test: ChanceTest | None) -> str:

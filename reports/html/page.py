@@ -146,7 +146,7 @@ def _render(runs: list[Run], figures: Figures, out_dir: Path, claims: list[dict[
     tables = {name: stack(runs, name, labels) for name in KNOWN_TABLES}
     glances = [model_glance(label, group, tables) for label, group in groups.items()]
     key_figure = deletion_curves_figure(tables, figures, {g.label for g in glances if g.at_chance})
-    sections = evaluation_sections(tables, figures)
+    sections = evaluation_sections(tables, figures, {g.label for g in glances if g.at_chance})
     gallery = gallery_section(runs, figures)
     if gallery is not None:
         sections.append(gallery)

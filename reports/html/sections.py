@@ -10,6 +10,7 @@ import pandas as pd
 
 from reports.figures_agreement import plot_ranking_agreement
 from reports.figures_deletion import plot_deletion_curves, plot_deletion_summary
+from reports.figures_insertion import plot_insertion_curves
 from reports.figures_gallery import FAILURE_KINDS, failure_examples, improvement_examples, plain_examples, plot_mask_gallery
 from reports.figures_localization import plot_localization
 from reports.figures_occlusion import plot_occlusion
@@ -18,6 +19,7 @@ from reports.html.blocks import FigureBlock, Figures, Reading, Section, has, slu
 from reports.html.detail_tables import (
     deletion_table,
     diagnostics_table,
+    insertion_table,
     localization_table,
     occlusion_table,
     sparsity_table,
@@ -37,11 +39,14 @@ def deletion_curves_figure(tables: dict[str, pd.DataFrame], figures: Figures, at
                        "Accuracy against patches removed, per ranking (bands: 95% CI; random: mean and min–max over seeds).")
 
 
-def evaluation_sections(tables: dict[str, pd.DataFrame], figures: Figures) -> list[Section]:
-    """The deletion, occlusion and sparsity/localization sections, for the evaluations present."""
+def evaluation_sections(tables: dict[str, pd.DataFrame], figures: Figures,
+                        at_chance: frozenset[str] | set[str] = frozenset()) -> list[Section]:
+    """The deletion, occlusion and sparsity/localization sections, for the evaluations present
+    (``at_chance``: series whose model cannot be told from guessing, faded in the insertion figure)."""
     sections: list[Section] = []
     dsum, agree, diag = (tables[n] for n in ("deletion_summary.csv", "ranking_agreement.csv", "energy_diagnostics.csv"))
-    if has(dsum) or has(agree) or has(diag):
+    icurves, isum = tables["insertion_curves.csv"], tables["insertion_summary.csv"]
+    if has(dsum) or has(agree) or has(diag) or has(icurves) or has(isum):
         sec = Section(id="deletion", title="Deletion",
                       intro="Tokens of the final feature map are deleted in the order each ranking gives (first = deleted first) "
                             "and top-1 accuracy is measured after each step; the pooled map is rescaled to the tokens left. "
@@ -51,6 +56,17 @@ def evaluation_sections(tables: dict[str, pd.DataFrame], figures: Figures) -> li
             sec.figures.append(figures.add(lambda: plot_deletion_summary(dsum), "deletion_summary",
                                            "Area under the deletion curve per ranking, and ΔAUC to random with its 95% CI."))
             sec.tables.append(deletion_table(dsum))
+        if has(icurves) or has(isum):
+            sec.intro += (" Insertion runs the other way at the input level: each image starts blurred and its pixels "
+                          "come back token by token, most important first; a higher area is better.")
+        if has(icurves):
+            sec.figures.append(figures.add(lambda: plot_insertion_curves(icurves, no_information=at_chance),
+                                           "insertion_curves",
+                                           "Insertion: accuracy as the original pixels come back into the blurred "
+                                           "image, most important tokens first (bands: 95% CI; random: mean and "
+                                           "min–max over seeds)."))
+        if has(isum):
+            sec.tables.append(insertion_table(isum))
         if has(diag):
             sec.tables.append(diagnostics_table(diag))
         if has(agree):

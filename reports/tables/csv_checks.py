@@ -54,6 +54,13 @@ _RANGES: dict[str, dict[str, tuple[str, float, float | None, bool]]] = {
         "half_accuracy_k": _COUNT},
     "deletion_tests.csv": {"k": _COUNT, "accuracy": _PROB, "random_accuracy": _PROB, "difference": _DIFF,
                            "ci_low": _DIFF, "ci_high": _DIFF, "p_value": _PROB},
+    "insertion_curves.csv": {"seed": ("seed", -1.0, None, True), "k": _COUNT, "fraction_inserted": _PROB,
+                             "n_images": _COUNT, "accuracy": _PROB, "ci_low": _PROB, "ci_high": _PROB,
+                             "mean_true_prob": _PROB},
+    "insertion_summary.csv": {
+        "n_seeds": _COUNT, "n_images": _COUNT, "acc_k0": _PROB, "auc": _PROB, "prob_auc": _PROB,
+        **{f"{p}auc_diff{e}": _DIFF for p in ("", "prob_") for e in ("", "_ci_low", "_ci_high")},
+        **{f"{p}auc_diff_p_value": _PROB for p in ("", "prob_")}},
     "ranking_agreement.csv": {"n_images": _COUNT, "spearman_mean": _DIFF, "spearman_sd": ("sd", 0.0, None, False),
                               "kendall_mean": _DIFF, "kendall_sd": ("sd", 0.0, None, False),
                               "overlap25_mean": _PROB, "overlap50_mean": _PROB},
