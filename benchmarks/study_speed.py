@@ -11,7 +11,8 @@ wall and CPU time (all threads of the process) of both and their ratios, and the
 machine's load. What does not shrink with sharing is each checkpoint's own work
 (reading it, its tails, building its occluded images, its tables), so the ratio
 falls as the backbone's share of the cost grows: at 224 px (the default) the six
-cost about 1.3 times one on a 2-core CPU, at 128 px about 1.75 times.
+cost about 1.4 times one in wall time on a 2-core CPU (1.3 to 1.5 depending on the
+machine), at 128 px about 1.75 times.
 
     .venv/bin/python benchmarks/study_speed.py
     .venv/bin/python benchmarks/study_speed.py --images 64 --image-size 128

@@ -40,10 +40,13 @@ side, reflect padding).
 
 from __future__ import annotations
 
+import hashlib
 import math
+import threading
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -59,6 +62,7 @@ __all__ = [
     "FILLS",
     "condition_id",
     "occluder_rng",
+    "shared_pattern_masks",
     "random_squares_masks",
     "grid_masks",
     "center_masks",
@@ -313,7 +317,53 @@ def pattern_masks(
         if object_mask is None:
             return None
         region = np.asarray(object_mask) > 0.5
-    return pattern.fn(size, severities, occluder_rng(seed, index, f"pattern:{name}"), region, grid_size)
+    memo = _SHARED.memo
+    if memo is None:
+        return pattern.fn(size, severities, occluder_rng(seed, index, f"pattern:{name}"), region, grid_size)
+    where = None if region is None else hashlib.blake2b(np.packbits(region).tobytes() + repr(region.shape).encode(),
+                                                        digest_size=16).digest()
+    key = (name, int(size), tuple(float(s) for s in severities), int(seed), int(index), int(grid_size), where)
+    with _SHARED.lock:
+        found = memo.get(key)
+    if found is None:
+        found = pattern.fn(size, severities, occluder_rng(seed, index, f"pattern:{name}"), region, grid_size)
+        found.setflags(write=False)  # handed to every evaluation that asks: nobody may change it
+        with _SHARED.lock:
+            found = memo.setdefault(key, found)
+    return found
+
+
+class _SharedMasks:
+    """The memo of :func:`shared_pattern_masks` (None outside it) and its lock (evaluations run in threads)."""
+
+    def __init__(self) -> None:
+        self.memo: dict[tuple, np.ndarray] | None = None
+        self.lock = threading.Lock()
+
+    def clear(self) -> None:
+        with self.lock:
+            if self.memo is not None:
+                self.memo.clear()
+
+
+_SHARED = _SharedMasks()
+
+
+@contextmanager
+def shared_pattern_masks() -> Iterator[_SharedMasks]:
+    """Within the block, :func:`pattern_masks` computes each occluder once and hands the same (read-only)
+    masks to every later request for the same pattern, size, severities, seed, image index, grid and
+    object mask: the checkpoints of a study bundle occlude the same images alike. The pattern's own
+    random stream decides the masks, so they equal what each request would compute. Yields the memo,
+    whose ``clear()`` the caller calls between batches to bound its memory."""
+    if _SHARED.memo is not None:  # nested: the outer block's memo serves
+        yield _SHARED
+        return
+    _SHARED.memo = {}
+    try:
+        yield _SHARED
+    finally:
+        _SHARED.memo = None
 
 
 # -- fills --------------------------------------------------------------------------------

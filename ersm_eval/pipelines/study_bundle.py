@@ -32,6 +32,7 @@ from typing import Any, Callable, Sequence
 from ersm_eval.api.batches import DatasetBatches
 from ersm_eval.context import EvalSetup, Progress, check_finite, iterate_batches
 from ersm_eval.forward import fixed_chunks
+from ersm_eval.occluders import shared_pattern_masks
 from ersm_eval.shared_features import shared_backbone
 
 __all__ = ["evaluate_bundle", "EVALUATIONS"]
@@ -159,13 +160,14 @@ def evaluate_bundle(setups: Sequence[EvalSetup], labels: Sequence[str], deletion
              for s, label in zip(setups, labels) for kind in kinds]
     todo = [i for i in lead.indices if i not in done]
     interval, last_write, seen = (flush_seconds() if timed else 0.0), time.monotonic(), 0
-    with shared_backbone([s.model for s in setups]) as shared:
+    with shared_backbone([s.model for s in setups]) as shared, shared_pattern_masks() as occluders:
         for feed in feeds:
             feed.start()
         stopped = True
         try:
             for batch in (iterate_batches(lead.dataset, todo, batch_size, workers, lead.device, None) if todo else ()):
                 shared.clear()
+                occluders.clear()  # the previous batch's occluder masks
                 features = fixed_chunks(shared, batch["image"])
                 check_finite(features, batch["index"], "backbone features")
                 plain = {"features": features, "label": batch["label"], "index": batch["index"]}
