@@ -16,7 +16,7 @@ from matplotlib.ticker import PercentFormatter
 
 from ersm_eval import verdicts
 from reports.figures_deletion import random_band
-from reports.figures_style import new_figure, ranking_order, ranking_style, series_of, styled
+from reports.figures_style import ranking_order, ranking_style, series_panels, styled
 
 __all__ = ["plot_insertion_curves"]
 
@@ -45,12 +45,7 @@ def plot_insertion_curves(curves: pd.DataFrame, no_information: frozenset[str] |
     Returns:
         The figure (legend below the panels).
     """
-    curves = series_of(curves)
-    series = list(pd.unique(curves["series"]))
-    ncols = 1 if len(series) == 1 else 2
-    nrows = math.ceil(len(series) / ncols)
-    fig = new_figure(6.6 if ncols == 1 else 10.5, 3.6 * nrows + 0.9)
-    axes = fig.subplots(nrows, ncols, sharey=True, squeeze=False).ravel()
+    curves, series, fig, axes, ncols = series_panels(curves)
     handles: dict[str, object] = {}
     for ax, name in zip(axes, series):
         panel = curves[curves["series"] == name]

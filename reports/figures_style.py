@@ -10,11 +10,13 @@ never through ``pyplot``, so no display and no global backend switch is needed.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, TypeVar
 
 import matplotlib as mpl
+import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -30,6 +32,7 @@ __all__ = [
     "save_figure",
     "series_colours",
     "series_of",
+    "series_panels",
     "styled",
 ]
 
@@ -113,6 +116,17 @@ def series_of(table: pd.DataFrame) -> pd.DataFrame:
     if "series" in table.columns:
         return table
     return table.assign(series=table["checkpoint"].astype(str))
+
+
+def series_panels(curves: pd.DataFrame) -> tuple[pd.DataFrame, list, Figure, np.ndarray, int]:
+    """Curves drawn one panel per series (two columns from two series on, one y axis): the curves with a
+    ``series`` column, the series in order, the figure, its axes (flat) and the number of columns."""
+    curves = series_of(curves)
+    series = list(pd.unique(curves["series"]))
+    ncols = 1 if len(series) == 1 else 2
+    nrows = math.ceil(len(series) / ncols)
+    fig = new_figure(6.6 if ncols == 1 else 10.5, 3.6 * nrows + 0.9)
+    return curves, series, fig, fig.subplots(nrows, ncols, sharey=True, squeeze=False).ravel(), ncols
 
 
 F = TypeVar("F", bound=Callable)
