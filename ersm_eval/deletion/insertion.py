@@ -26,11 +26,11 @@ import numpy as np
 import pandas as pd
 
 from ersm_eval.deletion.settings import DeletionSettings
-from ersm_eval.deletion.tables import gain_columns
+from ersm_eval.deletion.tables import curves_table, gain_columns
 from ersm_eval.orders import order_areas
 from ersm_eval.records import no_images_error, sort_records
 from ersm_eval.schema import TABLES
-from ersm_eval.stats import bootstrap_weights, wilson_interval
+from ersm_eval.stats import bootstrap_weights
 from ersm_eval.verdicts import chance_test
 from ersm_eval.verdicts.insertion import insertion_verdict
 
@@ -88,7 +88,8 @@ def insertion_tables(records: dict[str, np.ndarray], curve_specs: Sequence[tuple
     label = st.label
     correct = rec["insertion_correct"]
     fraction = np.asarray(steps) / n_tokens
-    curves = _curves_table(correct, rec["insertion_true_prob"].astype(np.float64), curve_specs, steps, fraction, label)
+    curves = curves_table(correct, rec["insertion_true_prob"].astype(np.float64), curve_specs, steps, fraction, label,
+                          "insertion_curves.csv", "fraction_inserted")
     columns = _columns(curve_specs)
     areas = insertion_per_image(rec, curve_specs, steps, n_tokens)
     prob_areas = insertion_per_image(rec, curve_specs, steps, n_tokens, "true_prob")
@@ -114,16 +115,3 @@ def insertion_tables(records: dict[str, np.ndarray], curve_specs: Sequence[tuple
     return {"insertion_curves.csv": curves, "insertion_summary.csv": summary}
 
 
-def _curves_table(correct, true_prob, curve_specs, steps, fraction, label) -> pd.DataFrame:
-    """insertion_curves.csv: one curve per (ranking, order, seed) with Wilson intervals."""
-    n = correct.shape[0]
-    frames = []
-    for c, (name, order, seed) in enumerate(curve_specs):
-        hits = correct[:, c, :].sum(0)
-        low, high = wilson_interval(hits, n)
-        frames.append(pd.DataFrame({
-            "checkpoint": label, "ranking": name, "order": order, "seed": seed, "k": steps,
-            "fraction_inserted": fraction, "n_images": n, "accuracy": hits / n,
-            "ci_low": low, "ci_high": high, "mean_true_prob": true_prob[:, c, :].mean(0),
-        }))
-    return pd.concat(frames, ignore_index=True)[TABLES["insertion_curves.csv"]]

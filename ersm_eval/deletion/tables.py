@@ -100,7 +100,7 @@ def deletion_tables(records: dict[str, np.ndarray], curve_specs: Sequence[tuple[
     label = st.label
     fraction = steps / n_tokens
     correct = rec["correct"]
-    curves = _curves_table(correct, rec["true_prob"].astype(np.float64), curve_specs, steps, fraction, label)
+    curves = curves_table(correct, rec["true_prob"].astype(np.float64), curve_specs, steps, fraction, label)
     columns = _curve_columns(curve_specs, names)
     # per (ranking, order) per-image correctness [n, S], random averaged over its seeds
     per_image = {(name, o): correct[:, cols, :].mean(1) for name in names for o, cols in columns[name].items()}
@@ -204,8 +204,10 @@ def _gaps(tests: pd.DataFrame, steps: np.ndarray) -> dict[str, float | int]:
                 steps_above_random=above, steps_below_random=below_random)
 
 
-def _curves_table(correct, true_prob, curve_specs, steps, fraction, label) -> pd.DataFrame:
-    """deletion_curves.csv: one curve per (ranking, order, seed) with Wilson intervals."""
+def curves_table(correct, true_prob, curve_specs, steps, fraction, label, table: str = "deletion_curves.csv",
+                 fraction_column: str = "fraction_removed") -> pd.DataFrame:
+    """A curves table (deletion_curves.csv, or insertion_curves.csv with ``fraction_inserted``): one curve per
+    (ranking, order, seed) with Wilson intervals, from correctness and true-class probabilities [n, curves, k]."""
     n = correct.shape[0]
     frames = []
     for c, (name, order, seed) in enumerate(curve_specs):
@@ -213,10 +215,10 @@ def _curves_table(correct, true_prob, curve_specs, steps, fraction, label) -> pd
         low, high = wilson_interval(hits, n)
         frames.append(pd.DataFrame({
             "checkpoint": label, "ranking": name, "order": order, "seed": seed, "k": steps,
-            "fraction_removed": fraction, "n_images": n, "accuracy": hits / n,
+            fraction_column: fraction, "n_images": n, "accuracy": hits / n,
             "ci_low": low, "ci_high": high, "mean_true_prob": true_prob[:, c, :].mean(0),
         }))
-    return pd.concat(frames, ignore_index=True)[TABLES["deletion_curves.csv"]]
+    return pd.concat(frames, ignore_index=True)[TABLES[table]]
 
 
 def token_score_arrays(records: dict[str, np.ndarray], curves: list[tuple[str, str, int]], grid: tuple[int, int]) -> dict[str, np.ndarray]:
