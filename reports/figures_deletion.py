@@ -17,17 +17,18 @@ from matplotlib.ticker import PercentFormatter
 from ersm_eval import verdicts
 from reports.figures_style import new_figure, ranking_order, ranking_style, series_colours, series_of, series_panels, styled
 
-__all__ = ["n_tokens", "plot_deletion_curves", "plot_deletion_summary", "random_band"]
+__all__ = ["n_tokens", "plot_deletion_curves", "plot_deletion_summary", "random_band", "share_axis", "finish_panels"]
 
 _HATCHES = ["", "//", "..", "xx", "\\\\", "oo", "++", "--"]
 
 
-def n_tokens(curve: pd.DataFrame) -> int | None:
-    """Number of tokens N implied by ``k / fraction_removed`` (None when it cannot be told)."""
-    rows = curve[(curve["k"] > 0) & (curve["fraction_removed"] > 0)]
+def n_tokens(curve: pd.DataFrame, fraction: str = "fraction_removed") -> int | None:
+    """Number of tokens N implied by ``k / fraction_removed`` (or another ``fraction`` column; None when it
+    cannot be told)."""
+    rows = curve[(curve["k"] > 0) & (curve[fraction] > 0)]
     if rows.empty:
         return None
-    ratios = (rows["k"] / rows["fraction_removed"]).to_numpy()
+    ratios = (rows["k"] / rows[fraction]).to_numpy(float)
     n = float(np.median(ratios))
     if not math.isfinite(n) or n <= 0 or not np.allclose(ratios, n, rtol=1e-3):
         return None
@@ -118,14 +119,23 @@ def plot_deletion_curves(curves: pd.DataFrame, no_information: frozenset[str] | 
         ax.set_title(title, loc="left")
         ax.set_xlabel("Patches removed (k)")
         ax.set_xlim(panel["k"].min(), panel["k"].max())
-        n = n_tokens(panel)
-        if n:
-            top = ax.secondary_xaxis("top", functions=(lambda k, n=n: k / n, lambda f, n=n: f * n))
-            top.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-            top.set_xlabel(f"Share of the {n} patches removed", fontsize=8)
-    for ax in axes[:: ncols]:
+        share_axis(ax, n_tokens(panel), "removed")
+    return finish_panels(fig, axes, len(series), ncols, handles, curves)
+
+
+def share_axis(ax, n: int | None, verb: str) -> None:
+    """A top axis with the share of the ``n`` patches ``verb`` (removed, inserted); none when N is unknown."""
+    if n:
+        top = ax.secondary_xaxis("top", functions=(lambda k, n=n: k / n, lambda f, n=n: f * n))
+        top.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+        top.set_xlabel(f"Share of the {n} patches {verb}", fontsize=8)
+
+
+def finish_panels(fig: Figure, axes, n_series: int, ncols: int, handles: dict[str, object], curves: pd.DataFrame) -> Figure:
+    """The accuracy label of each row, the unused panels hidden and one legend below them."""
+    for ax in axes[::ncols]:
         ax.set_ylabel("Top-1 accuracy (%)")
-    for ax in axes[len(series):]:
+    for ax in axes[n_series:]:
         ax.set_visible(False)
     seeded = curves.loc[curves["ranking"] == "random", "seed"].nunique() > 1
     fig.legend(

@@ -7,30 +7,15 @@ random's mean over seeds with the min–max spread across seeds. Higher is bette
 
 from __future__ import annotations
 
-import math
 
-import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from matplotlib.ticker import PercentFormatter
 
 from ersm_eval import verdicts
-from reports.figures_deletion import random_band
+from reports.figures_deletion import finish_panels, n_tokens, random_band, share_axis
 from reports.figures_style import ranking_order, ranking_style, series_panels, styled
 
 __all__ = ["plot_insertion_curves"]
-
-
-def _n_tokens(rows: pd.DataFrame) -> int | None:
-    """N implied by ``k / fraction_inserted`` (None when it cannot be told)."""
-    rows = rows[(rows["k"] > 0) & (rows["fraction_inserted"] > 0)]
-    if rows.empty:
-        return None
-    ratios = (rows["k"] / rows["fraction_inserted"]).to_numpy(float)
-    n = float(np.median(ratios))
-    if not math.isfinite(n) or n <= 0 or not np.allclose(ratios, n, rtol=1e-3):
-        return None
-    return int(round(n))
 
 
 @styled
@@ -76,17 +61,5 @@ def plot_insertion_curves(curves: pd.DataFrame, no_information: frozenset[str] |
         ax.set_title(title, loc="left")
         ax.set_xlabel("Patches put back into the blurred image (k)")
         ax.set_xlim(panel["k"].min(), panel["k"].max())
-        n = _n_tokens(panel)
-        if n:
-            top = ax.secondary_xaxis("top", functions=(lambda k, n=n: k / n, lambda f, n=n: f * n))
-            top.xaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-            top.set_xlabel(f"Share of the {n} patches inserted", fontsize=8)
-    for ax in axes[::ncols]:
-        ax.set_ylabel("Top-1 accuracy (%)")
-    for ax in axes[len(series):]:
-        ax.set_visible(False)
-    seeded = curves.loc[curves["ranking"] == "random", "seed"].nunique() > 1
-    fig.legend(list(handles.values()), list(handles), loc="outside lower center",
-               ncols=min(2 if ncols == 1 else 3, len(handles)),
-               title="Bands: 95% CI" + ("; random: min–max over seeds" if seeded else ""), title_fontsize=8)
-    return fig
+        share_axis(ax, n_tokens(panel, "fraction_inserted"), "inserted")
+    return finish_panels(fig, axes, len(series), ncols, handles, curves)

@@ -2,35 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.cli.killed_runs import ROOT, cli_env, killed_run
+
 LIMIT = 24
 
-# The CLI in a child process whose progress bar kills it with SIGKILL (no clean-up runs) once `after` images of
-# the comparison's evaluation are done.
-_KILLER = textwrap.dedent("""
-    import contextlib, os, signal, sys
-    after = int(os.environ["KILL_AFTER_IMAGES"])
-
-    @contextlib.contextmanager
-    def killing_bar(total, description):
-        done = [0]
-        def advance(n):
-            done[0] += n
-            if description.startswith("compare") and done[0] >= after:
-                os.kill(os.getpid(), signal.SIGKILL)
-        yield advance
-
-    import cli.compare
-    cli.compare.bars = lambda quiet: killing_bar
-    from cli.main import app
-    app(sys.argv[1:], prog_name="ersm-eval")
-""")
 
 
 def _args(checkpoints: list[Path], out: Path, *extra: str) -> list[str]:
@@ -40,12 +19,10 @@ def _args(checkpoints: list[Path], out: Path, *extra: str) -> list[str]:
 
 
 def _run(args: list[str], kill_after: int | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "ERSM_EVAL_RESUME_SECONDS": "0", "OMP_NUM_THREADS": "1"}
-    if kill_after is None:
-        return subprocess.run([sys.executable, "-m", "cli.main", *args], env=env, capture_output=True, text=True,
-                              timeout=600)
-    env["KILL_AFTER_IMAGES"] = str(kill_after)
-    return subprocess.run([sys.executable, "-c", _KILLER, *args], env=env, capture_output=True, text=True, timeout=600)
+    if kill_after is not None:  # counting the comparison's own bar (the randomization check's come after it)
+        return killed_run(args, kill_after, prefix="compare")
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], env=cli_env(), cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
 
 
 def _tables(folder: Path) -> dict[str, bytes]:

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -13,37 +9,9 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from ersm_eval.resume import store_folder
-
-ROOT = Path(__file__).resolve().parents[2]
-
-# Runs the CLI in a child process whose progress bar kills the process with SIGKILL (no clean-up of any
-# kind runs) once `after` images are done: a deterministic point in the middle of the evaluation.
-_KILLER = textwrap.dedent("""
-    import contextlib, os, signal, sys
-    import cli.common
-    after = int(os.environ["KILL_AFTER_IMAGES"])
-
-    @contextlib.contextmanager
-    def killing_bar(total, description):
-        done = [0]
-        def advance(n):
-            done[0] += n
-            if done[0] >= after:
-                os.kill(os.getpid(), signal.SIGKILL)
-        yield advance
-
-    cli.common.bars = lambda quiet: killing_bar
-    for name in ("cli.deletion", "cli.sparsity", "cli.occlusion"):
-        __import__(name).bars = cli.common.bars
-    from cli.main import app
-    app(sys.argv[1:], prog_name="ersm-eval")
-""")
+from tests.cli.killed_runs import killed_run
 
 
-def _killed_run(args: list[str], after: int) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "ERSM_EVAL_RESUME_SECONDS": "0", "KILL_AFTER_IMAGES": str(after),
-           "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-c", _KILLER, *args], env=env, capture_output=True, text=True, timeout=600)
 
 
 def _tables(folder: Path) -> dict[str, bytes]:
@@ -62,7 +30,7 @@ def test_killed_evaluation_resumes_to_the_same_tables(tiny_checkpoint, tmp_path,
     result = CliRunner().invoke(app, [*common, "--out", str(whole)])
     assert result.exit_code == 0, result.output
 
-    killed = _killed_run([*common, "--out", str(resumed)], after=12)
+    killed = killed_run([*common, "--out", str(resumed)], after=12)
     assert killed.returncode == -9, killed.stderr[-2000:]  # died by SIGKILL, half-way
     assert not resumed.exists()
     chunks = sorted(store_folder(resumed).glob("*.npz"))
@@ -79,7 +47,7 @@ def test_resume_with_other_settings_is_refused_and_nothing_to_resume_starts_fres
     out = tmp_path / "d"
     base = ["deletion", str(tiny_checkpoint), "--dataset", "synthetic", "--limit", "16", "--batch-size", "4",
             "--no-report", "--quiet", "--steps", "4", "--out", str(out)]
-    killed = _killed_run([*base, "--seeds", "0"], after=8)
+    killed = killed_run([*base, "--seeds", "0"], after=8)
     assert killed.returncode == -9
     result = CliRunner().invoke(app, [*base, "--seeds", "0,1", "--resume"])
     assert result.exit_code != 0

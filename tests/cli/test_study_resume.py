@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -16,31 +12,10 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from ersm_eval.resume import store_folder
+from tests.cli.killed_runs import killed_run
 
-ROOT = Path(__file__).resolve().parents[2]
 LIMIT = 24
 
-# Runs the CLI in a child process whose progress bar kills the process with SIGKILL (no clean-up of any
-# kind runs) once `after` images are done: a deterministic point in the middle of the study.
-_KILLER = textwrap.dedent("""
-    import contextlib, os, signal, sys
-    import cli.common
-    after = int(os.environ["KILL_AFTER_IMAGES"])
-
-    @contextlib.contextmanager
-    def killing_bar(total, description):
-        done = [0]
-        def advance(n):
-            done[0] += n
-            if done[0] >= after:
-                os.kill(os.getpid(), signal.SIGKILL)
-        yield advance
-
-    import cli.study
-    cli.study.bars = lambda quiet: killing_bar
-    from cli.main import app
-    app(sys.argv[1:], prog_name="ersm-eval")
-""")
 
 
 @pytest.fixture(scope="module")
@@ -62,12 +37,6 @@ def frozen_pair(tmp_path_factory) -> list[Path]:
         result.save(folder / f"frozen-s{seed}.pt")
         paths.append(folder / f"frozen-s{seed}.pt")
     return paths
-
-
-def _killed_run(args: list[str], after: int) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "ERSM_EVAL_RESUME_SECONDS": "0", "KILL_AFTER_IMAGES": str(after),
-           "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-c", _KILLER, *args], env=env, capture_output=True, text=True, timeout=600)
 
 
 def _tables(folder: Path) -> dict[str, bytes]:
@@ -108,7 +77,7 @@ def whole(checkpoints, tmp_path_factory) -> dict[str, bytes]:
 
 def test_killed_study_resumes_to_the_same_tables(checkpoints, frozen_pair, whole, tmp_path):
     resumed = tmp_path / "resumed"
-    killed = _killed_run(["study", *checkpoints, *OPTIONS, "--out", str(resumed)], after=LIMIT + 12)
+    killed = killed_run(["study", *checkpoints, *OPTIONS, "--out", str(resumed)], after=LIMIT + 12)
     assert killed.returncode == -9, killed.stderr[-2000:]  # died by SIGKILL: the first bundle done, the pair half-way
     assert not resumed.exists()
     assert {len(_stored(resumed, f"{kind}-ersm_full")) for kind in KINDS} == {LIMIT}
