@@ -4,6 +4,9 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.ersm-installed
 # torch/torchvision are pinned to the releases this project is tested with.
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
+# The suite runs in this many processes (pytest-xdist; each test file stays in one process, and each
+# process uses one torch thread, see tests/conftest.py); `make test TEST_WORKERS=1` runs it in one.
+TEST_WORKERS ?= 2
 
 # `make test-min`: the suite again in .venv-min, with every other dependency at the oldest
 # release pyproject.toml allows (.ci/min_requirements.py reads the bounds), so they stay true.
@@ -45,7 +48,7 @@ demo: $(STAMP)
 	$(VENV)/bin/ersm-eval demo --out runs/demo --overwrite
 
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 $(STAMP_MIN): pyproject.toml .ci/min_requirements.py
 	rm -rf $(VENV_MIN)
@@ -58,7 +61,7 @@ $(STAMP_MIN): pyproject.toml .ci/min_requirements.py
 
 test-min: $(STAMP_MIN)
 	@echo "test-min: $$(tr '\n' ' ' < $(VENV_MIN)/min-constraints.txt)"
-	$(PY_MIN) -m pytest $(MIN_TESTS)
+	$(PY_MIN) -m pytest -n $(TEST_WORKERS) --dist loadfile $(MIN_TESTS)
 
 bench: $(STAMP)
 	$(PY) benchmarks/deletion_speed.py

@@ -9,10 +9,21 @@ near chance. Evaluate them with ``--dataset synthetic`` (the test split's
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-import pytest
-import torch
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one of several test processes: one thread each, subprocesses too
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
+    # the worker is given a terminal size of 80 × 24; the commands' output (a pipe) is as in one process
+    os.environ.pop("COLUMNS", None)
+    os.environ.pop("LINES", None)
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
 
 from ersm_core.model import ModelConfig
 from ersm_core.training import TrainConfig, train
