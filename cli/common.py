@@ -275,6 +275,18 @@ def print_resumed(run: Any) -> None:
                           "evaluated the rest.", highlight=False)
 
 
+def print_study_resumed(run, what: str = "study") -> None:
+    """Say how many images an interrupted ``what`` (study, comparison) had finished (``--resume``), once; with
+    several backbone bundles an image counts once per bundle, as the progress bar counts it."""
+    if not run.resumed_images:
+        return
+    passes = len(run.bundles)
+    total = run.n_images * passes
+    per = f" ({run.n_images} images × {passes} backbone passes)" if passes > 1 else ""
+    err_console.print(f"Resumed {run.resumed_images} of {total} image(s){per} that an interrupted {what} had "
+                      "finished; evaluated the rest.", highlight=False)
+
+
 def print_skipped(skipped: list[dict[str, object]]) -> None:
     """Print the images skipped by ``--skip-bad-images`` (all processes', sorted by index) once."""
     if skipped and is_main():
@@ -333,15 +345,3 @@ def print_notes(notes: list[str], prefix: str = "Note:") -> None:
     """Each note on its own line, literally."""
     for note in notes:
         console.print(f"{prefix} {note}", highlight=False)
-
-
-def print_study_resumed(run, what: str = "study") -> None:
-    """Say how many images an interrupted ``what`` (study, comparison) had finished (``--resume``), once; with
-    several backbone bundles an image counts once per bundle, as the progress bar counts it."""
-    if not run.resumed_images:
-        return
-    passes = len(run.bundles)
-    total = run.n_images * passes
-    per = f" ({run.n_images} images × {passes} backbone passes)" if passes > 1 else ""
-    err_console.print(f"Resumed {run.resumed_images} of {total} image(s){per} that an interrupted {what} had "
-                      "finished; evaluated the rest.", highlight=False)

@@ -97,19 +97,17 @@ def compare_evaluations(
     from ersm_core.checkpoint import load_checkpoint
     from ersm_eval.api import combine_occlusion
     from ersm_eval.pipelines.sparsity import add_map_randomization
-    from ersm_eval.pipelines.study import _setups, evaluate_members, single_process, write_study_tables
+    from ersm_eval.pipelines.study import check_shared_pass, eval_setups, evaluate_members, write_study_tables
     from ersm_eval.pipelines.study_bundle import EVALUATIONS
     from ersm_eval.pipelines.study_resume import StudyStores
     from ersm_eval.studies import GROUPS_FILE, one_group_each
 
     skip = check_skip(skip)
-    single_process("a comparison")
-    if deletion.level != "feature":
-        raise ConfigError("a comparison evaluates deletion at feature level (one backbone pass per image)")
+    check_shared_pass("a comparison", deletion)
     loaded = {label: load_checkpoint(path) for label, path in zip(labels, checkpoints)}  # read once, weights only
     check_same_classes(checkpoints, list(loaded.values()))
     started, options = time.time(), dict(options or {})
-    setups = _setups(loaded, dataset, split, data_root, limit, join_group(device), subset_seed)
+    setups = eval_setups(loaded, dataset, split, data_root, limit, join_group(device), subset_seed)
     stores = None if resume_out is None else StudyStores(
         Path(resume_out), setups, dataset, split, deletion, occlusion, [k for k in EVALUATIONS if k not in skip],
         batch_size, resume)  # a resume is checked before any image is read

@@ -33,7 +33,7 @@ from ersm_eval.occlusion import OcclusionSettings
 from ersm_eval.pipelines.common import ProgressBar, join_group, no_progress, save_result
 
 __all__ = ["StudyRun", "run_study", "study", "study_labels", "evaluate_members", "write_study_tables", "STUDY_JSON",
-           "RUNS_DIR", "STUDY_OCCLUSION", "single_process"]
+           "RUNS_DIR", "STUDY_OCCLUSION", "check_shared_pass", "eval_setups"]
 
 STUDY_JSON = "study.json"
 RUNS_DIR = "runs"
@@ -62,12 +62,14 @@ def study_labels(checkpoints: Sequence[Path]) -> list[str]:
     return stems
 
 
-def single_process(what: str) -> None:
-    """Refuse a start under torchrun (ConfigError): ``what`` (a study, a comparison) runs its checkpoints in one
-    process, each bundle of them sharing one backbone pass per image."""
+def check_shared_pass(what: str, deletion: DeletionSettings) -> None:
+    """Refuse (ConfigError) what cannot share each image's backbone pass between ``what``'s (a study's, a
+    comparison's) checkpoints: a start under torchrun (they run in one process) or deletion at input level."""
     if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
         raise ConfigError(f"{what} runs in one process (its checkpoints share each backbone pass); run it without "
                           "torchrun")
+    if deletion.level != "feature":
+        raise ConfigError(f"{what} evaluates deletion at feature level (one backbone pass per image)")
 
 
 def _groups(loaded: dict[str, Any], group_by: Sequence[str] | None) -> pd.DataFrame:
@@ -79,7 +81,7 @@ def _groups(loaded: dict[str, Any], group_by: Sequence[str] | None) -> pd.DataFr
         raise ConfigError(str(err)) from None
 
 
-def _setups(loaded: dict[str, Any], dataset: str, split: str, data_root: Path | None, limit: int | None, device: str,
+def eval_setups(loaded: dict[str, Any], dataset: str, split: str, data_root: Path | None, limit: int | None, device: str,
             subset_seed: int) -> dict[str, Any]:
     """Every checkpoint's :class:`~ersm_eval.context.EvalSetup`, each checkpoint read once and each
     dataset built once per image transform."""
@@ -159,7 +161,7 @@ def run_study(
     from ersm_eval.pipelines.study_resume import StudyStores
 
     checkpoints = [Path(c) for c in checkpoints]
-    single_process("a study")
+    check_shared_pass("a study", deletion)
     if not checkpoints:
         raise ConfigError("a study needs at least one checkpoint")
     for path in checkpoints:
@@ -167,8 +169,6 @@ def run_study(
             raise ConfigError(f"checkpoint not found: {path}")
     labels = study_labels(checkpoints)
     skip = check_skip(skip)
-    if deletion.level != "feature":
-        raise ConfigError("a study evaluates deletion at feature level (one backbone pass per image)")
     inputs = [*checkpoints, data_root]
     check_output_dir(out, overwrite, inputs=inputs)
     from ersm_core.checkpoint import load_checkpoint
@@ -177,7 +177,7 @@ def run_study(
     check_same_classes(checkpoints, list(loaded.values()))
     groups = _groups(loaded, group_by)
     started = time.time()
-    setups = _setups(loaded, dataset, split, data_root, limit, join_group(device), subset_seed)
+    setups = eval_setups(loaded, dataset, split, data_root, limit, join_group(device), subset_seed)
     stores = StudyStores(Path(out), setups, dataset, split, deletion, occlusion,
                          [k for k in EVALUATIONS if k not in skip], batch_size, resume)  # refusals before any work
     with output_folder(out, overwrite, inputs=inputs) as tmp:

@@ -82,3 +82,14 @@ def test_no_randomization_and_torchrun(tmp_path, tiny_checkpoint, monkeypatch):
     with pytest.raises(ConfigError, match="one process"):
         compare_evaluations(tmp_path / "d", [tiny_checkpoint], ["ersm_full"], "synthetic", DELETION, OCCLUSION,
                             limit=4)
+
+
+def test_input_level_deletion_is_refused_before_any_work(tmp_path, tiny_checkpoint):
+    from ersm_eval.pipelines.study import run_study
+
+    inputs = replace(DELETION, level="input")
+    with pytest.raises(ConfigError, match="a comparison evaluates deletion at feature level"):
+        compare_evaluations(tmp_path, [tiny_checkpoint], ["ersm_full"], "synthetic", inputs, OCCLUSION, limit=4)
+    with pytest.raises(ConfigError, match="a study evaluates deletion at feature level"):
+        run_study([tiny_checkpoint], "synthetic", inputs, OCCLUSION, out=tmp_path / "study", limit=4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written
